@@ -1,0 +1,95 @@
+"""The ``rpclab`` command: ``doctor``, ``serve socket|grpc`` and ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any, Callable, Sequence
+
+__all__ = ["main"]
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from rpclab import doctor
+
+    return 0 if doctor.report() else 1
+
+
+def _start_socket(host: str, port: int) -> Any:
+    from rpclab import kv, socketrpc
+
+    return socketrpc.serve(kv.KVStore(), host=host, port=port)
+
+
+def _start_grpc(host: str, port: int) -> Any:
+    from rpclab import grpcservices
+
+    return grpcservices.serve_all(host=host, port=port)
+
+
+SERVERS: dict[str, Callable[[str, int], Any]] = {"socket": _start_socket, "grpc": _start_grpc}
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C or SIGTERM, then stop cleanly and exit 0."""
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        done.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            server = SERVERS[args.kind](args.host, args.port)
+        except Exception as exc:
+            print(f"rpclab serve {args.kind}: {exc}", file=sys.stderr)
+            return 1
+        host, port = server.address
+        print(f"listening on {host}:{port}", flush=True)
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"warning: serving on {args.host}: other machines can reach this server; "
+                  "it has no authentication.", file=sys.stderr, flush=True)
+        while not done.wait(0.5):
+            pass
+        server.stop()
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from rpclab import bench
+
+    return bench.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rpclab", description="RPC Lab: remote procedure calls from the ground up.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    doctor = sub.add_parser("doctor", help="check this installation and say how to fix what is wrong")
+    doctor.set_defaults(func=_doctor)
+
+    serve = sub.add_parser("serve", help="serve the key-value store until Ctrl-C")
+    serve.add_argument("kind", choices=sorted(SERVERS), help="which transport")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=0, help="port to bind (default 0: any free port)")
+    serve.set_defaults(func=_serve)
+
+    bench = sub.add_parser("bench", help="measure latency and throughput of each transport")
+    bench.add_argument("--quick", action="store_true", help="a small, bounded run (seconds, not minutes)")
+    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
