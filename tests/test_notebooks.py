@@ -1,0 +1,100 @@
+"""The notebooks: tidy, navigable, and safe to run twice in one kernel.
+
+nbval (`pytest --nbval-lax notebooks/`, part of the default test run) proves
+each notebook executes in a fresh kernel; these tests add the rest.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"rpclab_tools_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+nav = _tool("nav")
+rerun = _tool("rerun")
+
+ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
+NUMBERED = nav.numbered_notebooks()
+ids = [p.name for p in ALL]
+
+
+def test_there_are_notebooks_and_every_name_is_numbered_kebab_case():
+    assert NUMBERED, "no notebooks found"
+    strays = [p.name for p in ALL if p not in NUMBERED and p.name != nav.INDEX]
+    assert not strays, f"notebooks must be named NN-kebab-title.ipynb: {strays}"
+
+
+def test_numbers_run_from_00_without_gaps_or_repeats():
+    numbers = [int(p.name[:2]) for p in NUMBERED]
+    assert numbers == list(range(len(numbers))), numbers
+
+
+@pytest.mark.parametrize("path", ALL, ids=ids)
+def test_no_outputs_or_execution_counts_are_committed(path):
+    nb = nbformat.read(path, as_version=4)
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert not dirty, f"cells {dirty} carry outputs or execution counts: clear them before committing"
+
+
+@pytest.mark.parametrize("path", ALL, ids=ids)
+def test_notebook_is_valid_and_uses_python3_kernel(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+
+
+@pytest.mark.parametrize("path", NUMBERED, ids=[p.name for p in NUMBERED])
+def test_title_cell_says_what_you_will_learn_and_how_long(path):
+    nb = nbformat.read(path, as_version=4)
+    entry = nav.parse_title_cell(path.name, nb.cells[0].source)
+    assert entry.learn and entry.minutes > 0
+
+
+@pytest.mark.parametrize("path", NUMBERED, ids=[p.name for p in NUMBERED])
+def test_notebook_has_try_it_prompts_and_a_summary(path):
+    text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+    assert "**Try it" in text, "a notebook needs at least one 'Try it' prompt"
+    assert re.search(r"^## Summary", text, re.M), "a notebook needs a '## Summary' section"
+
+
+def test_navigation_index_and_readme_map_are_current():
+    stale = [str(p.relative_to(ROOT)) for p, text in nav.planned_files().items()
+             if not p.exists() or p.read_text() != text]
+    assert not stale, f"out of date, run `python tools/nav.py`: {stale}"
+
+
+def test_navigation_rewrite_is_in_place_and_idempotent(tmp_path):
+    for p in NUMBERED[:3]:
+        (tmp_path / p.name).write_text(p.read_text())
+    first = nav.planned_files(tmp_path, tmp_path / "README.md")
+    for p, text in first.items():
+        p.write_text(text)
+    second = nav.planned_files(tmp_path, tmp_path / "README.md")
+    assert first == second
+    for p in nav.numbered_notebooks(tmp_path):
+        cells = nbformat.read(p, as_version=4).cells
+        navs = [c for c in cells if c.source.startswith(nav.SENTINEL)]
+        assert len(navs) == 2 and cells[1] is navs[0] and cells[-1] is navs[1]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NUMBERED, ids=[p.name for p in NUMBERED])
+def test_runs_twice_in_one_kernel_without_leaks(path):
+    report = rerun.rerun(path)
+    assert not report.leaks, "\n".join(report.leaks)
