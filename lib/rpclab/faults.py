@@ -468,16 +468,17 @@ class _Pump:
             for copy in range(item.copies):
                 if self.conn.aborted.is_set():
                     return
+                # counted and tapped just before sending, so that whoever reads the reply also sees the count
+                if copy == 0:
+                    self.state.count(self.direction, forwarded=1, bytes=len(item.payload))
+                else:
+                    self.state.count(self.direction, duplicated=1, bytes=len(item.payload))
+                self.state.tap(self.direction, item.payload, time.monotonic(), "forwarded" if copy == 0 else "duplicated")
                 try:
                     self.dst.sendall(data)
                 except OSError:
                     self.conn.abort(reset=True)
                     return
-                self.state.tap(self.direction, item.payload, time.monotonic(), "forwarded" if copy == 0 else "duplicated")
-            if item.copies == 2:
-                self.state.count(self.direction, forwarded=1, duplicated=1, bytes=2 * len(item.payload))
-            else:
-                self.state.count(self.direction, forwarded=1, bytes=len(item.payload))
 
 
 # --------------------------------------------------------------------------- the server

@@ -15,6 +15,7 @@ import struct
 __all__ = [
     "HEADER",
     "MAX_FRAME_SIZE",
+    "MAX_HEADER_LENGTH",
     "FramingError",
     "FrameTooLarge",
     "ConnectionClosed",
@@ -27,6 +28,7 @@ __all__ = [
 
 HEADER = struct.Struct(">I")  # 4-byte unsigned big-endian length
 MAX_FRAME_SIZE = 1024 * 1024  # 1 MiB unless a caller says otherwise
+MAX_HEADER_LENGTH = 2**32 - 1  # the largest length four bytes can say
 
 
 class FramingError(Exception):
@@ -53,8 +55,9 @@ class ConnectionClosed(FramingError, ConnectionError):
 
 def encode_frame(payload: bytes, max_size: int = MAX_FRAME_SIZE) -> bytes:
     """The frame for ``payload``: its length, then the payload."""
-    if len(payload) > max_size:
-        raise FrameTooLarge(len(payload), max_size)
+    limit = min(max_size, MAX_HEADER_LENGTH)
+    if len(payload) > limit:
+        raise FrameTooLarge(len(payload), limit)
     return HEADER.pack(len(payload)) + payload
 
 
@@ -93,6 +96,10 @@ class FrameDecoder:
 
     For code that receives bytes in pieces it does not choose (a proxy, an
     event loop): ``feed(chunk)`` returns the payloads completed by that chunk.
+    The result does not depend on how the stream was cut: every frame before
+    an over-limit header is returned, then FrameTooLarge is raised -- by the
+    same ``feed`` if no frame came before it in that chunk, else by the next
+    one (``feed(b"")`` asks without waiting for more bytes).
     """
 
     def __init__(self, max_size: int = MAX_FRAME_SIZE):
@@ -100,17 +107,24 @@ class FrameDecoder:
         self._buffer = bytearray()
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        self._buffer += chunk
-        frames = []
-        while len(self._buffer) >= HEADER.size:
-            (size,) = HEADER.unpack_from(self._buffer)
+        buffer = self._buffer
+        if not buffer and len(chunk) >= HEADER.size:  # fast path: a chunk that is exactly one frame
+            (size,) = HEADER.unpack_from(chunk)
+            if len(chunk) == HEADER.size + size and size <= self.max_size:
+                return [bytes(chunk[HEADER.size:])]
+        buffer += chunk
+        frames: list[bytes] = []
+        while len(buffer) >= HEADER.size:
+            (size,) = HEADER.unpack_from(buffer)
             if size > self.max_size:
+                if frames:
+                    break  # hand these over first; the next feed() raises
                 raise FrameTooLarge(size, self.max_size)
             end = HEADER.size + size
-            if len(self._buffer) < end:
+            if len(buffer) < end:
                 break
-            frames.append(bytes(self._buffer[HEADER.size:end]))
-            del self._buffer[:end]
+            frames.append(bytes(buffer[HEADER.size:end]))
+            del buffer[:end]
         return frames
 
     @property

@@ -133,9 +133,10 @@ def _run_protoc(proto: Path, out_dir: Path, shown_as: Path | None = None) -> Non
     from grpc_tools import protoc
 
     out = str(out_dir)
+    folders = dict.fromkeys([proto.parent, *([shown_as.parent] if shown_as is not None else [])])
     args = [
         "grpc_tools.protoc",
-        f"-I{proto.parent}",
+        *[f"-I{folder}" for folder in folders],  # the file's own folder first, then the original's
         f"-I{_protoc_include()}",
         f"--python_out={out}",
         f"--pyi_out={out}",

@@ -180,16 +180,16 @@ class Row(NamedTuple):
 
 
 def table_rows(frames: Sequence[Frame], *, hex: bool = False, start: float | None = None,
-               json_limit: int = JSON_LIMIT, hex_limit: int = HEX_LIMIT) -> list[Row]:
+               json_limit: int = JSON_LIMIT, json_indent: int | None = 2, hex_limit: int = HEX_LIMIT) -> list[Row]:
     """The rows the wire inspector shows for ``frames``: time since ``start`` (default: the first frame), arrow, size, payload."""
     if start is None and frames:
         start = frames[0].time
     rows = []
     for frame in frames:
-        shown = hexdump(frame.payload, hex_limit) if hex else format_json(frame.payload, json_limit)
+        shown = hexdump(frame.payload, hex_limit) if hex else format_json(frame.payload, json_limit, json_indent)
         if frame.truncated and not hex:
             shown = f"(only the first {len(frame.payload)} of {frame.size} bytes were kept) " + shown
-        rows.append(Row(frame.seq, f"+{frame.time - (start or frame.time):.3f} s", ARROWS.get(frame.direction, "?"),
+        rows.append(Row(frame.seq, f"{frame.time - (start if start is not None else frame.time):+.3f} s", ARROWS.get(frame.direction, "?"),
                         frame.direction, f"{frame.size} B", frame.fate, shown))
     return rows
 
@@ -199,11 +199,12 @@ _FATE_COLOURS = {"dropped": "#c62828", "reset": "#c62828", "duplicated": "#ef6c0
 
 def render_html(frames: Sequence[Frame], *, hex: bool = False, start: float | None = None, last: int | None = None) -> str:
     """An HTML table of ``frames`` (the ``last`` ones only, if given), every value escaped."""
-    shown = list(frames)[-last:] if last else list(frames)
+    frames = list(frames)
+    shown = frames[-last:] if last else frames
     if not shown:
         return "<p><i>No frames yet: make a call, then refresh.</i></p>"
     if start is None:
-        start = shown[0].time if len(shown) == len(frames) else frames[0].time
+        start = frames[0].time
     cells = "padding:2px 8px;text-align:left;vertical-align:top"
     head = "".join(f"<th style='{cells}'>{h}</th>" for h in ("#", "time", "", "size", "fate", "payload"))
     body = []
@@ -227,10 +228,8 @@ def render_text(frames: Iterable[Frame], *, hex: bool = False, start: float | No
     if not frames:
         return "(no frames)"
     lines = []
-    for row in table_rows(frames, hex=hex, start=start, json_limit=json_limit):
+    for row in table_rows(frames, hex=hex, start=start, json_limit=json_limit, json_indent=None):
         fate = "" if row.fate == "forwarded" else f"  [{row.fate}]"
-        payload = row.payload if hex else format_json(frames[row.seq - frames[0].seq].payload, json_limit, indent=None) \
-            if 0 <= row.seq - frames[0].seq < len(frames) else row.payload
         lines.append(f"{row.seq:>4}  {row.time:>10}  {row.arrow}  {row.size:>8}{fate}")
-        lines.extend("      " + line for line in payload.splitlines())
+        lines.extend("      " + line for line in row.payload.splitlines())
     return "\n".join(lines)

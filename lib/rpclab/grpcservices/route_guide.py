@@ -110,7 +110,7 @@ class RouteGuide(route_guide_pb2_grpc.RouteGuideServicer):
         remembered = 0
         for note in request_iterator:
             here = earlier[_key(note.location)]
-            yield from list(here)
+            yield from here
             if remembered < MAX_NOTES_PER_CHAT:
                 here.append(note)
                 remembered += 1

@@ -1,0 +1,118 @@
+"""Browser suite fixtures: Debian's Chromium driven by Playwright against a real `jupyter lab`.
+
+Without Chromium (or Playwright) the suite skips, saying why; with RPCLAB_REQUIRE_BROWSER=1 (CI)
+it fails instead. browser_env.py says which environment variables move which paths.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from browser_env import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, NOTEBOOKS, REPO, REQUIRE_BROWSER
+from lab_server import LabServer, start_lab
+from notebook_page import NotebookRun, NotebookRuns
+
+_timings: list[tuple[str, dict[str, float]]] = []
+
+
+def _unavailable(reason: str) -> None:
+    """Skip the browser tests for `reason`, or fail them when CI requires a browser."""
+    if REQUIRE_BROWSER:
+        pytest.fail(f"RPCLAB_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
+    pytest.skip(f"browser tests skipped: {reason}")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """The Chromium executable, or a skip (a failure under RPCLAB_REQUIRE_BROWSER=1)."""
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        _unavailable(
+            f"no Chromium at {CHROMIUM} (install it: apt-get install chromium; "
+            "never `playwright install`)"
+        )
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _unavailable("Playwright is not installed (pip install -e '.[test]')")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: Path) -> Iterator[Any]:
+    """A headless Chromium, shared by the whole session."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="session")
+def lab(chromium: Path) -> Iterator[LabServer]:
+    """`jupyter lab` on a temporary copy of the notebooks, with the suite's own settings."""
+    workdir = Path(tempfile.mkdtemp(prefix="rpclab-lab-"))
+    try:
+        server = start_lab(NOTEBOOKS, workdir, ARTIFACTS / "jupyter-lab.log", REPO / "lib")
+        try:
+            yield server
+        finally:
+            leftovers = server.stop()
+            assert server.process.returncode is not None, "jupyter lab is still running"
+            assert not leftovers, f"kernels outlived jupyter lab (killed): pids {leftovers}"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def notebook_runs(browser: Any, lab: LabServer) -> Iterator[NotebookRuns]:
+    """Runs each notebook once, keeping the latest open while its tests look at it."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    runs = NotebookRuns(browser, lab, NOTEBOOKS, ARTIFACTS)
+    try:
+        yield runs
+    finally:
+        runs.close()
+        _timings.extend(runs.timings.items())
+
+
+@pytest.fixture
+def notebook_run(notebook: str, notebook_runs: NotebookRuns) -> NotebookRun:
+    """The notebook `notebook` opened in JupyterLab, every cell run (once per session)."""
+    return notebook_runs.get(notebook)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group this folder's tests by notebook, so each notebook is opened and run only once."""
+    slots = [
+        i
+        for i, item in enumerate(items)
+        if "notebook" in getattr(getattr(item, "callspec", None), "params", {})
+        and Path(str(item.fspath)).parent == Path(__file__).parent
+    ]
+    ordered = sorted((items[i] for i in slots), key=lambda item: item.callspec.params["notebook"])  # type: ignore[attr-defined]
+    for slot, item in zip(slots, ordered):
+        items[slot] = item
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print how long each notebook took in the browser."""
+    if not _timings:
+        return
+    terminalreporter.section("browser: seconds per notebook")
+    for name, t in _timings:
+        terminalreporter.write_line(
+            f"{name:45s} open {t['open']:5.1f}  run all {t['run']:5.1f}  "
+            f"widgets {t.get('widgets', 0.0):5.1f}  total {t['total']:5.1f}"
+        )

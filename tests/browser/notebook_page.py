@@ -1,0 +1,282 @@
+"""Open a notebook in JupyterLab, Run All as a learner would, and record what the page shows."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Locator, Page
+from playwright.sync_api import Error as PlaywrightError
+
+from lab_server import LabServer
+
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook in front, never a hidden tab
+VIEWPORT = {"width": 1280, "height": 800}
+MAX_SCREENSHOT_HEIGHT = 15000  # px: Chromium refuses captures much taller than 16384
+KERNEL_TIMEOUT = 90.0  # s: page loaded and kernel idle
+RUN_TIMEOUT = 180.0  # s: Run All, every code cell finished
+UI_TIMEOUT = 30.0  # s: a menu, a save, a widget drawn
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+ERROR_MIME = "application/vnd.jupyter.error"
+
+# JavaScript run in the page. Each takes the PANEL selector (and more) as its argument.
+_KERNEL_IDLE_JS = """
+(panel) => {
+  const p = document.querySelector(panel);
+  const status = p && p.querySelector('.jp-Notebook-ExecutionIndicator');
+  const kernel = p && p.querySelector('.jp-Toolbar-kernelName');
+  // Before a kernel exists the indicator also says idle, next to "No Kernel".
+  return !!(status && kernel && status.dataset.status === 'idle'
+            && kernel.textContent.trim() !== '' && !/No Kernel/.test(kernel.textContent));
+}
+"""
+_PROMPTS_JS = """
+(panel) => [...document.querySelectorAll(panel + ' .jp-CodeCell .jp-InputPrompt')]
+  .map((e) => e.textContent.trim())
+"""
+# Done: every non-empty code cell shows a number; or an error stopped Run All and nothing runs.
+_RUN_DONE_JS = """
+([panel, mask, errorMime]) => {
+  const prompts = [...document.querySelectorAll(panel + ' .jp-CodeCell .jp-InputPrompt')]
+    .map((e) => e.textContent.trim());
+  if (prompts.length !== mask.length) return false;
+  const done = mask.every((nonEmpty, i) => !nonEmpty || /^\\[\\d+\\]/.test(prompts[i]));
+  const busy = prompts.some((t) => t.includes('*'));
+  const failed = !!document.querySelector(panel + ` [data-mime-type='${errorMime}']`);
+  return done || (failed && !busy);
+}
+"""
+_SCROLLER_JS = """
+(panel) => {
+  const s = document.querySelector(panel + ' .jp-WindowedPanel-outer');
+  return s ? [s.scrollHeight, s.clientHeight] : [0, 0];
+}
+"""
+_FITS_JS = """
+(panel) => {
+  const s = document.querySelector(panel + ' .jp-WindowedPanel-outer');
+  return !s || s.scrollHeight <= s.clientHeight + 1;
+}
+"""
+# Top-level widget outputs of each cell, and whether each is drawn without error.
+WIDGETS_JS = """
+(panel) => {
+  const outputs = [...document.querySelectorAll(
+    panel + ' .jp-Cell-outputArea > .jp-OutputArea-child > .jp-OutputArea-output')];
+  const cells = [...document.querySelectorAll(panel + ' .jp-Notebook-cell')];
+  const found = [];
+  for (const out of outputs) {
+    const widget = out.classList.contains('jupyter-widgets') ? out : out.querySelector('.jupyter-widgets');
+    const text = out.innerText || '';
+    const broken = /Error displaying widget|Error rendering widget/.test(text);
+    if (!widget && !broken) continue;
+    const box = widget ? widget.getBoundingClientRect() : {width: 0, height: 0};
+    const cell = cells.findIndex((c) => c.contains(out));
+    found.push({cell: cell + 1, drawn: box.width > 0 && box.height > 0, broken,
+                loading: /Loading widget/.test(text), text: text.slice(0, 300)});
+  }
+  return found;
+}
+"""
+
+
+@dataclass
+class NotebookRun:
+    """A notebook open in JupyterLab after Run All: the page, and what the run produced."""
+
+    name: str
+    page: Page
+    context: BrowserContext
+    code_cells: list[dict[str, Any]]  # {"index": notebook cell number (1-based), "source": ...}
+    prompts: list[str]  # input prompt text of each code cell, after the run
+    errors: list[str]  # text of each error output
+    widget_views: dict[int, int]  # notebook cell number -> widget views in its saved outputs
+    screenshot: Path
+    console_errors: list[str] = field(default_factory=list)
+
+    @property
+    def panel(self) -> Locator:
+        """The open notebook panel: every selector is scoped to it."""
+        return self.page.locator(PANEL)
+
+    def unfinished(self) -> list[str]:
+        """One line per non-empty code cell whose prompt shows no execution count."""
+        lines = []
+        for cell, prompt in zip(self.code_cells, self.prompts):
+            if cell["source"].strip() and not prompt.strip("[]: ").isdigit():
+                first = cell["source"].strip().splitlines()[0][:70]
+                lines.append(f"cell {cell['index']} prompt {prompt!r}: {first}")
+        return lines
+
+
+class NotebookRuns:
+    """Runs each notebook once and keeps the latest open, so several tests can inspect it."""
+
+    def __init__(self, browser: Browser, lab: LabServer, sources: Path, artifacts: Path) -> None:
+        self.browser = browser
+        self.lab = lab
+        self.sources = sources
+        self.artifacts = artifacts
+        self.timings: dict[str, dict[str, float]] = {}
+        self._current: NotebookRun | None = None
+        self._started = 0.0
+        self._failed: dict[str, str] = {}
+
+    def get(self, name: str) -> NotebookRun:
+        """The run of notebook `name`, opening and running it if it is not the one open."""
+        if name in self._failed:
+            pytest.fail(self._failed[name], pytrace=False)
+        if self._current is not None and self._current.name == name:
+            return self._current
+        self.close()
+        try:
+            self._current = self._open_and_run(name)
+        except _RunFailed as failure:
+            self._failed[name] = str(failure)
+            pytest.fail(str(failure), pytrace=False)
+        return self._current
+
+    def close(self) -> None:
+        """Close the open notebook: a screenshot of its widgets, its page, its kernel session."""
+        run, self._current = self._current, None
+        if run is None:
+            return
+        try:
+            _widget_screenshot(run, self.artifacts / f"{Path(run.name).stem}-widgets.png")
+        except PlaywrightError:
+            pass  # a page that broke has already failed its tests, with its own screenshot
+        finally:
+            run.context.close()
+            self.lab.close_sessions(run.name)
+            self.timings.setdefault(run.name, {})["total"] = time.monotonic() - self._started
+
+    def _open_and_run(self, name: str) -> NotebookRun:
+        """Open `name` with a fresh browser profile, wait for its kernel, Run All, save."""
+        self._started = time.monotonic()
+        timing = self.timings[name] = {}
+        cells = json.loads((self.sources / name).read_text(encoding="utf-8"))["cells"]
+        code_cells = [
+            {"index": i + 1, "source": _source(c)} for i, c in enumerate(cells)
+            if c.get("cell_type") == "code"
+        ]
+        context = self.browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+        page = context.new_page()
+        console: list[str] = []
+        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: console.append(f"page error: {e}"))
+        shot = self.artifacts / f"{Path(name).stem}.png"
+        try:
+            query = urllib.parse.urlencode({"token": self.lab.token})
+            page.goto(self.lab.page_url(f"lab/tree/{urllib.parse.quote(name)}?reset&{query}"))
+            self._wait(page, _KERNEL_IDLE_JS, PANEL, KERNEL_TIMEOUT, f"{name}: kernel never idle")
+            timing["open"] = time.monotonic() - self._started
+            run_started = time.monotonic()
+            _run_all(page)
+            mask = [bool(c["source"].strip()) for c in code_cells]
+            finished = self._wait(
+                page, _RUN_DONE_JS, [PANEL, mask, ERROR_MIME], RUN_TIMEOUT, None
+            )
+            timing["run"] = time.monotonic() - run_started
+            prompts = page.evaluate(_PROMPTS_JS, PANEL)
+            errors = [e.inner_text() for e in page.locator(f"{PANEL} [data-mime-type='{ERROR_MIME}']").all()]
+            run = NotebookRun(name, page, context, code_cells, prompts, errors, {}, shot, console)
+            if len(prompts) != len(code_cells):
+                raise _RunFailed(
+                    f"{name}: the page shows {len(prompts)} code cells, the file has "
+                    f"{len(code_cells)} (is windowingMode 'none' in effect?); see {shot}"
+                )
+            if not finished:
+                raise _RunFailed(
+                    f"{name}: not every code cell finished within {RUN_TIMEOUT:.0f} s:\n  "
+                    + "\n  ".join(run.unfinished()) + f"\nscreenshot: {shot}"
+                )
+            run.widget_views = self._saved_widget_views(page, name)
+            full_page_screenshot(page, shot)  # saved first: no unsaved-changes dot on the tab
+            return run
+        except BaseException:
+            try:
+                full_page_screenshot(page, shot)  # what the page showed when it went wrong
+            except PlaywrightError:
+                pass
+            context.close()
+            self.lab.close_sessions(name)
+            raise
+
+    def _saved_widget_views(self, page: Page, name: str) -> dict[int, int]:
+        """Save the notebook (File ▸ Save) and count the widget views in each cell's outputs."""
+        with page.expect_response(
+            lambda r: r.request.method == "PUT" and "/api/contents/" in r.url,
+            timeout=UI_TIMEOUT * 1000,
+        ) as response:
+            page.locator(f"{PANEL} [data-jp-item-name='save']").click()
+        if not response.value.ok:
+            raise _RunFailed(f"{name}: saving the notebook failed: HTTP {response.value.status}")
+        model = self.lab.api("GET", f"api/contents/{urllib.parse.quote(name)}?content=1")
+        views = {}
+        for i, cell in enumerate(model["content"]["cells"]):
+            n = sum(WIDGET_VIEW in o.get("data", {}) for o in cell.get("outputs", []))
+            if n:
+                views[i + 1] = n
+        return views
+
+    @staticmethod
+    def _wait(page: Page, js: str, arg: Any, timeout: float, message: str | None) -> bool:
+        """Wait until `js(arg)` is true; False on timeout (or fail with `message` if given)."""
+        try:
+            page.wait_for_function(js, arg=arg, timeout=timeout * 1000, polling=250)
+            return True
+        except PlaywrightError:
+            if message is None:
+                return False
+            raise _RunFailed(f"{message} within {timeout:.0f} s") from None
+
+
+class _RunFailed(Exception):
+    """A notebook could not be opened, run or saved; the message says where it stopped."""
+
+
+def _source(cell: dict[str, Any]) -> str:
+    """A cell's source as one string (nbformat allows a list of lines)."""
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _run_all(page: Page) -> None:
+    """Run ▸ Run All Cells, through the menu bar like a learner."""
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    item = page.locator("[data-command='runmenu:run-all']")
+    item.wait_for(state="visible", timeout=UI_TIMEOUT * 1000)
+    item.click()
+
+
+def full_page_screenshot(page: Page, path: Path) -> None:
+    """Screenshot the whole notebook: grow the window until no cell is scrolled out of sight."""
+    scroll_height, client_height = page.evaluate(_SCROLLER_JS, PANEL)
+    extra = max(0, scroll_height - client_height)
+    height = min(VIEWPORT["height"] + extra + 8, MAX_SCREENSHOT_HEIGHT)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if extra:
+            page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
+            try:
+                page.wait_for_function(_FITS_JS, arg=PANEL, timeout=5000)
+            except PlaywrightError:
+                pass  # taller than MAX_SCREENSHOT_HEIGHT: the top part is what we get
+        page.screenshot(path=str(path), full_page=True)
+    finally:
+        if extra:
+            page.set_viewport_size(VIEWPORT)  # type: ignore[arg-type]
+
+
+def _widget_screenshot(run: NotebookRun, path: Path) -> None:
+    """A window-sized screenshot centred on the first widget (none when there is no widget)."""
+    widget = run.panel.locator(".jp-OutputArea-output .jupyter-widgets").first
+    if not run.widget_views or widget.count() == 0:
+        return
+    widget.evaluate("(e) => e.scrollIntoView({block: 'center'})")
+    run.page.screenshot(path=str(path))
