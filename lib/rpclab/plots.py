@@ -8,11 +8,22 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from matplotlib.figure import Figure
+import io
+
+from matplotlib.figure import Figure as _MatplotlibFigure
 
 from rpclab.timing import format_seconds
 
-__all__ = ["log_bars", "call_timeline"]
+__all__ = ["Figure", "log_bars", "call_timeline"]
+
+
+class Figure(_MatplotlibFigure):
+    """A matplotlib Figure that draws itself as PNG when it is a cell's value (no pyplot needed)."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
 
 
 def log_bars(values: Mapping[str, float], *, title: str = "", unit_label: str = "seconds per call (log scale)") -> Figure:

@@ -48,10 +48,23 @@ _ALIASES = {
 }
 
 
-def normalize_direction(direction: object) -> str:
-    """ "request" or "reply" for the usual names of the two directions; anything else as a string."""
+_SIDES = ("client", "server")
+
+
+def normalize_direction(direction: object, side: str = "client") -> str:
+    """ "request" or "reply" for the usual names of the two directions; anything else as a string.
+
+    "sent" and "received" depend on who says them: a client sends requests, a
+    server (``side="server"``) sends replies.
+    """
     text = str(direction)
-    return _ALIASES.get(text.strip().lower(), text)
+    name = _ALIASES.get(text.strip().lower(), text)
+    if side == "server" and text.strip().lower() in _SIDE_RELATIVE:
+        return {"request": "reply", "reply": "request"}[name]
+    return name
+
+
+_SIDE_RELATIVE = {"send", "sent", "out", "outgoing", "tx", "recv", "received", "in", "incoming", "rx"}
 
 
 @dataclass(frozen=True)
@@ -71,14 +84,21 @@ class Frame:
 
 
 class Recorder:
-    """A thread-safe, bounded log of frames, fed by ``on_frame`` from a client hook or a proxy's tap."""
+    """A thread-safe, bounded log of frames, fed by ``on_frame`` from a client hook or a proxy's tap.
 
-    def __init__(self, max_frames: int = MAX_FRAMES, max_payload: int = MAX_PAYLOAD):
+    Keeps the last ``max_frames`` frames and the first ``max_payload`` bytes of
+    each. ``side="server"`` when it records a server's hook (whose "sent" frames are replies).
+    """
+
+    def __init__(self, max_frames: int = MAX_FRAMES, max_payload: int = MAX_PAYLOAD, side: str = "client"):
+        if side not in _SIDES:
+            raise ValueError(f"side must be 'client' or 'server' (whose 'sent' and 'received' these are), not {side!r}")
         for name, value in (("max_frames", max_frames), ("max_payload", max_payload)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
         self.max_frames = max_frames
         self.max_payload = max_payload
+        self.side = side
         self._frames: deque[Frame] = deque(maxlen=max_frames)
         self._lock = threading.Lock()
         self._seq = 0
@@ -93,7 +113,7 @@ class Recorder:
             self._seq += 1
             if self._start is None:
                 self._start = float(when)
-            self._frames.append(Frame(self._seq, float(when), normalize_direction(direction), len(data),
+            self._frames.append(Frame(self._seq, float(when), normalize_direction(direction, self.side), len(data),
                                       data[: self.max_payload], fate))
 
     __call__ = on_frame  # a Recorder can be passed wherever a callback is expected

@@ -29,3 +29,10 @@ CHROMIUM_ARGS = [
 def notebook_names() -> list[str]:
     """The notebooks to test, found when tests are collected: every *.ipynb in NOTEBOOKS."""
     return sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+
+try:
+    from playwright.sync_api import Error as PlaywrightError
+except ImportError:  # no Playwright: the `chromium` fixture skips (or fails) the suite, saying so
+
+    class PlaywrightError(Exception):  # type: ignore[no-redef]
+        """Stands in for Playwright's error class so that this suite still imports."""

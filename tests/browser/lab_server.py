@@ -24,8 +24,12 @@ SETTINGS_OVERRIDES: dict[str, dict[str, Any]] = {
     },
     "@jupyterlab/notebook-extension:tracker": {
         "windowingMode": "none",
+        "scrollPastEnd": False,  # no blank screen below the last cell in full-page screenshots
     },
 }
+# Front-end extensions that only the `teach` extra brings (nbgrader, and Notebook 7 with it):
+# hidden so that the page looks like a learner's `make lab`.
+DISABLED_EXTENSIONS = ["@jupyter/nbgrader", "@jupyter-notebook/lab-extension"]
 
 START_TIMEOUT = 90.0  # s: a cold JupyterLab on a busy 2-core machine
 STOP_TIMEOUT = 30.0  # s: SIGTERM shuts kernels down first, then exits
@@ -102,6 +106,11 @@ def start_lab(notebooks: Path, workdir: Path, log_path: Path, extra_pythonpath: 
     app_settings = workdir / "app-settings"
     app_settings.mkdir(parents=True)
     (app_settings / "overrides.json").write_text(json.dumps(SETTINGS_OVERRIDES, indent=2))
+    labconfig = workdir / "config" / "labconfig"
+    labconfig.mkdir(parents=True)
+    (labconfig / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {name: True for name in DISABLED_EXTENSIONS}})
+    )
     token = secrets.token_hex(24)
     env = dict(os.environ)
     env.update(

@@ -7,19 +7,21 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page
-from playwright.sync_api import Error as PlaywrightError
 
+from browser_env import PlaywrightError
 from lab_server import LabServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Locator, Page
 
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook in front, never a hidden tab
 VIEWPORT = {"width": 1280, "height": 800}
 MAX_SCREENSHOT_HEIGHT = 15000  # px: Chromium refuses captures much taller than 16384
 KERNEL_TIMEOUT = 90.0  # s: page loaded and kernel idle
-RUN_TIMEOUT = 180.0  # s: Run All, every code cell finished
+RUN_TIMEOUT = 20.0  # s: Run All, every code cell finished
 UI_TIMEOUT = 30.0  # s: a menu, a save, a widget drawn
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 ERROR_MIME = "application/vnd.jupyter.error"
@@ -51,16 +53,24 @@ _RUN_DONE_JS = """
   return done || (failed && !busy);
 }
 """
-_SCROLLER_JS = """
+# How much taller than the window the notebook is; scrolls it to the top for the screenshot.
+_OVERFLOW_JS = """
 (panel) => {
   const s = document.querySelector(panel + ' .jp-WindowedPanel-outer');
-  return s ? [s.scrollHeight, s.clientHeight] : [0, 0];
+  const cells = document.querySelectorAll(panel + ' .jp-Notebook-cell');
+  if (!s || !cells.length) return 0;
+  const last = cells[cells.length - 1].getBoundingClientRect().bottom;
+  const needed = last - s.getBoundingClientRect().top + s.scrollTop + 24;
+  s.scrollTop = 0;
+  return Math.max(0, Math.ceil(needed - s.clientHeight));
 }
 """
 _FITS_JS = """
-(panel) => {
+([panel, wanted]) => {
   const s = document.querySelector(panel + ' .jp-WindowedPanel-outer');
-  return !s || s.scrollHeight <= s.clientHeight + 1;
+  if (!s) return true;
+  s.scrollTop = 0;
+  return s.clientHeight >= wanted;
 }
 """
 # Top-level widget outputs of each cell, and whether each is drawn without error.
@@ -256,17 +266,18 @@ def _run_all(page: Page) -> None:
 
 def full_page_screenshot(page: Page, path: Path) -> None:
     """Screenshot the whole notebook: grow the window until no cell is scrolled out of sight."""
-    scroll_height, client_height = page.evaluate(_SCROLLER_JS, PANEL)
-    extra = max(0, scroll_height - client_height)
-    height = min(VIEWPORT["height"] + extra + 8, MAX_SCREENSHOT_HEIGHT)
+    extra = int(page.evaluate(_OVERFLOW_JS, PANEL))
+    height = min(VIEWPORT["height"] + extra, MAX_SCREENSHOT_HEIGHT)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         if extra:
+            client = page.evaluate(
+                "(p) => document.querySelector(p + ' .jp-WindowedPanel-outer').clientHeight", PANEL
+            )
             page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
-            try:
-                page.wait_for_function(_FITS_JS, arg=PANEL, timeout=5000)
-            except PlaywrightError:
-                pass  # taller than MAX_SCREENSHOT_HEIGHT: the top part is what we get
+            page.wait_for_function(  # the notebook has grown with the window
+                _FITS_JS, arg=[PANEL, client + height - VIEWPORT["height"]], timeout=UI_TIMEOUT * 1000
+            )
         page.screenshot(path=str(path), full_page=True)
     finally:
         if extra:

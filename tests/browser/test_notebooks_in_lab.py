@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from browser_env import NOTEBOOKS, notebook_names
+from browser_env import NOTEBOOKS, PlaywrightError, notebook_names
 from lab_server import SETTINGS_OVERRIDES, LabServer
 from notebook_page import PANEL, UI_TIMEOUT, WIDGETS_JS, NotebookRun
-from playwright.sync_api import Error as PlaywrightError
 from widget_interactions import INTERACTIONS, WATCHED_TEXT_JS, Interaction
 
 pytestmark = pytest.mark.browser

@@ -29,9 +29,10 @@ its interactions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from playwright.sync_api import Locator
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator
 
 Action = Literal["slider", "button", "text", "checkbox", "dropdown"]
 
@@ -134,3 +135,11 @@ WATCHED_TEXT_JS = """
   }).join('\\n');
 }
 """
+
+INTERACTIONS["99-scratch"] = [  # TEMP-SCRATCH
+    slider("RTT (ms)"),  # TEMP-SCRATCH
+    button("Call", watch=".widget-html"),  # TEMP-SCRATCH
+    text_field("Name", "Ada"),  # TEMP-SCRATCH
+    checkbox("Loud"),  # TEMP-SCRATCH
+]  # TEMP-SCRATCH
+INTERACTIONS["03-dead-slider"] = [slider("Dead", watch=".widget-html", timeout=5)]  # TEMP-SCRATCH

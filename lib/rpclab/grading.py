@@ -1,0 +1,290 @@
+"""Scaffolding for the graded assignments: sockets fed in awkward chunks, a framed server, a framed connection.
+
+The assignments ask a learner to write one layer of an RPC system; these
+helpers are the layers around it, so that a test can put the learner's code
+on a real socket without the test itself being the hard part::
+
+    grading.receive_from_chunks(recv_frame, [b"\\x00\\x00", b"\\x00\\x02h", b"i"])  # -> b"hi"
+    grading.bytes_sent_by(lambda sock: send_frame(sock, b"hi"))               # -> b"\\x00\\x00\\x00\\x02hi"
+    server = grading.serve_frames("echo", lambda payload: payload)            # one reply frame per frame
+    with grading.FramedConnection(server.address) as conn:
+        conn.request(b"ping")                                                 # -> b"ping"
+
+Every wait is bounded: code under test that never returns makes the helper
+raise :class:`TookTooLong` instead of hanging the notebook (or the autograder).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import socketserver
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Iterable, TypeVar
+
+from rpclab import background, framing
+
+__all__ = [
+    "TookTooLong",
+    "receive_from_chunks",
+    "bytes_sent_by",
+    "FrameServer",
+    "serve_frames",
+    "FramedConnection",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+CHUNK = 64 * 1024  # bytes read from a socket at a time
+MAX_CAPTURE = 64 * 1024 * 1024  # bytes_sent_by keeps at most this much
+JOIN_TIMEOUT = 2.0  # seconds to wait for a helper thread once its sockets are shut
+
+
+class TookTooLong(AssertionError):
+    """The code under test did not return in time: it waits for bytes that never come, or loops forever."""
+
+
+def _shut(*socks: socket.socket) -> None:
+    """Shut both directions (wakes a thread blocked in recv or send), then close."""
+    for sock in socks:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    for sock in socks:
+        sock.close()
+
+
+def receive_from_chunks(
+    receive: Callable[[socket.socket], T],
+    chunks: Iterable[bytes],
+    *,
+    close: bool = True,
+    timeout: float = 2.0,
+    pause: float = 0.002,
+) -> T:
+    """Call ``receive(sock)`` while a thread sends ``chunks`` one by one on the other end of a socket pair.
+
+    The sender waits ``pause`` seconds between chunks (a deliberate delay, so
+    that each chunk arrives as a separate ``recv`` result), then, with
+    ``close``, shuts its side as a peer that hangs up does. Returns what
+    ``receive`` returns and raises what it raises; raises TookTooLong if it
+    has not returned after ``timeout`` seconds.
+    """
+    pieces = [bytes(c) for c in chunks]
+    ours, theirs = socket.socketpair()
+    stop = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def send() -> None:
+        try:
+            for i, piece in enumerate(pieces):
+                if i and pause and stop.wait(pause):
+                    return
+                theirs.sendall(piece)
+            if close:
+                theirs.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the receiver finished (or was stopped) before everything was sent
+
+    def run() -> None:
+        try:
+            outcome["value"] = receive(ours)
+        except BaseException as exc:  # handed back to the caller below
+            outcome["error"] = exc
+
+    sender = threading.Thread(target=send, name="rpclab-grading:sender", daemon=True)
+    worker = threading.Thread(target=run, name="rpclab-grading:receiver", daemon=True)
+    sender.start()
+    worker.start()
+    worker.join(timeout)
+    hung = worker.is_alive()
+    stop.set()
+    _shut(ours, theirs)  # a receiver still inside recv() now gets an error and ends
+    worker.join(JOIN_TIMEOUT)
+    sender.join(JOIN_TIMEOUT)
+    if hung:
+        total = sum(len(p) for p in pieces)
+        then = "then closed its end" if close else "then kept its end open"
+        raise TookTooLong(
+            f"{getattr(receive, '__name__', 'receive')} did not return within {timeout:g} s. The peer sent "
+            f"{total} bytes in {len(pieces)} chunks, {then}. A receiver that keeps calling recv() after it "
+            f"returned b'' (the peer closed) never ends; one that asks for more bytes than were sent waits forever."
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def bytes_sent_by(send: Callable[[socket.socket], object], *, timeout: float = 2.0) -> bytes:
+    """Call ``send(sock)``; return every byte that reached the other end of the socket pair.
+
+    The socket has a timeout, which makes the kernel accept only part of a
+    large ``sock.send(data)``: code that ignores what ``send`` returns loses
+    the rest, and this shows it.
+    """
+    ours, theirs = socket.socketpair()
+    ours.settimeout(timeout)
+    received = bytearray()
+
+    def read() -> None:
+        try:
+            while len(received) <= MAX_CAPTURE:
+                data = theirs.recv(CHUNK)
+                if not data:
+                    return
+                received.extend(data)
+        except OSError:
+            pass
+
+    reader = threading.Thread(target=read, name="rpclab-grading:reader", daemon=True)
+    reader.start()
+    try:
+        send(ours)
+        try:
+            ours.shutdown(socket.SHUT_WR)  # the reader sees the end of what was sent
+        except OSError:
+            pass
+        reader.join(timeout)
+    finally:
+        _shut(ours, theirs)
+        reader.join(JOIN_TIMEOUT)
+    return bytes(received)
+
+
+# --------------------------------------------------------------------------- a framed server
+
+
+class _FrameHandler(socketserver.BaseRequestHandler):
+    """One connection: read a frame, answer it with handle(payload), until the client leaves."""
+
+    server: "FrameServer"
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        server = self.server
+        while True:
+            try:
+                payload = framing.recv_frame(sock, server.max_size)
+            except framing.FrameTooLarge as exc:
+                log.warning("%s: %s; closing the connection", server.name, exc)
+                return
+            except OSError:  # the client closed, or the server is stopping
+                return
+            try:
+                reply = server.handle_frame(payload)
+            except Exception:
+                log.exception("%s: handle(payload) raised; closing the connection", server.name)
+                return
+            if reply is None:
+                continue
+            try:
+                framing.send_frame(sock, bytes(reply), server.max_size)
+            except framing.FrameTooLarge as exc:
+                log.warning("%s: reply not sent: %s; closing the connection", server.name, exc)
+                return
+            except OSError:
+                return
+
+
+class FrameServer(socketserver.ThreadingTCPServer):
+    """A TCP server that answers each frame with ``handle(payload)`` (None: no answer); a thread per connection."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handle: Callable[[bytes], bytes | None],
+        *,
+        name: str = "frames",
+        max_size: int = framing.MAX_FRAME_SIZE,
+    ):
+        if not callable(handle):
+            raise TypeError(f"handle must be callable as handle(payload) -> bytes or None, not {handle!r}")
+        self.handle_frame = handle
+        self.name = name
+        self.max_size = max_size
+        super().__init__(address, _FrameHandler)
+
+
+def serve_frames(
+    name: str,
+    handle: Callable[[bytes], bytes | None],
+    *,
+    host: str = background.DEFAULT_HOST,
+    port: int = 0,
+    max_size: int = framing.MAX_FRAME_SIZE,
+) -> background.ServerHandle:
+    """Serve ``handle`` over TCP in the background under ``name``: each frame in, ``handle(payload)`` out.
+
+    ``handle`` returning None sends nothing back (a notification). If it
+    raises, the server logs the traceback and closes that connection.
+    """
+    return background.serve(
+        name, lambda address: FrameServer(address, handle, name=name, max_size=max_size), host=host, port=port
+    )
+
+
+# --------------------------------------------------------------------------- a framed connection
+
+
+class FramedConnection:
+    """A client's TCP connection that sends and receives frames, with a timeout on every wait.
+
+    Frames that arrive are buffered whole, so a ``recv`` that times out never
+    leaves half a frame behind to confuse the next one.
+    """
+
+    def __init__(self, address: tuple[str, int], *, timeout: float = 2.0, max_size: int = framing.MAX_FRAME_SIZE):
+        self.address = tuple(address)
+        self.timeout = timeout
+        self.max_size = max_size
+        self.sock = socket.create_connection(self.address, timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._decoder = framing.FrameDecoder(max_size)
+        self._ready: deque[bytes] = deque()
+
+    def send(self, payload: bytes) -> None:
+        """Send one frame (waits at most ``timeout`` seconds for the network to take it)."""
+        self.sock.settimeout(self.timeout)
+        framing.send_frame(self.sock, bytes(payload), self.max_size)
+
+    def recv(self, timeout: float) -> bytes:
+        """The next frame's payload; TimeoutError if none is complete within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self._ready:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no reply within {timeout:g} s")
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(CHUNK)
+            except socket.timeout:
+                raise TimeoutError(f"no reply within {timeout:g} s") from None
+            if not chunk:
+                where = "in the middle of a frame" if self._decoder.pending else "before sending a reply"
+                raise ConnectionError(f"the server closed the connection {where}")
+            self._ready.extend(self._decoder.feed(chunk))
+        return self._ready.popleft()
+
+    def request(self, payload: bytes, timeout: float | None = None) -> bytes:
+        """Send one frame and return the next one received (a ``transport(bytes) -> bytes`` function)."""
+        self.send(payload)
+        return self.recv(self.timeout if timeout is None else timeout)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "FramedConnection":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<FramedConnection to {self.address[0]}:{self.address[1]}>"

@@ -1,0 +1,742 @@
+"""JSON-RPC 2.0 over TCP, built by hand: a threaded server and a client stub.
+
+Each message is one frame (rpclab.framing: a 4-byte big-endian length, then
+UTF-8 JSON). The pieces follow Birrell and Nelson's picture of an RPC system::
+
+    from rpclab import socketrpc
+    server = socketrpc.serve(handlers)              # server stub + runtime, in a background thread
+    client = socketrpc.connect(server.address)      # user stub + runtime
+    client.subtract(42, 23)                         # -> 19, as if it were local
+    client.subtract(minuend=42, subtrahend=23)      # keyword arguments travel as named params
+    client.close(); server.stop()
+
+The server gives each connection a thread, refuses frames over its size
+limit (before reading them), drops a peer that stalls in the middle of a
+frame, and -- with ``at_most_once=True`` -- remembers replies by request id
+so that a retried request is answered again instead of run again.
+
+The client is thread-safe: calls from several threads share one connection,
+and replies are matched to callers by id. Every call has a timeout. With
+``retries=N`` a call that timed out or lost its connection is sent again, with
+the SAME id (so an at-most-once server recognises it), reconnecting if needed.
+
+Both sides can show every frame: ``on_frame(direction, payload)`` is called
+with ``"sent"`` or ``"received"`` and the frame's JSON bytes (the wire
+inspector records these).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import select
+import socket
+import socketserver
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from typing import Any, Callable, Mapping
+
+from rpclab import background, framing, jsonrpc
+from rpclab.framing import MAX_FRAME_SIZE, FrameTooLarge
+from rpclab.jsonrpc import RemoteError
+
+__all__ = [
+    "serve",
+    "connect",
+    "Server",
+    "Client",
+    "Batch",
+    "DedupTable",
+    "RemoteError",
+    "CallTimeout",
+    "ConnectionLost",
+    "FRAME_TIMEOUT",
+    "DEDUP_SIZE",
+]
+
+log = logging.getLogger(__name__)
+
+FRAME_TIMEOUT = 5.0  # seconds a peer may take to finish a frame it has started
+DEDUP_SIZE = 10_000  # replies an at-most-once server remembers
+DUPLICATE_WAIT = 30.0  # seconds a repeated request waits for the first one to finish
+RECV_SIZE = 256 * 1024  # bytes asked of each recv
+DRAIN_LIMIT = 1024 * 1024  # bytes discarded, at most, after refusing a frame
+DRAIN_TIME = 0.25  # seconds spent, at most, discarding them
+
+OnFrame = Callable[[str, bytes], Any]
+
+
+class CallTimeout(TimeoutError):
+    """No reply came within the call's timeout (the request may or may not have run)."""
+
+
+class ConnectionLost(ConnectionError):
+    """The connection to the server broke (or could not be made) before the reply came."""
+
+
+def _notify(on_frame: OnFrame | None, direction: str, payload: bytes) -> None:
+    """Tell an on_frame hook about a frame; a failing hook is logged, never fatal."""
+    if on_frame is None:
+        return
+    try:
+        on_frame(direction, payload)
+    except Exception:
+        log.exception("on_frame hook raised; the frame went on regardless")
+
+
+# =========================================================================== server
+
+
+class DedupTable:
+    """At-most-once: the reply to each request id, kept so a repeated id gets it again.
+
+    Keyed by id alone, so a retry on a new connection is recognised too:
+    clients must make ids unique (rpclab's client sends ``"<client-uuid>:<n>"``).
+    Holds at most ``max_entries`` replies; the least recently used go first.
+    A repeat that arrives while the first is still running waits for it.
+    """
+
+    def __init__(self, max_entries: int = DEDUP_SIZE, *, wait_timeout: float = DUPLICATE_WAIT):
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise ValueError(f"max_entries must be a positive int, not {max_entries!r}")
+        self.max_entries = max_entries
+        self.wait_timeout = wait_timeout
+        self.replays = 0  # how many requests were answered from the table
+        self._entries: OrderedDict[Any, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def once(self, request: jsonrpc.Request, run: Callable[[], dict]) -> dict:
+        """``run()``'s reply for the first request with this id; the same reply for every repeat."""
+        key = (type(request.id), request.id)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = _Entry()
+                while len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+                first = True
+            else:
+                self._entries.move_to_end(key)
+                self.replays += 1
+                first = False
+        if first:
+            try:
+                entry.reply = run()
+            except BaseException:
+                with self._lock:  # it did not finish: a retry may run it
+                    if self._entries.get(key) is entry:
+                        del self._entries[key]
+                raise
+            finally:
+                entry.done.set()
+            return entry.reply
+        if not entry.done.wait(self.wait_timeout) or entry.reply is None:
+            problem = jsonrpc.RPCError(jsonrpc.SERVER_ERROR, "Duplicate request still running",
+                                       f"request {request.id!r} is still running; try again later")
+            return jsonrpc.error_response(request.id, problem)
+        return entry.reply
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def __contains__(self, request_id: object) -> bool:
+        with self._lock:
+            return (type(request_id), request_id) in self._entries
+
+    def clear(self) -> None:
+        """Forget every reply."""
+        with self._lock:
+            self._entries.clear()
+
+    def __repr__(self) -> str:
+        return f"<DedupTable {len(self)}/{self.max_entries} replies, {self.replays} replayed>"
+
+
+class _Entry:
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.reply: dict | None = None
+
+
+class _TCPServer(socketserver.ThreadingTCPServer):
+    """The listening socket: one thread per connection, each running _Connection."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+    block_on_close = False  # rpclab.background closes the connections and joins their threads
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], dispatcher: jsonrpc.Dispatcher, *, max_frame_size: int,
+                 frame_timeout: float, dedup: DedupTable | None, on_frame: OnFrame | None):
+        self.dispatcher = dispatcher
+        self.max_frame_size = max_frame_size
+        self.frame_timeout = frame_timeout
+        self.dedup = dedup
+        self.on_frame = on_frame
+        super().__init__(address, _Connection)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("socketrpc: error serving %s", client_address)
+
+
+class _Connection(socketserver.BaseRequestHandler):
+    """One client connection: read frames, answer each, until the peer leaves."""
+
+    server: _TCPServer
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        server = self.server
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        decoder = framing.FrameDecoder(server.max_frame_size)
+        once = server.dedup.once if server.dedup is not None else None
+        deadline: float | None = None  # when the frame now arriving must be complete
+        try:
+            while True:
+                chunk = sock.recv(RECV_SIZE)  # between frames: wait as long as the peer likes
+                if not chunk:
+                    return  # the peer closed (maybe mid-frame): nobody is left to answer
+                frames = decoder.feed(chunk)
+                for payload in frames:
+                    _notify(server.on_frame, "received", payload)
+                    reply = server.dispatcher.handle(payload, once=once)
+                    if reply is not None:
+                        _notify(server.on_frame, "sent", reply)
+                        sock.sendall(framing.encode_frame(reply, framing.MAX_HEADER_LENGTH))
+                if decoder.pending:  # in the middle of a frame: it must finish in time
+                    if frames:
+                        decoder.feed(b"")  # raises now if the frame begun is over the limit
+                    if frames or deadline is None:
+                        deadline = time.monotonic() + server.frame_timeout
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return  # stalled mid-frame: drop the connection
+                    sock.settimeout(remaining)
+                elif deadline is not None:
+                    deadline = None
+                    sock.settimeout(None)
+        except FrameTooLarge as exc:
+            self._refuse(sock, exc)
+        except OSError:
+            return  # timed out mid-frame, reset by the peer, or closed by stop(): nothing to say
+
+    def _refuse(self, sock: socket.socket, exc: FrameTooLarge) -> None:
+        """Answer an over-limit frame with an error, then close without reading it."""
+        reply = jsonrpc.encode(jsonrpc.error_response(None, jsonrpc.InvalidRequest(str(exc))))
+        _notify(self.server.on_frame, "sent", reply)
+        try:
+            sock.settimeout(DRAIN_TIME)
+            sock.sendall(framing.encode_frame(reply))
+            sock.shutdown(socket.SHUT_WR)
+            # Read (and drop) a little of what the peer is still sending, so that
+            # closing does not reset the connection before it reads the error.
+            deadline = time.monotonic() + DRAIN_TIME
+            drained = 0
+            while drained < DRAIN_LIMIT and (remaining := deadline - time.monotonic()) > 0:
+                sock.settimeout(remaining)
+                data = sock.recv(65536)
+                if not data:
+                    break
+                drained += len(data)
+        except OSError:
+            pass
+
+
+class Server:
+    """A running socket RPC server: ``address``, ``stop()``, and its ``dedup`` table if any."""
+
+    def __init__(self, handle: background.ServerHandle, tcp_server: _TCPServer):
+        self._handle = handle
+        self._tcp = tcp_server
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._handle.address
+
+    @property
+    def host(self) -> str:
+        return self._handle.host
+
+    @property
+    def port(self) -> int:
+        return self._handle.port
+
+    @property
+    def name(self) -> str:
+        return self._handle.name
+
+    @property
+    def running(self) -> bool:
+        return self._handle.running
+
+    @property
+    def dispatcher(self) -> jsonrpc.Dispatcher:
+        return self._tcp.dispatcher
+
+    @property
+    def dedup(self) -> DedupTable | None:
+        """The at-most-once table (None unless served with ``at_most_once=True``)."""
+        return self._tcp.dedup
+
+    def stop(self, timeout: float = background.STOP_TIMEOUT) -> None:
+        """Close the port and every connection; return once the server's threads have ended."""
+        self._handle.stop(timeout)
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        extra = ", at-most-once" if self.dedup is not None else ""
+        return f"<socketrpc server {self.name!r} on {self.host}:{self.port}, {state}{extra}>"
+
+
+def serve(
+    handlers: Mapping[str, Callable[..., Any]] | object,
+    host: str = background.DEFAULT_HOST,
+    port: int = 0,
+    *,
+    name: str = "socketrpc",
+    max_frame_size: int = MAX_FRAME_SIZE,
+    frame_timeout: float = FRAME_TIMEOUT,
+    at_most_once: bool = False,
+    dedup_size: int = DEDUP_SIZE,
+    max_batch: int = jsonrpc.MAX_BATCH,
+    on_frame: OnFrame | None = None,
+) -> Server:
+    """Serve ``handlers`` over socket RPC in a background thread, and return the running Server.
+
+    ``handlers`` is a mapping name -> callable, an object whose public methods
+    become the RPC methods, or a jsonrpc.Dispatcher. The server runs under
+    ``name`` in rpclab.background: serving again under the same name replaces it.
+    A frame over ``max_frame_size`` bytes gets an error reply and the connection
+    is closed; a peer that starts a frame and does not finish it within
+    ``frame_timeout`` seconds is dropped. ``at_most_once=True`` keeps the last
+    ``dedup_size`` replies by request id and replays them for repeated ids.
+    ``on_frame(direction, payload)`` sees every frame ("received" / "sent").
+    """
+    if isinstance(max_frame_size, bool) or not isinstance(max_frame_size, int) or max_frame_size < 1:
+        raise ValueError(f"max_frame_size must be a positive int, not {max_frame_size!r}")
+    if not frame_timeout > 0:
+        raise ValueError(f"frame_timeout must be a positive number of seconds, not {frame_timeout!r}")
+    if on_frame is not None and not callable(on_frame):
+        raise TypeError(f"on_frame must be callable as on_frame(direction, payload), not {on_frame!r}")
+    if isinstance(handlers, jsonrpc.Dispatcher):
+        dispatcher = handlers
+    else:
+        dispatcher = jsonrpc.Dispatcher(handlers, max_batch=max_batch, max_reply_size=max_frame_size)
+    dedup = DedupTable(dedup_size) if at_most_once else None
+    made: list[_TCPServer] = []
+
+    def make_server(address: tuple[str, int]) -> _TCPServer:
+        tcp = _TCPServer(address, dispatcher, max_frame_size=max_frame_size, frame_timeout=frame_timeout,
+                         dedup=dedup, on_frame=on_frame)
+        made.append(tcp)
+        return tcp
+
+    handle = background.serve(name, make_server, host=host, port=port)
+    return Server(handle, made[0])
+
+
+# =========================================================================== client
+
+
+class _Link:
+    """One TCP connection of a client, with the bytes read from it that do not yet make a frame."""
+
+    def __init__(self, sock: socket.socket, max_frame_size: int):
+        self.sock = sock
+        self.decoder = framing.FrameDecoder(max_frame_size)
+        self.broken = False
+        if hasattr(select, "poll"):
+            self._poller: Any = select.poll()
+            self._poller.register(sock, select.POLLIN)
+        else:  # Windows
+            self._poller = None
+
+    def readable(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for bytes (or a close) to read."""
+        if self._poller is not None:
+            return bool(self._poller.poll(seconds * 1000))
+        return bool(select.select([self.sock], [], [], seconds)[0])
+
+
+class _Slot:
+    """Where the replies to one call (or one batch) arrive."""
+
+    __slots__ = ("ids", "replies", "link", "error", "done")
+
+    def __init__(self, ids: list[Any]):
+        self.ids = ids
+        self.replies: dict[Any, dict] = {}
+        self.link: _Link | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
+def _params(args: tuple, kwargs: dict) -> list | dict | None:
+    if args and kwargs:
+        raise TypeError("a JSON-RPC call passes its params either by position or by name, not both")
+    if kwargs:
+        return kwargs
+    return list(args) if args else None
+
+
+class Client:
+    """A connection to a socket RPC server whose remote methods read like local ones.
+
+    ``client.subtract(42, 23)`` calls the remote ``subtract``; ``client.call(name,
+    ...)`` is the explicit form, for names the client itself uses (``call``,
+    ``notify``, ``batch``, ``close``...) or that are not Python identifiers.
+    """
+
+    def __init__(self, address: tuple[str, int], *, timeout: float = 2.0, retries: int = 0, backoff: float = 0.05,
+                 max_frame_size: int = MAX_FRAME_SIZE, on_frame: OnFrame | None = None):
+        host, port = address
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0, not {retries!r}")
+        if on_frame is not None and not callable(on_frame):
+            raise TypeError(f"on_frame must be callable as on_frame(direction, payload), not {on_frame!r}")
+        self.address = (str(host), int(port))
+        self.timeout = float(timeout)
+        self.retries = retries
+        self.backoff = float(backoff)
+        self.on_frame = on_frame
+        self._max_frame_size = max_frame_size
+        self._prefix = uuid.uuid4().hex[:16]  # ids are "<prefix>:<n>": unique across clients and connections
+        self._numbers = itertools.count(1)
+        self._send_lock = threading.Lock()  # one frame goes out at a time; guards _link changes
+        self._state = threading.Condition()  # guards _pending and _reading; wakes waiting callers
+        self._pending: dict[Any, _Slot] = {}
+        self._reading = False  # a caller is reading the socket for everyone (the leader)
+        self._closed = threading.Event()
+        self._link: _Link | None = None
+        with self._send_lock:
+            self._link = self._open(time.monotonic() + self.timeout)
+
+    # -- calls ------------------------------------------------------------------
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the remote ``method`` with positional or keyword arguments; return its result."""
+        return self.invoke(method, _params(args, kwargs))
+
+    def invoke(self, method: str, params: list | dict | None = None, *, timeout: float | None = None) -> Any:
+        """Call ``method`` with ``params`` (a list, a dict or None), waiting at most ``timeout`` seconds."""
+        if type(method) is not str:
+            raise TypeError(f"method must be a str, not {method!r}")
+        request_id = self.next_id()
+        message = {"jsonrpc": "2.0", "method": method, "params": params, "id": request_id}
+        if params is None:
+            del message["params"]
+        payload = jsonrpc.encode(message)
+        reply = self._exchange([request_id], payload, timeout)[0]
+        result = reply.get("result", _MISSING)
+        if result is not _MISSING and reply.get("jsonrpc") == "2.0" and "error" not in reply:
+            return result
+        return jsonrpc.parse_response(reply).unwrap()
+
+    def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Send a notification: the server runs ``method`` and sends nothing back."""
+        payload = jsonrpc.encode(jsonrpc.notification(method, _params(args, kwargs)))
+        self._send(None, payload, time.monotonic() + self.timeout)
+
+    def batch(self) -> "Batch":
+        """A builder for a batch: queue calls and notifications, then ``send()`` them in one frame."""
+        return Batch(self)
+
+    def next_id(self) -> str:
+        """A fresh request id, unique to this client: ``"<client-uuid>:<n>"``."""
+        return f"{self._prefix}:{next(self._numbers)}"
+
+    # -- lifetime -------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client has a working connection now (it reconnects on the next call if not)."""
+        link = self._link
+        return link is not None and not link.broken
+
+    def close(self) -> None:
+        """Close the connection; calls still waiting fail with ConnectionLost. Closing twice is harmless."""
+        self._closed.set()
+        with self._send_lock:
+            link, self._link = self._link, None
+        if link is not None:
+            self._break(link, "the client was closed")
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> "_RemoteMethod":
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _RemoteMethod(self, name)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed.is_set() else "connected" if self.connected else "disconnected"
+        return f"<socketrpc client to {self.address[0]}:{self.address[1]}, {state}>"
+
+    # -- the runtime: send, wait, read, retry ------------------------------------
+
+    def _exchange(self, ids: list[Any], payload: bytes, timeout: float | None) -> list[dict]:
+        """Send ``payload`` and return the replies for ``ids``; retry (same ids) on timeout or lost connection."""
+        timeout = self.timeout if timeout is None else timeout
+        for attempt in itertools.count():
+            slot = _Slot(ids)
+            deadline = time.monotonic() + timeout
+            try:
+                self._send(slot, payload, deadline)
+                self._wait(slot, deadline)
+                return [slot.replies[i] for i in ids]
+            except (CallTimeout, ConnectionLost):
+                if attempt >= self.retries or self._closed.is_set():
+                    raise
+            if self._closed.wait(self.backoff * 2**attempt):  # back off before trying again
+                raise ConnectionLost("the client was closed")
+        raise AssertionError("unreachable")
+
+    def _open(self, deadline: float) -> _Link:
+        """Connect to the server (the caller holds _send_lock)."""
+        if self._closed.is_set():
+            raise ConnectionLost("the client was closed")
+        try:
+            sock = socket.create_connection(self.address, timeout=max(deadline - time.monotonic(), 0.001))
+        except OSError as exc:
+            raise ConnectionLost(f"cannot connect to {self.address[0]}:{self.address[1]}: {exc}") from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self.timeout)  # bounds each send; reads wait with poll() up to their own deadline
+        return _Link(sock, self._max_frame_size)
+
+    def _send(self, slot: _Slot | None, payload: bytes, deadline: float) -> None:
+        frame = framing.encode_frame(payload, self._max_frame_size)
+        with self._send_lock:
+            link = self._link
+            if link is None or link.broken:
+                link = self._link = self._open(deadline)
+            if slot is not None:
+                slot.link = link
+                with self._state:
+                    for request_id in slot.ids:
+                        self._pending[request_id] = slot
+            _notify(self.on_frame, "sent", payload)
+            try:
+                link.sock.sendall(frame)
+            except OSError as exc:
+                self._break(link, f"sending failed: {exc}")
+        if slot is not None and slot.error is not None:
+            raise slot.error
+
+    def _wait(self, slot: _Slot, deadline: float) -> None:
+        """Wait for the slot's replies, reading the socket ourselves if no one else is (leader/follower)."""
+        with self._state:
+            while not slot.done and self._reading:  # someone else reads: they will hand us our reply
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._give_up(slot)
+                    break
+                self._state.wait(remaining)
+            if slot.done:
+                if slot.error is not None:
+                    raise slot.error
+                return
+            self._reading = True
+        try:
+            self._read_until(slot, deadline)
+        finally:
+            with self._state:
+                self._reading = False
+                self._state.notify_all()  # a waiting caller may take over the reading
+        if slot.error is not None:
+            raise slot.error
+
+    def _read_until(self, slot: _Slot, deadline: float) -> None:
+        link = slot.link
+        assert link is not None
+        while not slot.done:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not link.readable(remaining):
+                with self._state:
+                    self._give_up(slot)
+                return
+            try:
+                chunk = link.sock.recv(RECV_SIZE)
+            except OSError as exc:
+                self._break(link, f"receiving failed: {exc}")
+                return
+            if not chunk:
+                self._break(link, "the server closed the connection")
+                return
+            try:
+                frames = link.decoder.feed(chunk)
+            except FrameTooLarge as exc:
+                self._break(link, f"the server sent {exc}")
+                return
+            for payload in frames:
+                _notify(self.on_frame, "received", payload)
+                self._deliver(link, payload)
+
+    def _deliver(self, link: _Link, payload: bytes) -> None:
+        """Hand the reply (or batch of replies) in ``payload`` to the callers waiting for them."""
+        try:
+            value = jsonrpc.decode(payload)
+        except jsonrpc.ParseError as exc:
+            self._break(link, f"the server sent a frame that is not JSON ({exc.data})")
+            return
+        unreadable = None
+        with self._state:
+            woke = False
+            for reply in value if type(value) is list else [value]:
+                request_id = reply.get("id") if type(reply) is dict else None
+                slot = self._pending.pop(request_id, None) if type(request_id) is str else None
+                if slot is None:
+                    if request_id is None:  # the server could not read one of our frames
+                        unreadable = reply
+                    continue  # else: the answer to a call that already gave up
+                slot.replies[request_id] = reply
+                if len(slot.replies) == len(slot.ids):
+                    slot.done = woke = True
+            if woke:
+                self._state.notify_all()
+        if unreadable is not None:
+            # Which frame it could not read, the reply cannot say (its id is null):
+            # rather than guess, fail every call in flight on this connection.
+            error = unreadable.get("error") if type(unreadable) is dict else None
+            try:
+                detail: object = jsonrpc.RemoteError.from_dict(error)
+            except jsonrpc.InvalidResponse:
+                detail = unreadable
+            self._break(link, f"the server could not read a request: {detail}")
+
+    def _give_up(self, slot: _Slot) -> None:
+        """Stop waiting for ``slot`` (the caller holds _state): its call timed out."""
+        if slot.done:
+            return
+        for request_id in slot.ids:
+            if self._pending.get(request_id) is slot:
+                del self._pending[request_id]
+        slot.error = CallTimeout(f"no reply from {self.address[0]}:{self.address[1]} within the timeout")
+        slot.done = True
+
+    def _break(self, link: _Link, reason: str) -> None:
+        """Close a broken connection and fail every call waiting on it."""
+        with self._state:
+            if link.broken:
+                return
+            link.broken = True
+            for request_id, slot in list(self._pending.items()):
+                if slot.link is link:
+                    del self._pending[request_id]
+                    if not slot.done:
+                        slot.error = ConnectionLost(f"connection to {self.address[0]}:{self.address[1]} lost: {reason}")
+                        slot.done = True
+            self._state.notify_all()
+        try:
+            link.sock.shutdown(socket.SHUT_RDWR)  # wakes a caller blocked reading it
+        except OSError:
+            pass
+        link.sock.close()
+
+
+_MISSING = object()
+
+
+class _RemoteMethod:
+    """A remote method as a local callable: ``client.subtract(42, 23)``."""
+
+    __slots__ = ("_client", "_name")
+
+    def __init__(self, client: Client, name: str):
+        self._client = client
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._client.invoke(self._name, _params(args, kwargs))
+
+    def __repr__(self) -> str:
+        host, port = self._client.address
+        return f"<remote method {self._name!r} on {host}:{port}>"
+
+
+class Batch:
+    """Calls and notifications queued to go out together as one JSON-RPC batch.
+
+    ``b = client.batch(); b.sum(1, 2, 4); b.notify("hello", 7); b.send()`` ->
+    ``[7]``: one result per call, in the order queued (notifications have none).
+    """
+
+    def __init__(self, client: Client):
+        self._client = client
+        self._messages: list[dict] = []
+        self._ids: list[str] = []
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Queue a call to ``method``."""
+        request_id = self._client.next_id()
+        self._messages.append(jsonrpc.request(method, _params(args, kwargs), id=request_id))
+        self._ids.append(request_id)
+
+    def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Queue a notification (no result)."""
+        self._messages.append(jsonrpc.notification(method, _params(args, kwargs)))
+
+    def send(self, *, timeout: float | None = None, raise_errors: bool = False) -> list[Any]:
+        """Send the queued messages as one frame; return each call's result in order.
+
+        A call that failed has its RemoteError in its place, or, with
+        ``raise_errors=True``, the first such error is raised. The queue is
+        emptied, so the builder can be used again.
+        """
+        messages, ids = self._messages, self._ids
+        self._messages, self._ids = [], []
+        if not messages:
+            return []
+        client = self._client
+        payload = jsonrpc.encode(messages)
+        if not ids:  # only notifications: the server sends nothing back
+            client._send(None, payload, time.monotonic() + client.timeout)
+            return []
+        results: list[Any] = []
+        for reply in client._exchange(ids, payload, timeout):
+            response = jsonrpc.parse_response(reply)
+            if response.error is not None and raise_errors:
+                raise response.error
+            results.append(response.result if response.error is None else response.error)
+        return results
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self.call(name, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<socketrpc batch of {len(self._messages)} messages ({len(self._ids)} calls)>"
+
+
+def connect(address: tuple[str, int], timeout: float = 2.0, retries: int = 0, backoff: float = 0.05, *,
+            max_frame_size: int = MAX_FRAME_SIZE, on_frame: OnFrame | None = None) -> Client:
+    """Connect to a socket RPC server at ``address`` (host, port) and return a Client.
+
+    Every call waits at most ``timeout`` seconds (CallTimeout). With ``retries=N``
+    a call that timed out or lost its connection is sent up to N more times,
+    with the same request id, after ``backoff``, 2*``backoff``, 4*``backoff``...
+    seconds, reconnecting if needed. ``on_frame(direction, payload)`` sees every
+    frame ("sent" / "received").
+    """
+    return Client(address, timeout=timeout, retries=retries, backoff=backoff, max_frame_size=max_frame_size,
+                  on_frame=on_frame)
