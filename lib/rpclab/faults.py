@@ -51,7 +51,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from rpclab import background, framing
 
@@ -71,7 +71,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Direction = Literal["request", "reply"]
 DIRECTIONS = ("both", "request", "reply")  # what Faults.direction may say
 FATES = ("forwarded", "duplicated", "dropped", "reset")  # what the tap is told about a frame
 MODES = ("frames", "bytes")
@@ -79,6 +78,7 @@ MAX_DELAY = 30.0  # seconds; a longer delay is a hang, not a fault
 CHUNK = 64 * 1024  # bytes read from a socket at a time
 MAX_IN_FLIGHT = 4 * 1024 * 1024  # bytes a direction holds back (delayed) before it stops reading
 CONNECT_TIMEOUT = 5.0  # seconds to reach the target server
+WRITER_GRACE = 1.0  # seconds a writer gets to notice a reset before its socket is shut down under it
 
 OnFrame = Callable[[str, bytes, float, str], None]
 
@@ -350,18 +350,35 @@ class _Connection:
         if not server.register(self):  # the proxy is stopping
             self.abort(reset=False)
         else:
-            threads = [
-                threading.Thread(target=getattr(pump, role), name=f"rpclab-proxy:{self.name}#{self.number}:{pump.direction}-{role}", daemon=True)
+            threads = {
+                (pump.direction, role): threading.Thread(
+                    target=getattr(pump, role), daemon=True,
+                    name=f"rpclab-proxy:{self.name}#{self.number}:{pump.direction}-{role}")
                 for pump in self.pumps
                 for role in ("read", "write")
-            ]
-            for thread in threads:
+            }
+            for thread in threads.values():
                 thread.start()
-            for thread in threads:
-                thread.join()
+            for direction in ("request", "reply"):
+                threads[direction, "read"].join()  # a reader ends at EOF, or at once when aborted
+            for direction in ("request", "reply"):
+                writer = threads[direction, "write"]
+                while writer.is_alive():  # it sends what is still queued, unless aborted
+                    writer.join(WRITER_GRACE)
+                    if writer.is_alive() and self.aborted.is_set():
+                        self._wake_writers()
             server.unregister(self)
         self.upstream.close()
         self.client.close()  # before socketserver's shutdown_request, whose FIN would spoil a reset
+
+    def _wake_writers(self) -> None:
+        """After a reset a writer may be stuck in sendall() to a peer that stopped reading: shut the sockets under it."""
+        for sock in (self.client, self.upstream):
+            try:
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def abort(self, reset: bool) -> None:
         """End the connection now: wake every pump; with ``reset``, both peers get a TCP RST on close."""

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import itertools
 import logging
-import select
+import math
 import socket
 import socketserver
+import struct
+import sys
 import threading
 import time
 import uuid
@@ -61,7 +63,7 @@ log = logging.getLogger(__name__)
 FRAME_TIMEOUT = 5.0  # seconds a peer may take to finish a frame it has started
 DEDUP_SIZE = 10_000  # replies an at-most-once server remembers
 DUPLICATE_WAIT = 30.0  # seconds a repeated request waits for the first one to finish
-RECV_SIZE = 256 * 1024  # bytes asked of each recv
+RECV_SIZE = 64 * 1024  # bytes asked of each recv (under malloc's mmap threshold: cheap)
 DRAIN_LIMIT = 1024 * 1024  # bytes discarded, at most, after refusing a frame
 DRAIN_TIME = 0.25  # seconds spent, at most, discarding them
 
@@ -193,6 +195,8 @@ class _Connection(socketserver.BaseRequestHandler):
         sock: socket.socket = self.request
         server = self.server
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # A peer that stops reading our replies cannot hold this thread forever.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(server.frame_timeout))
         decoder = framing.FrameDecoder(server.max_frame_size)
         once = server.dedup.once if server.dedup is not None else None
         deadline: float | None = None  # when the frame now arriving must be complete
@@ -356,17 +360,6 @@ class _Link:
         self.sock = sock
         self.decoder = framing.FrameDecoder(max_frame_size)
         self.broken = False
-        if hasattr(select, "poll"):
-            self._poller: Any = select.poll()
-            self._poller.register(sock, select.POLLIN)
-        else:  # Windows
-            self._poller = None
-
-    def readable(self, seconds: float) -> bool:
-        """Wait up to ``seconds`` for bytes (or a close) to read."""
-        if self._poller is not None:
-            return bool(self._poller.poll(seconds * 1000))
-        return bool(select.select([self.sock], [], [], seconds)[0])
 
 
 class _Slot:
@@ -448,7 +441,7 @@ class Client:
     def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Send a notification: the server runs ``method`` and sends nothing back."""
         payload = jsonrpc.encode(jsonrpc.notification(method, _params(args, kwargs)))
-        self._send(None, payload, time.monotonic() + self.timeout)
+        self._send(None, payload, framing.encode_frame(payload, self._max_frame_size), time.monotonic() + self.timeout)
 
     def batch(self) -> "Batch":
         """A builder for a batch: queue calls and notifications, then ``send()`` them in one frame."""
@@ -494,12 +487,11 @@ class Client:
     def _exchange(self, ids: list[Any], payload: bytes, timeout: float | None) -> list[dict]:
         """Send ``payload`` and return the replies for ``ids``; retry (same ids) on timeout or lost connection."""
         timeout = self.timeout if timeout is None else timeout
+        frame = framing.encode_frame(payload, self._max_frame_size)
         for attempt in itertools.count():
             slot = _Slot(ids)
-            deadline = time.monotonic() + timeout
             try:
-                self._send(slot, payload, deadline)
-                self._wait(slot, deadline)
+                self._call_once(slot, payload, frame, time.monotonic() + timeout)
                 return [slot.replies[i] for i in ids]
             except (CallTimeout, ConnectionLost):
                 if attempt >= self.retries or self._closed.is_set():
@@ -507,6 +499,21 @@ class Client:
             if self._closed.wait(self.backoff * 2**attempt):  # back off before trying again
                 raise ConnectionLost("the client was closed")
         raise AssertionError("unreachable")
+
+    def _call_once(self, slot: _Slot, payload: bytes, frame: bytes, deadline: float) -> None:
+        """Send one request (or batch) and wait for its replies, reading them ourselves when no one else is."""
+        leader = self._send(slot, payload, frame, deadline)
+        if not leader:
+            leader = self._follow(slot, deadline)
+        if leader:
+            try:
+                self._read_until(slot, deadline, timeout_set=True)
+            finally:
+                with self._state:
+                    self._reading = False
+                    self._state.notify_all()  # a waiting caller may take over the reading
+        if slot.error is not None:
+            raise slot.error
 
     def _open(self, deadline: float) -> _Link:
         """Connect to the server (the caller holds _send_lock)."""
@@ -517,11 +524,16 @@ class Client:
         except OSError as exc:
             raise ConnectionLost(f"cannot connect to {self.address[0]}:{self.address[1]}: {exc}") from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(self.timeout)  # bounds each send; reads wait with poll() up to their own deadline
+        # Blocking mode with kernel timeouts (SO_SNDTIMEO / SO_RCVTIMEO): each read
+        # is one recv() call. Python's own timeout mode would poll() before every
+        # read, and each extra system call is one more hand-off of the GIL.
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.timeout))
         return _Link(sock, self._max_frame_size)
 
-    def _send(self, slot: _Slot | None, payload: bytes, deadline: float) -> None:
-        frame = framing.encode_frame(payload, self._max_frame_size)
+    def _send(self, slot: _Slot | None, payload: bytes, frame: bytes, deadline: float) -> bool:
+        """Send one frame; register ``slot`` for its replies. True if the caller is now the reader."""
+        leader = False
         with self._send_lock:
             link = self._link
             if link is None or link.broken:
@@ -531,48 +543,49 @@ class Client:
                 with self._state:
                     for request_id in slot.ids:
                         self._pending[request_id] = slot
+                    if not self._reading:  # no one reads: we will, right after sending
+                        self._reading = leader = True
+                if leader:
+                    _set_read_timeout(link.sock, deadline - time.monotonic())
             _notify(self.on_frame, "sent", payload)
             try:
                 link.sock.sendall(frame)
             except OSError as exc:
                 self._break(link, f"sending failed: {exc}")
-        if slot is not None and slot.error is not None:
-            raise slot.error
+        return leader
 
-    def _wait(self, slot: _Slot, deadline: float) -> None:
-        """Wait for the slot's replies, reading the socket ourselves if no one else is (leader/follower)."""
+    def _follow(self, slot: _Slot, deadline: float) -> bool:
+        """Wait while another caller reads for us; True if the reading falls to us."""
         with self._state:
-            while not slot.done and self._reading:  # someone else reads: they will hand us our reply
+            while not slot.done:
+                if not self._reading:
+                    self._reading = True
+                    return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self._give_up(slot)
                     break
                 self._state.wait(remaining)
-            if slot.done:
-                if slot.error is not None:
-                    raise slot.error
-                return
-            self._reading = True
-        try:
-            self._read_until(slot, deadline)
-        finally:
-            with self._state:
-                self._reading = False
-                self._state.notify_all()  # a waiting caller may take over the reading
-        if slot.error is not None:
-            raise slot.error
+        return False
 
-    def _read_until(self, slot: _Slot, deadline: float) -> None:
+    def _read_until(self, slot: _Slot, deadline: float, *, timeout_set: bool = False) -> None:
+        """Read frames and hand them out until ``slot`` is answered, its link breaks or its deadline passes."""
         link = slot.link
         assert link is not None
+        sock = link.sock
         while not slot.done:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not link.readable(remaining):
+            if remaining <= 0:
                 with self._state:
                     self._give_up(slot)
                 return
+            if not timeout_set:
+                _set_read_timeout(sock, remaining)
+            timeout_set = False
             try:
-                chunk = link.sock.recv(RECV_SIZE)
+                chunk = sock.recv(RECV_SIZE)
+            except (BlockingIOError, TimeoutError):
+                continue  # the read timed out: the deadline check above gives up
             except OSError as exc:
                 self._break(link, f"receiving failed: {exc}")
                 return
@@ -653,6 +666,19 @@ class Client:
 _MISSING = object()
 
 
+def _timeval(seconds: float) -> bytes:
+    """``seconds`` as the kernel wants it for SO_RCVTIMEO / SO_SNDTIMEO (never 0, which means "forever")."""
+    if sys.platform == "win32":
+        return struct.pack("L", max(1, math.ceil(seconds * 1000)))  # a DWORD of milliseconds
+    whole = int(seconds)
+    return struct.pack("ll", whole, max(1 if whole == 0 else 0, int((seconds - whole) * 1_000_000)))
+
+
+def _set_read_timeout(sock: socket.socket, seconds: float) -> None:
+    """Make the next recv() give up after ``seconds`` (it raises BlockingIOError)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
+
+
 class _RemoteMethod:
     """A remote method as a local callable: ``client.subtract(42, 23)``."""
 
@@ -706,7 +732,8 @@ class Batch:
         client = self._client
         payload = jsonrpc.encode(messages)
         if not ids:  # only notifications: the server sends nothing back
-            client._send(None, payload, time.monotonic() + client.timeout)
+            client._send(None, payload, framing.encode_frame(payload, client._max_frame_size),
+                         time.monotonic() + client.timeout)
             return []
         results: list[Any] = []
         for reply in client._exchange(ids, payload, timeout):

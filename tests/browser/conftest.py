@@ -20,6 +20,7 @@ from lab_server import LabServer, start_lab
 from notebook_page import NotebookRun, NotebookRuns
 
 _timings: list[tuple[str, dict[str, float]]] = []
+_TIMED = [("open", "open"), ("run", "run all"), ("total", "in all")]
 
 
 def _unavailable(reason: str) -> None:
@@ -112,7 +113,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     terminalreporter.section("browser: seconds per notebook")
     for name, t in _timings:
-        terminalreporter.write_line(
-            f"{name:45s} open {t['open']:5.1f}  run all {t['run']:5.1f}  "
-            f"widgets {t.get('widgets', 0.0):5.1f}  total {t['total']:5.1f}"
-        )
+        parts = [f"{label} {t[key]:5.1f}" for key, label in _TIMED if key in t]
+        terminalreporter.write_line(f"{name:45s} " + "  ".join(parts))

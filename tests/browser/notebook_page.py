@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ MAX_SCREENSHOT_HEIGHT = 15000  # px: Chromium refuses captures much taller than 
 KERNEL_TIMEOUT = 90.0  # s: page loaded and kernel idle
 RUN_TIMEOUT = 20.0  # s: Run All, every code cell finished
 UI_TIMEOUT = 30.0  # s: a menu, a save, a widget drawn
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes in tracebacks
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 ERROR_MIME = "application/vnd.jupyter.error"
 
@@ -41,16 +43,21 @@ _PROMPTS_JS = """
 (panel) => [...document.querySelectorAll(panel + ' .jp-CodeCell .jp-InputPrompt')]
   .map((e) => e.textContent.trim())
 """
-# Done: every non-empty code cell shows a number; or an error stopped Run All and nothing runs.
+# Done: every non-empty code cell shows a number; or an error stopped Run All (JupyterLab then
+# leaves the cells after it unrun) and no cell is running or queued any more.
 _RUN_DONE_JS = """
 ([panel, mask, errorMime]) => {
   const prompts = [...document.querySelectorAll(panel + ' .jp-CodeCell .jp-InputPrompt')]
     .map((e) => e.textContent.trim());
   if (prompts.length !== mask.length) return false;
-  const done = mask.every((nonEmpty, i) => !nonEmpty || /^\\[\\d+\\]/.test(prompts[i]));
+  const numbered = prompts.map((t) => /^\\[\\d+\\]/.test(t));
+  if (mask.every((nonEmpty, i) => !nonEmpty || numbered[i])) return true;
   const busy = prompts.some((t) => t.includes('*'));
-  const failed = !!document.querySelector(panel + ` [data-mime-type='${errorMime}']`);
-  return done || (failed && !busy);
+  const outputs = [...document.querySelectorAll(panel + ' .jp-OutputArea-output')];
+  const failed = outputs.some((o) => o.dataset.mimeType === errorMime
+      || (o.dataset.mimeType === 'application/vnd.jupyter.stderr'
+          && o.textContent.includes('Traceback (most recent call last)')));
+  return failed && !busy && numbered.some(Boolean);
 }
 """
 # How much taller than the window the notebook is; scrolls it to the top for the screenshot.
@@ -83,7 +90,8 @@ WIDGETS_JS = """
   for (const out of outputs) {
     const widget = out.classList.contains('jupyter-widgets') ? out : out.querySelector('.jupyter-widgets');
     const text = out.innerText || '';
-    const broken = /Error displaying widget|Error rendering widget/.test(text);
+    const broken = !!out.querySelector('.jupyter-widgets-error-widget')
+        || /Error displaying widget|Error rendering widget|javascript error/.test(text);
     if (!widget && !broken) continue;
     const box = widget ? widget.getBoundingClientRect() : {width: 0, height: 0};
     const cell = cells.findIndex((c) => c.contains(out));
@@ -104,7 +112,7 @@ class NotebookRun:
     context: BrowserContext
     code_cells: list[dict[str, Any]]  # {"index": notebook cell number (1-based), "source": ...}
     prompts: list[str]  # input prompt text of each code cell, after the run
-    errors: list[str]  # text of each error output
+    errors: list[str]  # each error output: where, and its text
     widget_views: dict[int, int]  # notebook cell number -> widget views in its saved outputs
     screenshot: Path
     console_errors: list[str] = field(default_factory=list)
@@ -148,7 +156,8 @@ class NotebookRuns:
             self._current = self._open_and_run(name)
         except _RunFailed as failure:
             self._failed[name] = str(failure)
-            pytest.fail(str(failure), pytrace=False)
+        if self._current is None:  # failed outside the except block: no chained traceback
+            pytest.fail(self._failed[name], pytrace=False)
         return self._current
 
     def close(self) -> None:
@@ -193,20 +202,25 @@ class NotebookRuns:
             )
             timing["run"] = time.monotonic() - run_started
             prompts = page.evaluate(_PROMPTS_JS, PANEL)
-            errors = [e.inner_text() for e in page.locator(f"{PANEL} [data-mime-type='{ERROR_MIME}']").all()]
-            run = NotebookRun(name, page, context, code_cells, prompts, errors, {}, shot, console)
             if len(prompts) != len(code_cells):
                 raise _RunFailed(
                     f"{name}: the page shows {len(prompts)} code cells, the file has "
                     f"{len(code_cells)} (is windowingMode 'none' in effect?); see {shot}"
                 )
-            if not finished:
+            saved = self._save(page, name)
+            run = NotebookRun(
+                name, page, context, code_cells, prompts, _error_outputs(saved),
+                _widget_views(saved), shot, console,
+            )
+            if not run.errors:  # and what the page itself draws as an error, should it differ
+                errors = page.locator(f"{PANEL} [data-mime-type='{ERROR_MIME}']").all_inner_texts()
+                run.errors = [f"on the page:\n{text}" for text in errors]
+            full_page_screenshot(page, shot)  # saved first: no unsaved-changes dot on the tab
+            if not finished and not run.errors:  # an error is reported by the test, with its text
                 raise _RunFailed(
                     f"{name}: not every code cell finished within {RUN_TIMEOUT:.0f} s:\n  "
                     + "\n  ".join(run.unfinished()) + f"\nscreenshot: {shot}"
                 )
-            run.widget_views = self._saved_widget_views(page, name)
-            full_page_screenshot(page, shot)  # saved first: no unsaved-changes dot on the tab
             return run
         except BaseException:
             try:
@@ -217,8 +231,8 @@ class NotebookRuns:
             self.lab.close_sessions(name)
             raise
 
-    def _saved_widget_views(self, page: Page, name: str) -> dict[int, int]:
-        """Save the notebook (File ▸ Save) and count the widget views in each cell's outputs."""
+    def _save(self, page: Page, name: str) -> dict[str, Any]:
+        """Save the notebook with its toolbar button; the saved notebook (nbformat JSON)."""
         with page.expect_response(
             lambda r: r.request.method == "PUT" and "/api/contents/" in r.url,
             timeout=UI_TIMEOUT * 1000,
@@ -227,12 +241,7 @@ class NotebookRuns:
         if not response.value.ok:
             raise _RunFailed(f"{name}: saving the notebook failed: HTTP {response.value.status}")
         model = self.lab.api("GET", f"api/contents/{urllib.parse.quote(name)}?content=1")
-        views = {}
-        for i, cell in enumerate(model["content"]["cells"]):
-            n = sum(WIDGET_VIEW in o.get("data", {}) for o in cell.get("outputs", []))
-            if n:
-                views[i + 1] = n
-        return views
+        return dict(model["content"])
 
     @staticmethod
     def _wait(page: Page, js: str, arg: Any, timeout: float, message: str | None) -> bool:
@@ -248,6 +257,27 @@ class NotebookRuns:
 
 class _RunFailed(Exception):
     """A notebook could not be opened, run or saved; the message says where it stopped."""
+
+
+def _widget_views(notebook: dict[str, Any]) -> dict[int, int]:
+    """Notebook cell number (1-based) -> how many widget views its saved outputs hold."""
+    views = {}
+    for i, cell in enumerate(notebook["cells"]):
+        n = sum(WIDGET_VIEW in o.get("data", {}) for o in cell.get("outputs", []))
+        if n:
+            views[i + 1] = n
+    return views
+
+
+def _error_outputs(notebook: dict[str, Any]) -> list[str]:
+    """Each error output of the saved notebook: its cell number, exception and traceback."""
+    errors = []
+    for i, cell in enumerate(notebook["cells"]):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                trace = _ANSI.sub("", "\n".join(out.get("traceback", [])))
+                errors.append(f"cell {i + 1}: {out.get('ename')}: {out.get('evalue')}\n{trace}")
+    return errors
 
 
 def _source(cell: dict[str, Any]) -> str:
