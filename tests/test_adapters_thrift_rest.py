@@ -130,6 +130,7 @@ def test_kv_over_rest():
         assert client.get("greeting") == "héllo ✓"
         assert client.increment("visits") == 1
         assert client.increment("visits", 41) == 42
+        assert client.request("POST", "/keys/visits/increment") == (200, {"key": "visits", "value": 43})  # no body: 1
         assert client.delete("greeting") is True
         assert client.delete("greeting") is False  # DELETE is idempotent: no 404 the second time
         with pytest.raises(rest.NotFound) as caught:
@@ -139,7 +140,7 @@ def test_kv_over_rest():
         client.put("a/b c?%#", "odd key")  # percent-encoded by the client
         assert client.get("a/b c?%#") == "odd key"
         assert client.keys() == ["a/b c?%#", "visits"]
-    assert store.get("visits") == "42"
+    assert store.get("visits") == "43"
 
 
 def test_rest_rejects_bad_input_with_4xx():
@@ -201,6 +202,17 @@ def test_rest_client_reconnects_when_the_server_is_replaced():
     finally:
         client.close()
         handle.stop()
+
+
+def test_rest_listening_socket_says_tcp_so_asyncio_turns_nagle_off():
+    # asyncio sets TCP_NODELAY only on sockets whose protocol is IPPROTO_TCP; without it
+    # each response (headers, then body: two writes) waits ~40 ms for a delayed ACK.
+    server = rest.UvicornServer(rest.make_app(KVStore()), ("127.0.0.1", 0))
+    try:
+        assert server.socket.proto == socket.IPPROTO_TCP
+        assert server.server_address[1] > 0
+    finally:
+        server.server_close()
 
 
 def test_rest_client_times_out():

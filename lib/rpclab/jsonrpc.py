@@ -289,9 +289,7 @@ _OPEN = ord("[")
 
 
 def _check_depth(data: bytes, max_depth: int) -> None:
-    """Raise ParseError if the JSON in ``data`` nests deeper than ``max_depth``; cheap, no recursion."""
-    if data.count(b"[") + data.count(b"{") <= max_depth:
-        return  # too few brackets to nest that deep: the common case costs two counts
+    """Raise ParseError if the JSON in ``data`` nests deeper than ``max_depth``; linear, no recursion."""
     # Drop escaped backslashes and quotes, keep only quotes and brackets, then
     # drop what is inside strings: what is left is the bracket skeleton. All of
     # that runs in C; only the skeleton is walked in Python, stopping early.
@@ -326,21 +324,26 @@ def _no_constants(name: str) -> Any:
 
 def decode(data: bytes | bytearray | memoryview | str, *, max_depth: int = MAX_DEPTH) -> Any:
     """The JSON value in ``data`` (UTF-8). Raises ParseError for anything else, or anything too deep or too big."""
-    if isinstance(data, str):
-        try:
-            data = data.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ParseError(f"not valid UTF-8: {exc.reason}") from None
-    elif not isinstance(data, bytes):
-        data = bytes(data)
-    _check_depth(data, max_depth)
-    if _LONG_DIGITS not in data.translate(_DIGITS_TO_ZERO):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise ParseError(str(exc)) from None
-    # Integers with 19 or more digits: orjson would round them to floats, so
-    # decode exactly with the standard library, bounding each integer's length.
+    if type(data) is not bytes:
+        if isinstance(data, str):
+            try:
+                data = data.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ParseError(f"not valid UTF-8: {exc.reason}") from None
+        else:
+            data = bytes(data)
+    if data.count(b"[") + data.count(b"{") > max_depth:  # else it cannot nest that deep: skip the scan
+        _check_depth(data, max_depth)
+    if _LONG_DIGITS in data.translate(_DIGITS_TO_ZERO):
+        return _decode_exactly(data)
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(str(exc)) from None
+
+
+def _decode_exactly(data: bytes) -> Any:
+    """Decode with the standard library, which keeps long integers exact (orjson would round them)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure as _MatplotlibFigure
 
 from rpclab.timing import format_seconds
 
-__all__ = ["Figure", "log_bars", "call_timeline"]
+__all__ = ["Figure", "log_bars", "call_timeline", "calls_per_server", "stream_progress"]
 
 
 class Figure(_MatplotlibFigure):
@@ -63,4 +63,53 @@ def call_timeline(steps: Sequence[object], *, title: str = "one remote call, ste
     ax.invert_yaxis()
     ax.set_xlabel("microseconds since the call began")
     ax.set_title(title)
+    return fig
+
+
+def calls_per_server(groups: Mapping[str, Mapping[str, int]], *, title: str = "calls per server") -> Figure:
+    """Bars of how many calls each server received, one panel per way of spreading them (e.g. per LB policy)."""
+    if not groups or any(not counts for counts in groups.values()):
+        raise ValueError("calls_per_server needs at least one group, each with at least one server")
+    if any(v < 0 for counts in groups.values() for v in counts.values()):
+        raise ValueError("call counts cannot be negative")
+    fig = Figure(figsize=(min(3.2 * len(groups), 12), 2.8), layout="constrained")
+    axes = fig.subplots(1, len(groups), sharey=True, squeeze=False)[0]
+    top = max(max(counts.values()) for counts in groups.values())
+    for ax, (label, counts) in zip(axes, groups.items()):
+        names, numbers = list(counts), list(counts.values())
+        ax.bar(names, numbers, color="#4c72b0")
+        for x, v in enumerate(numbers):
+            ax.text(x, v, str(v), ha="center", va="bottom")
+        ax.set_title(label)
+        ax.set_ylim(0, max(top, 1) * 1.2)
+        ax.tick_params(axis="x", labelrotation=0)
+    axes[0].set_ylabel("calls received")
+    fig.suptitle(title)
+    return fig
+
+
+def stream_progress(runs: Mapping[str, Sequence[tuple[float, int, int]]], *,
+                    title: str = "a server stream read slowly") -> Figure:
+    """Messages produced by the server and consumed by the client over time, one panel per run.
+
+    Each run is a sequence of ``(seconds, produced, consumed)`` samples; the
+    shaded gap between the lines is what sits in buffers and flow-control windows.
+    """
+    if not runs or any(len(samples) == 0 for samples in runs.values()):
+        raise ValueError("stream_progress needs at least one run, each with at least one sample")
+    fig = Figure(figsize=(min(4.5 * len(runs), 12), 3.2), layout="constrained")
+    axes = fig.subplots(1, len(runs), sharey=True, squeeze=False)[0]
+    for ax, (label, samples) in zip(axes, runs.items()):
+        seconds = [s[0] for s in samples]
+        produced = [s[1] for s in samples]
+        consumed = [s[2] for s in samples]
+        ax.step(seconds, produced, where="post", color="#dd8452", label="produced by the server")
+        ax.step(seconds, consumed, where="post", color="#4c72b0", label="consumed by the client")
+        ax.fill_between(seconds, consumed, produced, step="post", color="#dd8452", alpha=0.15)
+        ax.set_title(label)
+        ax.set_xlabel("seconds since the call began")
+        ax.set_ylim(bottom=0)
+    axes[0].set_ylabel("messages")
+    axes[0].legend(loc="upper left", fontsize=8)
+    fig.suptitle(title)
     return fig

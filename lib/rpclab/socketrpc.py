@@ -66,6 +66,7 @@ DUPLICATE_WAIT = 30.0  # seconds a repeated request waits for the first one to f
 RECV_SIZE = 64 * 1024  # bytes asked of each recv (under malloc's mmap threshold: cheap)
 DRAIN_LIMIT = 1024 * 1024  # bytes discarded, at most, after refusing a frame
 DRAIN_TIME = 0.25  # seconds spent, at most, discarding them
+TIMEOUT_SLACK = 0.05  # seconds a client read may overrun its call's deadline (saves a system call per call)
 
 OnFrame = Callable[[str, bytes], Any]
 
@@ -356,10 +357,22 @@ def serve(
 class _Link:
     """One TCP connection of a client, with the bytes read from it that do not yet make a frame."""
 
-    def __init__(self, sock: socket.socket, max_frame_size: int):
+    def __init__(self, sock: socket.socket, max_frame_size: int, read_timeout: float):
         self.sock = sock
         self.decoder = framing.FrameDecoder(max_frame_size)
         self.broken = False
+        self.read_timeout = read_timeout  # the SO_RCVTIMEO now set on sock
+        _set_read_timeout(sock, read_timeout)
+
+    def bound_reads(self, remaining: float) -> None:
+        """Make sure the next recv() returns within about ``remaining`` seconds.
+
+        Changing the kernel's timeout is a system call, so it is done only when
+        the one set is too long (by over TIMEOUT_SLACK) or far too short.
+        """
+        if self.read_timeout > remaining + TIMEOUT_SLACK or self.read_timeout < remaining / 2:
+            self.read_timeout = max(remaining, 0.001)
+            _set_read_timeout(self.sock, self.read_timeout)
 
 
 class _Slot:
@@ -367,9 +380,9 @@ class _Slot:
 
     __slots__ = ("ids", "replies", "link", "error", "done")
 
-    def __init__(self, ids: list[Any]):
+    def __init__(self, ids: list[str]):
         self.ids = ids
-        self.replies: dict[Any, dict] = {}
+        self.replies: dict[str, dict] = {}
         self.link: _Link | None = None
         self.error: BaseException | None = None
         self.done = False
@@ -389,15 +402,22 @@ class Client:
     ``client.subtract(42, 23)`` calls the remote ``subtract``; ``client.call(name,
     ...)`` is the explicit form, for names the client itself uses (``call``,
     ``notify``, ``batch``, ``close``...) or that are not Python identifiers.
+
+    Thread-safe: callers in several threads share the connection. There is no
+    reader thread: a caller waiting for a reply reads the socket itself, and
+    hands other callers' replies to them (leader/follower), so a single caller
+    pays for no thread hand-off.
     """
 
     def __init__(self, address: tuple[str, int], *, timeout: float = 2.0, retries: int = 0, backoff: float = 0.05,
                  max_frame_size: int = MAX_FRAME_SIZE, on_frame: OnFrame | None = None):
         host, port = address
-        if not timeout > 0:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be an int >= 0, not {retries!r}")
+        if not backoff >= 0:
+            raise ValueError(f"backoff must be a number of seconds >= 0, not {backoff!r}")
         if on_frame is not None and not callable(on_frame):
             raise TypeError(f"on_frame must be callable as on_frame(direction, payload), not {on_frame!r}")
         self.address = (str(host), int(port))
@@ -408,10 +428,12 @@ class Client:
         self._max_frame_size = max_frame_size
         self._prefix = uuid.uuid4().hex[:16]  # ids are "<prefix>:<n>": unique across clients and connections
         self._numbers = itertools.count(1)
-        self._send_lock = threading.Lock()  # one frame goes out at a time; guards _link changes
-        self._state = threading.Condition()  # guards _pending and _reading; wakes waiting callers
-        self._pending: dict[Any, _Slot] = {}
+        self._send_lock = threading.Lock()  # one frame goes out at a time; guards _link
+        self._lock = threading.Lock()  # guards _pending, _reading, _followers and every _Slot
+        self._turn = threading.Condition(self._lock)  # followers wait here for their reply or their turn to read
+        self._pending: dict[str, _Slot] = {}
         self._reading = False  # a caller is reading the socket for everyone (the leader)
+        self._followers = 0  # callers waiting in _follow
         self._closed = threading.Event()
         self._link: _Link | None = None
         with self._send_lock:
@@ -427,21 +449,19 @@ class Client:
         """Call ``method`` with ``params`` (a list, a dict or None), waiting at most ``timeout`` seconds."""
         if type(method) is not str:
             raise TypeError(f"method must be a str, not {method!r}")
-        request_id = self.next_id()
-        message = {"jsonrpc": "2.0", "method": method, "params": params, "id": request_id}
+        request_id = f"{self._prefix}:{next(self._numbers)}"
         if params is None:
-            del message["params"]
-        payload = jsonrpc.encode(message)
-        reply = self._exchange([request_id], payload, timeout)[0]
-        result = reply.get("result", _MISSING)
-        if result is not _MISSING and reply.get("jsonrpc") == "2.0" and "error" not in reply:
-            return result
+            message = {"jsonrpc": "2.0", "method": method, "id": request_id}
+        else:
+            message = {"jsonrpc": "2.0", "method": method, "params": params, "id": request_id}
+        reply = self._exchange([request_id], jsonrpc.encode(message), timeout)[0]
+        if "result" in reply and "error" not in reply and reply.get("jsonrpc") == "2.0":
+            return reply["result"]  # the usual case, checked without building a Response
         return jsonrpc.parse_response(reply).unwrap()
 
     def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Send a notification: the server runs ``method`` and sends nothing back."""
-        payload = jsonrpc.encode(jsonrpc.notification(method, _params(args, kwargs)))
-        self._send(None, payload, framing.encode_frame(payload, self._max_frame_size), time.monotonic() + self.timeout)
+        self._post(jsonrpc.encode(jsonrpc.notification(method, _params(args, kwargs))))
 
     def batch(self) -> "Batch":
         """A builder for a batch: queue calls and notifications, then ``send()`` them in one frame."""
@@ -476,7 +496,8 @@ class Client:
     def __getattr__(self, name: str) -> "_RemoteMethod":
         if name.startswith("_"):
             raise AttributeError(name)
-        return _RemoteMethod(self, name)
+        method = self.__dict__[name] = _RemoteMethod(self, name)  # found directly next time
+        return method
 
     def __repr__(self) -> str:
         state = "closed" if self._closed.is_set() else "connected" if self.connected else "disconnected"
@@ -484,36 +505,45 @@ class Client:
 
     # -- the runtime: send, wait, read, retry ------------------------------------
 
-    def _exchange(self, ids: list[Any], payload: bytes, timeout: float | None) -> list[dict]:
-        """Send ``payload`` and return the replies for ``ids``; retry (same ids) on timeout or lost connection."""
+    def _exchange(self, ids: list[str], payload: bytes, timeout: float | None) -> list[dict]:
+        """Send ``payload``, wait for the replies to ``ids`` and return them in order.
+
+        A call that times out or loses its connection is sent again, with the
+        same ids, up to ``retries`` times (reconnecting if needed).
+        """
         timeout = self.timeout if timeout is None else timeout
-        frame = framing.encode_frame(payload, self._max_frame_size)
-        for attempt in itertools.count():
+        if len(payload) > self._max_frame_size:
+            raise FrameTooLarge(len(payload), self._max_frame_size)
+        frame = framing.HEADER.pack(len(payload)) + payload
+        attempt = 0
+        while True:
             slot = _Slot(ids)
+            deadline = time.monotonic() + timeout
             try:
-                self._call_once(slot, payload, frame, time.monotonic() + timeout)
-                return [slot.replies[i] for i in ids]
+                leader, first = self._send(slot, payload, frame, deadline)
+                if not leader:
+                    leader = self._follow(slot, deadline)
+                if leader:
+                    try:
+                        self._read_until(slot, deadline, first)
+                    finally:
+                        with self._lock:
+                            self._reading = False
+                            if self._followers:
+                                self._turn.notify_all()  # one of them takes over the reading
+                if slot.error is None:
+                    return [slot.replies[i] for i in ids]
+                raise slot.error
             except (CallTimeout, ConnectionLost):
                 if attempt >= self.retries or self._closed.is_set():
                     raise
             if self._closed.wait(self.backoff * 2**attempt):  # back off before trying again
                 raise ConnectionLost("the client was closed")
-        raise AssertionError("unreachable")
+            attempt += 1
 
-    def _call_once(self, slot: _Slot, payload: bytes, frame: bytes, deadline: float) -> None:
-        """Send one request (or batch) and wait for its replies, reading them ourselves when no one else is."""
-        leader = self._send(slot, payload, frame, deadline)
-        if not leader:
-            leader = self._follow(slot, deadline)
-        if leader:
-            try:
-                self._read_until(slot, deadline, timeout_set=True)
-            finally:
-                with self._state:
-                    self._reading = False
-                    self._state.notify_all()  # a waiting caller may take over the reading
-        if slot.error is not None:
-            raise slot.error
+    def _post(self, payload: bytes) -> None:
+        """Send a frame that wants no reply (a notification, or a batch of them)."""
+        self._send(None, payload, framing.encode_frame(payload, self._max_frame_size), time.monotonic() + self.timeout)
 
     def _open(self, deadline: float) -> _Link:
         """Connect to the server (the caller holds _send_lock)."""
@@ -526,13 +556,18 @@ class Client:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Blocking mode with kernel timeouts (SO_SNDTIMEO / SO_RCVTIMEO): each read
         # is one recv() call. Python's own timeout mode would poll() before every
-        # read, and each extra system call is one more hand-off of the GIL.
+        # read, and every extra system call is one more hand-off of the GIL.
         sock.settimeout(None)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.timeout))
-        return _Link(sock, self._max_frame_size)
+        return _Link(sock, self._max_frame_size, self.timeout)
 
-    def _send(self, slot: _Slot | None, payload: bytes, frame: bytes, deadline: float) -> bool:
-        """Send one frame; register ``slot`` for its replies. True if the caller is now the reader."""
+    def _send(self, slot: _Slot | None, payload: bytes, frame: bytes,
+              deadline: float) -> tuple[bool, bytes | OSError | None]:
+        """Send one frame and register ``slot`` for its replies.
+
+        Returns whether the caller is now the reader and, if so, what its first
+        read gave: reading right after sending keeps a lone caller's path short.
+        """
         leader = False
         with self._send_lock:
             link = self._link
@@ -540,54 +575,70 @@ class Client:
                 link = self._link = self._open(deadline)
             if slot is not None:
                 slot.link = link
-                with self._state:
+                with self._lock:
                     for request_id in slot.ids:
                         self._pending[request_id] = slot
-                    if not self._reading:  # no one reads: we will, right after sending
+                    if not self._reading:  # no one is reading: we will, right after sending
                         self._reading = leader = True
                 if leader:
-                    _set_read_timeout(link.sock, deadline - time.monotonic())
-            _notify(self.on_frame, "sent", payload)
+                    link.bound_reads(deadline - time.monotonic())
+            if self.on_frame is not None:
+                _notify(self.on_frame, "sent", payload)
             try:
                 link.sock.sendall(frame)
             except OSError as exc:
                 self._break(link, f"sending failed: {exc}")
-        return leader
+                return leader, None
+        if not leader:
+            return False, None
+        try:
+            return True, link.sock.recv(RECV_SIZE)
+        except OSError as exc:
+            return True, exc
 
     def _follow(self, slot: _Slot, deadline: float) -> bool:
         """Wait while another caller reads for us; True if the reading falls to us."""
-        with self._state:
-            while not slot.done:
-                if not self._reading:
-                    self._reading = True
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self._give_up(slot)
-                    break
-                self._state.wait(remaining)
+        with self._lock:
+            self._followers += 1
+            try:
+                while not slot.done:
+                    if not self._reading:
+                        self._reading = True
+                        return True
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        self._give_up(slot)
+                        break
+                    self._turn.wait(remaining)
+            finally:
+                self._followers -= 1
         return False
 
-    def _read_until(self, slot: _Slot, deadline: float, *, timeout_set: bool = False) -> None:
-        """Read frames and hand them out until ``slot`` is answered, its link breaks or its deadline passes."""
+    def _read_until(self, slot: _Slot, deadline: float, first: bytes | OSError | None = None) -> None:
+        """Read frames and hand them out until ``slot`` is answered, its link breaks or its deadline passes.
+
+        ``first`` is what a read made already gave (bytes or the error it raised).
+        """
         link = slot.link
         assert link is not None
-        sock = link.sock
+        chunk: bytes | OSError | None = first
         while not slot.done:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                with self._state:
-                    self._give_up(slot)
-                return
-            if not timeout_set:
-                _set_read_timeout(sock, remaining)
-            timeout_set = False
-            try:
-                chunk = sock.recv(RECV_SIZE)
-            except (BlockingIOError, TimeoutError):
-                continue  # the read timed out: the deadline check above gives up
-            except OSError as exc:
-                self._break(link, f"receiving failed: {exc}")
+            if chunk is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    with self._lock:
+                        self._give_up(slot)
+                    return
+                link.bound_reads(remaining)
+                try:
+                    chunk = link.sock.recv(RECV_SIZE)
+                except OSError as exc:
+                    chunk = exc
+            if isinstance(chunk, OSError):
+                if isinstance(chunk, (BlockingIOError, TimeoutError)):
+                    chunk = None
+                    continue  # the read timed out: the deadline check above decides
+                self._break(link, f"receiving failed: {chunk}")
                 return
             if not chunk:
                 self._break(link, "the server closed the connection")
@@ -597,8 +648,10 @@ class Client:
             except FrameTooLarge as exc:
                 self._break(link, f"the server sent {exc}")
                 return
+            chunk = None
             for payload in frames:
-                _notify(self.on_frame, "received", payload)
+                if self.on_frame is not None:
+                    _notify(self.on_frame, "received", payload)
                 self._deliver(link, payload)
 
     def _deliver(self, link: _Link, payload: bytes) -> None:
@@ -609,9 +662,9 @@ class Client:
             self._break(link, f"the server sent a frame that is not JSON ({exc.data})")
             return
         unreadable = None
-        with self._state:
+        with self._lock:
             woke = False
-            for reply in value if type(value) is list else [value]:
+            for reply in value if type(value) is list else (value,):
                 request_id = reply.get("id") if type(reply) is dict else None
                 slot = self._pending.pop(request_id, None) if type(request_id) is str else None
                 if slot is None:
@@ -621,8 +674,8 @@ class Client:
                 slot.replies[request_id] = reply
                 if len(slot.replies) == len(slot.ids):
                     slot.done = woke = True
-            if woke:
-                self._state.notify_all()
+            if woke and self._followers:
+                self._turn.notify_all()
         if unreadable is not None:
             # Which frame it could not read, the reply cannot say (its id is null):
             # rather than guess, fail every call in flight on this connection.
@@ -634,7 +687,7 @@ class Client:
             self._break(link, f"the server could not read a request: {detail}")
 
     def _give_up(self, slot: _Slot) -> None:
-        """Stop waiting for ``slot`` (the caller holds _state): its call timed out."""
+        """Stop waiting for ``slot`` (the caller holds _lock): its call timed out."""
         if slot.done:
             return
         for request_id in slot.ids:
@@ -645,7 +698,7 @@ class Client:
 
     def _break(self, link: _Link, reason: str) -> None:
         """Close a broken connection and fail every call waiting on it."""
-        with self._state:
+        with self._lock:
             if link.broken:
                 return
             link.broken = True
@@ -655,7 +708,7 @@ class Client:
                     if not slot.done:
                         slot.error = ConnectionLost(f"connection to {self.address[0]}:{self.address[1]} lost: {reason}")
                         slot.done = True
-            self._state.notify_all()
+            self._turn.notify_all()
         try:
             link.sock.shutdown(socket.SHUT_RDWR)  # wakes a caller blocked reading it
         except OSError:
@@ -675,7 +728,7 @@ def _timeval(seconds: float) -> bytes:
 
 
 def _set_read_timeout(sock: socket.socket, seconds: float) -> None:
-    """Make the next recv() give up after ``seconds`` (it raises BlockingIOError)."""
+    """Make each recv() on ``sock`` give up after ``seconds`` (it raises BlockingIOError)."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
 
 
@@ -732,8 +785,7 @@ class Batch:
         client = self._client
         payload = jsonrpc.encode(messages)
         if not ids:  # only notifications: the server sends nothing back
-            client._send(None, payload, framing.encode_frame(payload, client._max_frame_size),
-                         time.monotonic() + client.timeout)
+            client._post(payload)
             return []
         results: list[Any] = []
         for reply in client._exchange(ids, payload, timeout):

@@ -80,6 +80,8 @@ def lab(chromium: Path) -> Iterator[LabServer]:
 def notebook_runs(browser: Any, lab: LabServer) -> Iterator[NotebookRuns]:
     """Runs each notebook once, keeping the latest open while its tests look at it."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for stale in ARTIFACTS.glob("*.png"):  # screenshots of a notebook since renamed mislead
+        stale.unlink()
     runs = NotebookRuns(browser, lab, NOTEBOOKS, ARTIFACTS)
     try:
         yield runs

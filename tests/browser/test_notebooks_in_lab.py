@@ -32,11 +32,14 @@ def _ids(names: list[str]) -> list[str]:
 @pytest.mark.parametrize("notebook", NAMES or NO_NOTEBOOKS, ids=_ids(NAMES) or None)
 def test_runs_without_error_output(notebook_run: NotebookRun) -> None:
     """Run All finishes every code cell, and no cell shows an error (traceback) output."""
-    assert not notebook_run.unfinished()
-    assert not notebook_run.errors, (
-        f"{notebook_run.name} shows {len(notebook_run.errors)} error output(s) "
-        f"(screenshot {notebook_run.screenshot}):\n\n" + "\n---\n".join(notebook_run.errors)
-    )
+    if notebook_run.errors:
+        pytest.fail(
+            f"{notebook_run.name} shows {len(notebook_run.errors)} error output(s) "
+            f"(screenshot {notebook_run.screenshot}):\n\n" + "\n---\n".join(notebook_run.errors),
+            pytrace=False,
+        )
+    unfinished = notebook_run.unfinished()
+    assert not unfinished, f"{notebook_run.name}: cells left unrun:\n  " + "\n  ".join(unfinished)
 
 
 @pytest.mark.parametrize("notebook", NAMES or NO_NOTEBOOKS, ids=_ids(NAMES) or None)
@@ -82,10 +85,14 @@ def test_widget_interaction(notebook_run: NotebookRun, interaction: Interaction)
     control = interaction.locate(notebook_run.panel)
     try:
         control.wait_for(state="visible", timeout=UI_TIMEOUT * 1000)
+        found = True
     except PlaywrightError:
+        found = False
+    if not found:
         pytest.fail(
             f"{notebook_run.name}: no {interaction.action} labelled {interaction.label!r} "
-            f"(match #{interaction.nth}) is visible; see {notebook_run.screenshot}"
+            f"(match #{interaction.nth}) is visible; see {notebook_run.screenshot}",
+            pytrace=False,
         )
     control.scroll_into_view_if_needed()
     area = control.evaluate_handle("(e) => e.closest('.jp-Cell-outputArea')")
@@ -100,12 +107,14 @@ def test_widget_interaction(notebook_run: NotebookRun, interaction: Interaction)
             timeout=interaction.timeout * 1000,
             polling=200,
         )
+        return
     except PlaywrightError:
         after = notebook_run.page.evaluate(WATCHED_TEXT_JS, [area, interaction.watch])
-        pytest.fail(
-            f"{notebook_run.name}: {interaction.id} changed nothing shown within "
-            f"{interaction.timeout:.0f} s; it still shows:\n{after[:500]}"
-        )
+    pytest.fail(
+        f"{notebook_run.name}: {interaction.id} changed nothing shown within "
+        f"{interaction.timeout:.0f} s; it still shows:\n{after[:500]}",
+        pytrace=False,
+    )
 
 
 @pytest.mark.parametrize("notebook", NAMES[:1] or NO_NOTEBOOKS, ids=_ids(NAMES[:1]) or None)

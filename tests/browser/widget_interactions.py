@@ -121,7 +121,15 @@ def dropdown(label: str, option: str, **kw: object) -> Interaction:
 
 
 # notebook file name without ".ipynb" -> the interactions to perform, in order, after Run All.
-INTERACTIONS: dict[str, list[Interaction]] = {}
+INTERACTIONS: dict[str, list[Interaction]] = {
+    # The latency explorer (rpclab.widgets.latency_explorer): every control recomputes the answer.
+    "01-local-vs-remote": [
+        slider("round trip (s)", watch=".widget-html"),
+        text_field("calls", "100", watch=".widget-html"),
+        slider("in flight", watch=".widget-html"),
+        dropdown("link", "across an ocean", watch=".widget-html"),
+    ],
+}
 
 # JavaScript: what a cell's output area shows, as one comparable string.
 WATCHED_TEXT_JS = """
@@ -136,10 +144,3 @@ WATCHED_TEXT_JS = """
 }
 """
 
-INTERACTIONS["99-scratch"] = [  # TEMP-SCRATCH
-    slider("RTT (ms)"),  # TEMP-SCRATCH
-    button("Call", watch=".widget-html"),  # TEMP-SCRATCH
-    text_field("Name", "Ada"),  # TEMP-SCRATCH
-    checkbox("Loud"),  # TEMP-SCRATCH
-]  # TEMP-SCRATCH
-INTERACTIONS["03-dead-slider"] = [slider("Dead", watch=".widget-html", timeout=5)]  # TEMP-SCRATCH

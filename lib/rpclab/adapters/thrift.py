@@ -205,7 +205,10 @@ def serve(
 
 
 class ThriftClient(TClient):
-    """thriftpy2's client for the KV service, usable in a ``with`` block that closes its connection."""
+    """thriftpy2's client for the KV service, usable in a ``with`` block that closes its connection.
+
+    One connection, one call at a time: share it between threads only behind a lock.
+    """
 
     def __enter__(self) -> "ThriftClient":
         return self
