@@ -37,3 +37,22 @@ def test_stream_progress_draws_produced_and_consumed_per_run():
 def test_stream_progress_refuses_a_run_without_samples():
     with pytest.raises(ValueError):
         plots.stream_progress({"empty": []})
+
+
+def test_rate_bars_draws_one_panel_per_group_with_each_rate_written_on_its_bar():
+    fig = plots.rate_bars({"1 connection": {"raw": 30000.4, "socketrpc": 9000}, "8 connections": {"raw": 25000, "socketrpc": 11000}},
+                          title="round trips per second")
+    assert [a.get_title() for a in fig.axes] == ["1 connection", "8 connections"]
+    assert [t.get_text().strip() for t in fig.axes[0].texts] == ["30,000", "9,000"]
+    assert [tick.get_text() for tick in fig.axes[1].get_yticklabels()] == ["raw", "socketrpc"]
+    assert fig._repr_png_().startswith(b"\x89PNG")
+
+
+def test_rate_bars_refuses_empty_groups_or_negative_rates():
+    with pytest.raises(ValueError):
+        plots.rate_bars({})
+    with pytest.raises(ValueError):
+        plots.rate_bars({"x": {}})
+    with pytest.raises(ValueError):
+        plots.rate_bars({"x": {"raw": -1.0}})
+

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure as _MatplotlibFigure
 
 from rpclab.timing import format_seconds
 
-__all__ = ["Figure", "log_bars", "call_timeline", "calls_per_server", "stream_progress"]
+__all__ = ["Figure", "log_bars", "call_timeline", "calls_per_server", "stream_progress", "rate_bars"]
 
 
 class Figure(_MatplotlibFigure):
@@ -97,7 +97,7 @@ def stream_progress(runs: Mapping[str, Sequence[tuple[float, int, int]]], *,
     """
     if not runs or any(len(samples) == 0 for samples in runs.values()):
         raise ValueError("stream_progress needs at least one run, each with at least one sample")
-    fig = Figure(figsize=(min(4.5 * len(runs), 12), 3.2), layout="constrained")
+    fig = Figure(figsize=(min(4.5 * len(runs), 12), 3.6), layout="constrained")
     axes = fig.subplots(1, len(runs), sharey=True, squeeze=False)[0]
     for ax, (label, samples) in zip(axes, runs.items()):
         seconds = [s[0] for s in samples]
@@ -110,6 +110,30 @@ def stream_progress(runs: Mapping[str, Sequence[tuple[float, int, int]]], *,
         ax.set_xlabel("seconds since the call began")
         ax.set_ylim(bottom=0)
     axes[0].set_ylabel("messages")
-    axes[0].legend(loc="upper left", fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9)
     fig.suptitle(title)
+    return fig
+
+
+def rate_bars(groups: Mapping[str, Mapping[str, float]], *, title: str = "", unit: str = "calls per second") -> Figure:
+    """Rates (calls per second, say) as horizontal bars, one panel per group sharing one scale, each bar labelled."""
+    if not groups or any(not rates for rates in groups.values()):
+        raise ValueError("rate_bars needs at least one group, each with at least one rate")
+    if any(v < 0 for rates in groups.values() for v in rates.values()):
+        raise ValueError("rates cannot be negative")
+    rows = max(len(rates) for rates in groups.values())
+    fig = Figure(figsize=(min(4.2 * len(groups), 12), 1.3 + 0.45 * rows), layout="constrained")
+    axes = fig.subplots(1, len(groups), sharex=True, squeeze=False)[0]
+    top = max(max(rates.values()) for rates in groups.values())
+    for ax, (label, rates) in zip(axes, groups.items()):
+        names, numbers = list(rates), list(rates.values())
+        ax.barh(names, numbers, color="#4c72b0")
+        for y, v in enumerate(numbers):
+            ax.text(v, y, f" {v:,.0f}", va="center", fontsize=9)
+        ax.invert_yaxis()
+        ax.set_title(label)
+        ax.set_xlim(0, max(top, 1) * 1.3)
+        ax.set_xlabel(unit)
+    if title:
+        fig.suptitle(title)
     return fig

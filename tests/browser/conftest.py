@@ -86,7 +86,7 @@ def notebook_runs(browser: Any, lab: LabServer) -> Iterator[NotebookRuns]:
     try:
         yield runs
     finally:
-        runs.close()
+        runs.shutdown()
         _timings.extend(runs.timings.items())
 
 

@@ -144,6 +144,9 @@ class NotebookRuns:
         self._current: NotebookRun | None = None
         self._started = 0.0
         self._failed: dict[str, str] = {}
+        # One browser profile for the session: JupyterLab's assets load from its cache after the
+        # first notebook. Each notebook still gets a page of its own and a reset workspace.
+        self._context: BrowserContext | None = None
 
     def get(self, name: str) -> NotebookRun:
         """The run of notebook `name`, opening and running it if it is not the one open."""
@@ -170,12 +173,21 @@ class NotebookRuns:
         except PlaywrightError:
             pass  # a page that broke has already failed its tests, with its own screenshot
         finally:
-            run.context.close()
+            run.page.close()
             self.lab.close_sessions(run.name)
             self.timings.setdefault(run.name, {})["total"] = time.monotonic() - self._started
 
+    def shutdown(self) -> None:
+        """Close the open notebook, then the browser profile."""
+        try:
+            self.close()
+        finally:
+            if self._context is not None:
+                self._context.close()
+                self._context = None
+
     def _open_and_run(self, name: str) -> NotebookRun:
-        """Open `name` with a fresh browser profile, wait for its kernel, Run All, save."""
+        """Open `name` in a new page, wait for its kernel, Run All, save."""
         self._started = time.monotonic()
         timing = self.timings[name] = {}
         cells = json.loads((self.sources / name).read_text(encoding="utf-8"))["cells"]
@@ -183,7 +195,9 @@ class NotebookRuns:
             {"index": i + 1, "source": _source(c)} for i, c in enumerate(cells)
             if c.get("cell_type") == "code"
         ]
-        context = self.browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+        if self._context is None:
+            self._context = self.browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+        context = self._context
         page = context.new_page()
         console: list[str] = []
         page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
@@ -227,7 +241,7 @@ class NotebookRuns:
                 full_page_screenshot(page, shot)  # what the page showed when it went wrong
             except PlaywrightError:
                 pass
-            context.close()
+            page.close()
             self.lab.close_sessions(name)
             raise
 

@@ -1,0 +1,308 @@
+"""The graded assignments: solutions pass, student versions fail, wrong answers lose exactly the right points.
+
+Runs nbgrader's own commands (`generate_assignment`, `autograde`) on a copy of
+assignments/ in a temporary folder, never in assignments/ itself:
+
+- every source notebook runs with no error (so every graded test passes on the solution);
+- every student version that `nbgrader generate_assignment` makes carries no
+  solution and no hidden test, and fails every graded test cell (the tests bite);
+- `nbgrader autograde` gives the solution full marks, and each wrong submission in
+  assignments/tests_data/<assignment>.yml loses the points of exactly the graded
+  cells it names, read back from the gradebook with nbgrader's Gradebook API.
+
+Also unit tests for rpclab.grading, the scaffolding the assignments use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from nbclient import NotebookClient
+
+from rpclab import background, framing, grading
+
+ROOT = Path(__file__).resolve().parents[1]
+COURSE = ROOT / "assignments"
+ASSIGNMENTS = sorted(p.name for p in (COURSE / "source").iterdir() if p.is_dir())
+BIN = Path(sys.executable).parent  # nbgrader's commands live next to this Python
+KERNEL_TIMEOUT = 120  # seconds a notebook cell may take before nbclient gives up
+
+SOLUTION_MARKERS = ("BEGIN SOLUTION", "END SOLUTION")
+HIDDEN_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _env() -> dict[str, str]:
+    """The environment for nbgrader: it runs `alembic` from PATH when it makes a gradebook."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _nbgrader(course: Path, *args: str) -> str:
+    done = subprocess.run(
+        [str(BIN / "nbgrader"), *args], cwd=course, env=_env(), capture_output=True, text=True, timeout=600
+    )
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{log[-4000:]}"
+    return log
+
+
+def _source(assignment: str) -> Path:
+    return COURSE / "source" / assignment / f"{assignment}.ipynb"
+
+
+def _meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def _graded(nb) -> list:
+    return [c for c in nb.cells if c.cell_type == "code" and _meta(c).get("grade")]
+
+
+def _run(nb, cwd: Path):
+    """Execute a notebook in a fresh kernel, carrying on past errors; return it with its outputs."""
+    NotebookClient(nb, timeout=KERNEL_TIMEOUT, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(cwd)}}).execute()
+    return nb
+
+
+def _errors(cell) -> list[str]:
+    return [f"{o.ename}: {o.evalue}" for o in cell.get("outputs", []) if o.output_type == "error"]
+
+
+def _solution_code(cell) -> str:
+    """An answer cell of the source with its solution markers taken out: the code a right submission holds."""
+    return "\n".join(line for line in cell.source.splitlines() if not any(m in line for m in SOLUTION_MARKERS))
+
+
+def _wrong_answers(assignment: str) -> dict:
+    path = COURSE / "tests_data" / f"{assignment}.yml"
+    return yaml.safe_load(path.read_text()) if path.exists() else {}
+
+
+@contextlib.contextmanager
+def _path_with_bin():
+    saved = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{BIN}{os.pathsep}{saved}"
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = saved
+
+
+# --------------------------------------------------------------------------- the course copy
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory) -> Path:
+    """A copy of the course in a temporary folder, with the student versions generated."""
+    root = tmp_path_factory.mktemp("course")
+    shutil.copy(COURSE / "nbgrader_config.py", root)
+    shutil.copytree(COURSE / "source", root / "source")
+    for assignment in ASSIGNMENTS:
+        _nbgrader(root, "generate_assignment", assignment, "--force")
+    return root
+
+
+def test_there_are_four_assignments_each_with_wrong_answers_to_catch():
+    assert ASSIGNMENTS == ["a1-framing", "a2-stub-and-dispatch", "a3-at-most-once", "a4-grpc-service"]
+    for assignment in ASSIGNMENTS:
+        assert _wrong_answers(assignment), f"assignments/tests_data/{assignment}.yml has no wrong answers"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_source_notebook_is_tidy_and_states_its_time_and_points(assignment):
+    nb = nbformat.read(_source(assignment), as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code"), \
+        "clear outputs before committing"
+    ids = [_meta(c)["grade_id"] for c in nb.cells if _meta(c)]
+    assert len(ids) == len(set(ids)), f"grade ids repeat: {ids}"
+
+    intro = nb.cells[0].source
+    assert re.search(r"^# A\d · ", intro, re.M), "the first cell is the title"
+    assert re.search(r"^\*Time: about \d+ minutes\.\*", intro, re.M), "the title cell gives a time estimate"
+    rows = re.findall(r"^\| (\d+) \|.*\| (\d+) \|$", intro, re.M)
+    total = re.search(r"\*\*total\*\* \| \*\*(\d+)\*\*", intro)
+    points = [_meta(c)["points"] for c in _graded(nb)]
+    assert total and int(total[1]) == sum(int(p) for _, p in rows) == sum(points), \
+        f"the points table ({rows}, total {total and total[1]}) disagrees with the graded cells ({points})"
+
+    answers = [c for c in nb.cells if _meta(c).get("solution")]
+    assert answers and all(SOLUTION_MARKERS[0] in c.source for c in answers), "every answer cell holds a solution"
+    for cell in _graded(nb):
+        assert cell.source.count(HIDDEN_MARKERS[0]) == 1 == cell.source.count(HIDDEN_MARKERS[1]), \
+            f"{_meta(cell)['grade_id']}: every graded cell has one block of hidden tests"
+        visible = cell.source.split(HIDDEN_MARKERS[0])[0]
+        assert visible.strip(), f"{_meta(cell)['grade_id']}: every graded cell has visible tests too"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_source_notebook_passes_every_graded_cell(assignment, tmp_path):
+    nb = _run(nbformat.read(_source(assignment), as_version=4), tmp_path)
+    failures = {_meta(c).get("grade_id", i): _errors(c) for i, c in enumerate(nb.cells) if _errors(c)}
+    assert not failures, f"the solution fails: {failures}"
+    assert _graded(nb)
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_student_version_hides_the_answers_and_fails_every_graded_cell(assignment, course):
+    release = course / "release" / assignment / f"{assignment}.ipynb"
+    text = release.read_text()
+    for marker in SOLUTION_MARKERS + HIDDEN_MARKERS:
+        assert marker not in text, f"the student version still holds {marker!r}"
+    nb = _run(nbformat.read(release, as_version=4), course / "release" / assignment)
+    graded = _graded(nb)
+    assert graded
+    passing = [_meta(c)["grade_id"] for c in graded if not _errors(c)]
+    assert not passing, f"graded cells that pass before the learner wrote anything: {passing}"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_autograde_gives_the_solution_full_marks_and_wrong_answers_lose_their_points(assignment, course):
+    from nbgrader.api import Gradebook
+
+    source = nbformat.read(_source(assignment), as_version=4)
+    solutions = {_meta(c)["grade_id"]: _solution_code(c) for c in source.cells if _meta(c).get("solution")}
+    release = nbformat.read(course / "release" / assignment / f"{assignment}.ipynb", as_version=4)
+    wrong = _wrong_answers(assignment)
+
+    students = {"solution": {}} | {name: entry["answers"] for name, entry in wrong.items()}
+    for student, replaced in students.items():
+        unknown = set(replaced) - set(solutions)
+        assert not unknown, f"{student}: {sorted(unknown)} are not answer cells of {assignment}"
+        submission = nbformat.from_dict(release)  # a copy
+        for cell in submission.cells:
+            grade_id = _meta(cell).get("grade_id")
+            if _meta(cell).get("solution"):
+                cell.source = replaced.get(grade_id, solutions[grade_id]).rstrip("\n")
+        folder = course / "submitted" / student / assignment
+        folder.mkdir(parents=True, exist_ok=True)
+        nbformat.write(submission, folder / f"{assignment}.ipynb")
+
+    _nbgrader(course, "autograde", assignment, "--force")
+
+    with _path_with_bin(), Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id="rpclab") as gradebook:
+        scores = {}
+        for student in students:
+            notebook = gradebook.find_submission_notebook(assignment, assignment, student)
+            scores[student] = {g.name: (g.score, g.max_score) for g in notebook.grades}
+        max_score = gradebook.find_assignment(assignment).max_score
+
+    def lost(student: str) -> set[str]:
+        return {name for name, (score, top) in scores[student].items() if score < top}
+
+    def why(student: str) -> str:
+        graded = nbformat.read(course / "autograded" / student / assignment / f"{assignment}.ipynb", as_version=4)
+        return "; ".join(f"{_meta(c)['grade_id']}: {_errors(c)[-1][:300]}" for c in _graded(graded) if _errors(c))
+
+    assert max_score == sum(_meta(c)["points"] for c in _graded(source))
+    assert not lost("solution"), f"the solution lost points: {why('solution')}"
+    for student, entry in wrong.items():
+        assert lost(student) == set(entry["loses"]), (
+            f"{student} ({entry['why'].strip()}) should lose {sorted(entry['loses'])}, "
+            f"lost {sorted(lost(student))}: {why(student)}"
+        )
+
+
+# --------------------------------------------------------------------------- rpclab.grading
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    return framing.recv_exactly(sock, n)
+
+
+def test_receive_from_chunks_delivers_each_chunk_separately():
+    sizes = grading.receive_from_chunks(lambda sock: [len(sock.recv(100)) for _ in range(3)], [b"a", b"bc", b"def"])
+    assert sizes == [1, 2, 3]
+
+
+def test_receive_from_chunks_hangs_up_after_the_chunks_unless_told_not_to():
+    assert grading.receive_from_chunks(lambda sock: (sock.recv(10), sock.recv(10)), [b"xy"]) == (b"xy", b"")
+    with pytest.raises(grading.TookTooLong, match="kept its end open"):
+        grading.receive_from_chunks(lambda sock: _recv_exactly(sock, 3), [b"xy"], close=False, timeout=0.3)
+
+
+def test_receive_from_chunks_passes_on_the_receivers_exception():
+    with pytest.raises(framing.ConnectionClosed):
+        grading.receive_from_chunks(lambda sock: _recv_exactly(sock, 5), [b"ab"])
+
+
+def test_receive_from_chunks_stops_a_receiver_that_spins_on_a_closed_socket():
+    def spin(sock: socket.socket) -> None:
+        while True:  # the classic bug: never checks for b""
+            sock.recv(10)
+
+    before = threading.active_count()
+    with pytest.raises(grading.TookTooLong, match="returned b''"):
+        grading.receive_from_chunks(spin, [b"x"], timeout=0.3)
+    assert threading.active_count() == before, "the helper's threads must end once the sockets are shut"
+
+
+def test_bytes_sent_by_shows_what_a_partial_send_loses():
+    big = bytes(range(256)) * 16384  # 4 MiB
+    assert grading.bytes_sent_by(lambda sock: sock.sendall(big)) == big
+    partial = grading.bytes_sent_by(lambda sock: sock.send(big))
+    assert 0 < len(partial) < len(big) and big.startswith(partial)
+
+
+def test_frame_server_answers_frames_and_stays_silent_for_none():
+    seen = []
+
+    def handle(payload: bytes) -> bytes | None:
+        seen.append(payload)
+        return None if payload.startswith(b"quiet") else payload.upper()
+
+    with grading.serve_frames("grading-echo", handle) as server, grading.FramedConnection(server.address) as conn:
+        conn.send(b"quiet please")
+        assert conn.request(b"hello") == b"HELLO"
+        with pytest.raises(TimeoutError):
+            conn.recv(timeout=0.05)
+    assert seen == [b"quiet please", b"hello"]
+
+
+def test_framed_connection_keeps_frames_whole_across_a_timeout():
+    """A frame that arrives in two pieces around a timeout comes out whole on the next recv."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener:
+        conn = grading.FramedConnection(listener.getsockname())
+        peer, _ = listener.accept()
+        with conn, peer:
+            frame = framing.encode_frame(b"two pieces")
+            peer.sendall(frame[:6])
+            with pytest.raises(TimeoutError):
+                conn.recv(timeout=0.05)
+            peer.sendall(frame[6:])
+            assert conn.recv(timeout=2) == b"two pieces"
+            peer.close()
+            with pytest.raises(ConnectionError, match="closed"):
+                conn.recv(timeout=2)
+
+
+def test_frame_server_closes_a_connection_whose_handler_raises(caplog):
+    def handle(payload: bytes) -> bytes:
+        raise NotImplementedError
+
+    with grading.serve_frames("grading-broken", handle) as server, grading.FramedConnection(server.address) as conn:
+        with pytest.raises(ConnectionError):
+            conn.request(b"anything", timeout=2)
+    assert "handle(payload) raised" in caplog.text
+    assert "grading-broken" not in background.running()
