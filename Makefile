@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS ?= test
 PYTEST_ARGS ?=
 
-.PHONY: lab test install bench doctor nav clean
+.PHONY: lab test install bench doctor nav assignments clean
 
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
@@ -41,6 +41,26 @@ bench: $(STAMP)
 
 nav: $(STAMP)
 	$(BIN)/python tools/nav.py
+
+# The graded assignments (see TEACHING.md): the `teach` extra (nbgrader), then the
+# student version of each assignment in assignments/release/ (not committed).
+# nbgrader runs `alembic` from PATH when it creates assignments/gradebook.db.
+ASSIGNMENTS := $(notdir $(wildcard assignments/source/*))
+TEACH_STAMP := $(VENV)/.installed-teach
+
+assignments: $(TEACH_STAMP)
+	cd assignments && for a in $(ASSIGNMENTS); do \
+	  PATH="$(abspath $(BIN)):$$PATH" nbgrader generate_assignment $$a --force || exit 1; \
+	done
+	@echo "Student versions: assignments/release/. Next steps: TEACHING.md."
+
+$(TEACH_STAMP): $(STAMP)
+	if $(BIN)/python -m uv --version >/dev/null 2>&1; then \
+	  $(BIN)/python -m uv pip install --quiet --python $(BIN)/python -e '.[$(EXTRAS),teach]'; \
+	else \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS),teach]'; \
+	fi
+	touch $(TEACH_STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache artifacts

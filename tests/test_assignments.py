@@ -107,15 +107,71 @@ def _path_with_bin():
 # --------------------------------------------------------------------------- the course copy
 
 
+def _submissions(root: Path, assignment: str) -> dict[str, dict]:
+    """Write the solution and every wrong answer as submitted/<student>/<assignment>/; return them by student."""
+    source = nbformat.read(_source(assignment), as_version=4)
+    solutions = {_meta(c)["grade_id"]: _solution_code(c) for c in source.cells if _meta(c).get("solution")}
+    release = nbformat.read(root / "release" / assignment / f"{assignment}.ipynb", as_version=4)
+    students = {"solution": {}} | {name: entry for name, entry in _wrong_answers(assignment).items()}
+    for student, entry in students.items():
+        answers, edits = entry.get("answers", {}), entry.get("edits", {})
+        others = {_meta(c)["grade_id"] for c in release.cells if _meta(c) and not _meta(c).get("solution")}
+        assert set(answers) <= set(solutions), f"{student}: {sorted(set(answers) - set(solutions))} are not answer cells"
+        assert set(edits) <= others, f"{student}: {sorted(set(edits) - others)} are not cells of {assignment}"
+        submission = nbformat.from_dict(release)  # a copy of the student version ...
+        for cell in submission.cells:  # ... with every answer filled in, and the edits made
+            grade_id = _meta(cell).get("grade_id")
+            if grade_id in edits:
+                cell.source = edits[grade_id].rstrip("\n")
+            elif _meta(cell).get("solution"):
+                cell.source = answers.get(grade_id, solutions[grade_id]).rstrip("\n")
+        folder = root / "submitted" / student / assignment
+        folder.mkdir(parents=True)
+        nbformat.write(submission, folder / f"{assignment}.ipynb")
+    return students
+
+
 @pytest.fixture(scope="module")
-def course(tmp_path_factory) -> Path:
-    """A copy of the course in a temporary folder, with the student versions generated."""
+def course(tmp_path_factory):
+    """A copy of the course with the student versions generated and the submissions being autograded.
+
+    `nbgrader autograde` for every assignment and student starts here, in the
+    background, so that it runs side by side with the tests that execute
+    notebooks with nbclient; `autograded` waits for it.
+    """
     root = tmp_path_factory.mktemp("course")
     shutil.copy(COURSE / "nbgrader_config.py", root)
     shutil.copytree(COURSE / "source", root / "source")
-    for assignment in ASSIGNMENTS:
-        _nbgrader(root, "generate_assignment", assignment, "--force")
-    return root
+    _nbgrader(root, "generate_assignment", "*", "--force")  # a glob: every assignment in one run
+    students = {assignment: _submissions(root, assignment) for assignment in ASSIGNMENTS}
+    log = open(root / "autograde.log", "w")
+    process = subprocess.Popen([str(BIN / "nbgrader"), "autograde", "*", "--force"], cwd=root, env=_env(),
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield {"root": root, "students": students, "autograde": process}
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def autograded(course) -> dict:
+    """Scores from the gradebook once autograding is done: assignment -> student -> grade id -> (score, max)."""
+    from nbgrader.api import Gradebook
+
+    root, process = course["root"], course["autograde"]
+    returncode = process.wait(timeout=900)
+    assert returncode == 0, f"nbgrader autograde failed:\n{(root / 'autograde.log').read_text()[-4000:]}"
+    scores: dict = {}
+    with _path_with_bin(), Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id="rpclab") as gradebook:
+        for assignment, students in course["students"].items():
+            scores[assignment] = {"max": gradebook.find_assignment(assignment).max_score}
+            for student in students:
+                notebook = gradebook.find_submission_notebook(assignment, assignment, student)
+                scores[assignment][student] = {g.name: (g.score, g.max_score) for g in notebook.grades}
+    return scores
 
 
 def test_there_are_four_assignments_each_with_wrong_answers_to_catch():
@@ -143,6 +199,24 @@ def test_source_notebook_is_tidy_and_states_its_time_and_points(assignment):
     assert total and int(total[1]) == sum(int(p) for _, p in rows) == sum(points), \
         f"the points table ({rows}, total {total and total[1]}) disagrees with the graded cells ({points})"
 
+    table = {int(n): int(p) for n, p in rows}
+    headings = 0
+    for i, cell in enumerate(nb.cells):
+        heading = re.match(r"## Parts? (\d+)(?:–(\d+))? · .*\((\d+) points", cell.source) if cell.cell_type == "markdown" else None
+        if not heading:
+            continue
+        headings += 1
+        first, last, stated = int(heading[1]), int(heading[2] or heading[1]), int(heading[3])
+        following = []
+        for later in nb.cells[i + 1:]:
+            if later.cell_type == "markdown" and later.source.startswith("## "):
+                break
+            if _meta(later).get("grade"):
+                following.append(_meta(later)["points"])
+        assert stated == sum(following) == sum(table[n] for n in range(first, last + 1)), \
+            f"{cell.source.splitlines()[0]!r}: its graded cells give {following}, the table {table}"
+    assert sum(table.values()) and headings, "every part has a heading '## Part N · ... (P points)'"
+
     answers = [c for c in nb.cells if _meta(c).get("solution")]
     assert answers and all(SOLUTION_MARKERS[0] in c.source for c in answers), "every answer cell holds a solution"
     for cell in _graded(nb):
@@ -150,6 +224,20 @@ def test_source_notebook_is_tidy_and_states_its_time_and_points(assignment):
             f"{_meta(cell)['grade_id']}: every graded cell has one block of hidden tests"
         visible = cell.source.split(HIDDEN_MARKERS[0])[0]
         assert visible.strip(), f"{_meta(cell)['grade_id']}: every graded cell has visible tests too"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_student_version_hides_the_answers_and_fails_every_graded_cell(assignment, course):
+    release = course["root"] / "release" / assignment / f"{assignment}.ipynb"
+    text = release.read_text()
+    for marker in SOLUTION_MARKERS + HIDDEN_MARKERS:
+        assert marker not in text, f"the student version still holds {marker!r}"
+    nb = _run(nbformat.read(release, as_version=4), release.parent)
+    graded = _graded(nb)
+    assert graded
+    passing = [_meta(c)["grade_id"] for c in graded if not _errors(c)]
+    assert not passing, f"graded cells that pass before the learner wrote anything: {passing}"
 
 
 @pytest.mark.notebook
@@ -163,60 +251,22 @@ def test_source_notebook_passes_every_graded_cell(assignment, tmp_path):
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_student_version_hides_the_answers_and_fails_every_graded_cell(assignment, course):
-    release = course / "release" / assignment / f"{assignment}.ipynb"
-    text = release.read_text()
-    for marker in SOLUTION_MARKERS + HIDDEN_MARKERS:
-        assert marker not in text, f"the student version still holds {marker!r}"
-    nb = _run(nbformat.read(release, as_version=4), course / "release" / assignment)
-    graded = _graded(nb)
-    assert graded
-    passing = [_meta(c)["grade_id"] for c in graded if not _errors(c)]
-    assert not passing, f"graded cells that pass before the learner wrote anything: {passing}"
-
-
-@pytest.mark.notebook
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_autograde_gives_the_solution_full_marks_and_wrong_answers_lose_their_points(assignment, course):
-    from nbgrader.api import Gradebook
-
+def test_autograde_gives_the_solution_full_marks_and_wrong_answers_lose_their_points(assignment, course, autograded):
+    scores = autograded[assignment]
     source = nbformat.read(_source(assignment), as_version=4)
-    solutions = {_meta(c)["grade_id"]: _solution_code(c) for c in source.cells if _meta(c).get("solution")}
-    release = nbformat.read(course / "release" / assignment / f"{assignment}.ipynb", as_version=4)
-    wrong = _wrong_answers(assignment)
-
-    students = {"solution": {}} | {name: entry["answers"] for name, entry in wrong.items()}
-    for student, replaced in students.items():
-        unknown = set(replaced) - set(solutions)
-        assert not unknown, f"{student}: {sorted(unknown)} are not answer cells of {assignment}"
-        submission = nbformat.from_dict(release)  # a copy
-        for cell in submission.cells:
-            grade_id = _meta(cell).get("grade_id")
-            if _meta(cell).get("solution"):
-                cell.source = replaced.get(grade_id, solutions[grade_id]).rstrip("\n")
-        folder = course / "submitted" / student / assignment
-        folder.mkdir(parents=True, exist_ok=True)
-        nbformat.write(submission, folder / f"{assignment}.ipynb")
-
-    _nbgrader(course, "autograde", assignment, "--force")
-
-    with _path_with_bin(), Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id="rpclab") as gradebook:
-        scores = {}
-        for student in students:
-            notebook = gradebook.find_submission_notebook(assignment, assignment, student)
-            scores[student] = {g.name: (g.score, g.max_score) for g in notebook.grades}
-        max_score = gradebook.find_assignment(assignment).max_score
 
     def lost(student: str) -> set[str]:
         return {name for name, (score, top) in scores[student].items() if score < top}
 
     def why(student: str) -> str:
-        graded = nbformat.read(course / "autograded" / student / assignment / f"{assignment}.ipynb", as_version=4)
+        path = course["root"] / "autograded" / student / assignment / f"{assignment}.ipynb"
+        graded = nbformat.read(path, as_version=4)
         return "; ".join(f"{_meta(c)['grade_id']}: {_errors(c)[-1][:300]}" for c in _graded(graded) if _errors(c))
 
-    assert max_score == sum(_meta(c)["points"] for c in _graded(source))
+    assert scores["max"] == sum(_meta(c)["points"] for c in _graded(source))
+    assert set(scores["solution"]) == {_meta(c)["grade_id"] for c in _graded(source)}
     assert not lost("solution"), f"the solution lost points: {why('solution')}"
-    for student, entry in wrong.items():
+    for student, entry in _wrong_answers(assignment).items():
         assert lost(student) == set(entry["loses"]), (
             f"{student} ({entry['why'].strip()}) should lose {sorted(entry['loses'])}, "
             f"lost {sorted(lost(student))}: {why(student)}"

@@ -109,8 +109,10 @@ def receive_from_chunks(
     if hung:
         total = sum(len(p) for p in pieces)
         then = "then closed its end" if close else "then kept its end open"
+        name = getattr(receive, "__name__", "<lambda>")
+        what = f"{name}()" if name != "<lambda>" else "the receiving code"
         raise TookTooLong(
-            f"{getattr(receive, '__name__', 'receive')} did not return within {timeout:g} s. The peer sent "
+            f"{what} did not return within {timeout:g} s. The peer sent "
             f"{total} bytes in {len(pieces)} chunks, {then}. A receiver that keeps calling recv() after it "
             f"returned b'' (the peer closed) never ends; one that asks for more bytes than were sent waits forever."
         )

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
 import grpc
@@ -222,8 +222,9 @@ class HopRecord:
     hop: str
     time_left: float | None
     arrived: float  # time.monotonic()
-    ended: float | None = None
+    ended: float | None = None  # time.monotonic(), once the hop has finished with the call
     outcome: str = "running"
+    done: threading.Event = field(default_factory=threading.Event, repr=False)  # set when ``ended`` is
 
 
 class Hop(helloworld_pb2_grpc.GreeterServicer):
@@ -245,6 +246,7 @@ class Hop(helloworld_pb2_grpc.GreeterServicer):
         self.work = float(work)
         self.propagate = propagate
         self.log: list[HopRecord] = [] if log is None else log
+        self.arrived = threading.Event()  # set whenever a call arrives (clear it to wait for the next)
         self._channel: grpc.Channel | None = None
         self._lock = threading.Lock()
 
@@ -259,6 +261,7 @@ class Hop(helloworld_pb2_grpc.GreeterServicer):
         left = time_left(context)
         record = HopRecord(self.name, left, time.monotonic())
         self.log.append(record)
+        self.arrived.set()
         try:
             if self.propagate:
                 ended = threading.Event()
@@ -285,6 +288,7 @@ class Hop(helloworld_pb2_grpc.GreeterServicer):
             return helloworld_pb2.HelloReply(message=said)
         finally:
             record.ended = time.monotonic()
+            record.done.set()
 
     def close(self) -> None:
         """Close the channel to ``downstream``."""

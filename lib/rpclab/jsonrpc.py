@@ -357,30 +357,38 @@ def _decode_exactly(data: bytes) -> Any:
 # --------------------------------------------------------------------------- validation
 
 
-def _valid_id(value: Any) -> bool:
-    return value is None or type(value) in (str, int, float)
+_ID_TYPES = (str, int, float, type(None))  # bool is not among them: type(True) is bool, not int
+_PARAMS_TYPES = (list, dict)
 
 
 def _parse_one(value: Any) -> Request | Notification:
+    """One request object, validated; InvalidRequest says what is wrong with it."""
+    if type(value) is dict:
+        method = value.get("method")
+        params = value.get("params", _ABSENT)
+        id = value.get("id", _ABSENT)
+        if (value.get("jsonrpc") == VERSION and type(method) is str
+                and (params is _ABSENT or type(params) in _PARAMS_TYPES)
+                and (id is _ABSENT or type(id) in _ID_TYPES)):
+            if params is _ABSENT:
+                params = None
+            return Notification(method, params) if id is _ABSENT else Request(method, params, id)
+    raise _invalid(value)
+
+
+def _invalid(value: Any) -> InvalidRequest:
+    """Why ``value`` is not a valid request, quoting its id when that could be read."""
     if type(value) is not dict:
-        raise InvalidRequest(f"a request must be a JSON object, not {_json_type(value)}")
-    id = value.get("id", _ABSENT)
-    reply_id = id if id is not _ABSENT and _valid_id(id) else None
+        return InvalidRequest(f"a request must be a JSON object, not {_json_type(value)}")
+    id = value.get("id")
+    reply_id = id if type(id) in _ID_TYPES else None
     if value.get("jsonrpc") != VERSION:
-        raise InvalidRequest('"jsonrpc" must be exactly "2.0"', id=reply_id)
-    method = value.get("method")
-    if type(method) is not str:
-        raise InvalidRequest('"method" must be a string', id=reply_id)
-    params = value.get("params", _ABSENT)
-    if params is _ABSENT:
-        params = None
-    elif type(params) not in (list, dict):
-        raise InvalidRequest('"params" must be an array or an object', id=reply_id)
-    if id is _ABSENT:
-        return Notification(method, params)
-    if not _valid_id(id):
-        raise InvalidRequest('"id" must be a string, a number or null')
-    return Request(method, params, id)
+        return InvalidRequest('"jsonrpc" must be exactly "2.0"', id=reply_id)
+    if type(value.get("method")) is not str:
+        return InvalidRequest('"method" must be a string', id=reply_id)
+    if "params" in value and type(value["params"]) not in _PARAMS_TYPES:
+        return InvalidRequest('"params" must be an array or an object', id=reply_id)
+    return InvalidRequest('"id" must be a string, a number or null')
 
 
 def _json_type(value: Any) -> str:
@@ -501,12 +509,6 @@ class _Method:
         except TypeError as exc:
             raise InvalidParams(str(exc)) from None
 
-    def __call__(self, params: Params) -> Any:
-        if params is None:
-            return self.fn()
-        if type(params) is list:
-            return self.fn(*params)
-        return self.fn(**params)
 
 
 class Dispatcher:
@@ -541,8 +543,22 @@ class Dispatcher:
             value = decode(data, max_depth=self.max_depth)
         except ParseError as exc:
             return encode(error_response(None, exc))
-        reply = self.handle_value(value, once=once)
-        return None if reply is None else self._encode_reply(reply)
+        if type(value) is dict:  # one message, the usual case
+            try:
+                reply = self.respond(_parse_one(value), once=once)
+            except InvalidRequest as exc:
+                reply = error_response(exc.id, exc)
+        else:
+            reply = self.handle_value(value, once=once)
+        if reply is None:
+            return None
+        try:
+            data = orjson.dumps(reply)
+        except TypeError:
+            return self._encode_reply(reply)
+        if self.max_reply_size is not None and len(data) > self.max_reply_size:
+            return self._encode_reply(reply)
+        return data
 
     def handle_value(self, value: Any, *, once: Once | None = None) -> dict | list | None:
         """The reply value (a dict, a list, or None) for a decoded JSON message."""
@@ -581,11 +597,16 @@ class Dispatcher:
             return error_response(message.id, SERVER_ERROR, data={"type": type(exc).__name__, "message": str(exc)})
 
     def _run(self, name: str, params: Params) -> Any:
+        """Look ``name`` up, check ``params`` against its signature, and call it."""
         method = self._methods.get(name)
         if method is None:
             raise MethodNotFound(f"no method {name!r}")
         method.check(params)
-        return method(params)
+        if params is None:
+            return method.fn()
+        if type(params) is list:
+            return method.fn(*params)
+        return method.fn(**params)
 
     def _encode_reply(self, reply: dict | list) -> bytes:
         """Encode; a result that is not JSON, or a reply over max_reply_size, becomes an internal error."""

@@ -11,10 +11,12 @@ from typing import Mapping, Sequence
 import io
 
 from matplotlib.figure import Figure as _MatplotlibFigure
+from matplotlib.patches import Patch
+from matplotlib.ticker import StrMethodFormatter
 
 from rpclab.timing import format_seconds
 
-__all__ = ["Figure", "log_bars", "call_timeline", "calls_per_server", "stream_progress", "rate_bars"]
+__all__ = ["Figure", "log_bars", "call_timeline", "calls_per_server", "stream_progress", "rate_bars", "span_timeline"]
 
 
 class Figure(_MatplotlibFigure):
@@ -122,7 +124,7 @@ def rate_bars(groups: Mapping[str, Mapping[str, float]], *, title: str = "", uni
     if any(v < 0 for rates in groups.values() for v in rates.values()):
         raise ValueError("rates cannot be negative")
     rows = max(len(rates) for rates in groups.values())
-    fig = Figure(figsize=(min(4.2 * len(groups), 12), 1.3 + 0.45 * rows), layout="constrained")
+    fig = Figure(figsize=(min(4.2 * len(groups), 12), 1.6 + 0.5 * rows), layout="constrained")
     axes = fig.subplots(1, len(groups), sharex=True, squeeze=False)[0]
     top = max(max(rates.values()) for rates in groups.values())
     for ax, (label, rates) in zip(axes, groups.items()):
@@ -134,6 +136,65 @@ def rate_bars(groups: Mapping[str, Mapping[str, float]], *, title: str = "", uni
         ax.set_title(label)
         ax.set_xlim(0, max(top, 1) * 1.3)
         ax.set_xlabel(unit)
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     if title:
         fig.suptitle(title)
+    return fig
+
+
+_SERVICE_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974")
+_FAILED = "#c44e52"
+
+
+def span_timeline(spans: Sequence[object], *, deadline: float | None = None,
+                  title: str = "one request, hop by hop") -> Figure:
+    """A Gantt chart of one trace: a row per span, indented under its parent, a colour per service.
+
+    Spans are objects with ``span_id``, ``parent_id``, ``service``, ``start`` and
+    ``end`` (seconds), and optionally ``kind`` ("server": solid bar; "client":
+    pale bar, the caller waiting), ``status`` (anything but "OK" is written in
+    red after the bar) and ``label``. ``deadline``: seconds after the first
+    span's start, drawn as a dashed line.
+    """
+    from rpclab.tracing import tree  # pure; imported here so that plots does not pull in grpc for other figures
+
+    if not spans:
+        raise ValueError("span_timeline needs at least one span")
+    if deadline is not None and not deadline > 0:
+        raise ValueError(f"deadline is seconds after the first span started, and must be above zero, not {deadline!r}")
+    rows = tree(spans)
+    t0 = min(s.start for s in spans)  # type: ignore[attr-defined]
+    colours: dict[str, str] = {}
+    for _, span in rows:
+        colours.setdefault(span.service, _SERVICE_COLOURS[len(colours) % len(_SERVICE_COLOURS)])
+    labels = ["  " * depth + str(getattr(span, "label", None) or f"{span.service}: {getattr(span, 'method', '')}")
+              for depth, span in rows]
+    fig = Figure(figsize=(9, 1.3 + 0.32 * len(rows)), layout="constrained")
+    ax = fig.add_subplot()
+    right = max(s.end for s in spans) - t0  # type: ignore[attr-defined]
+    any_failed = False
+    for y, (_, span) in enumerate(rows):
+        start_ms, width_ms = (span.start - t0) * 1000, max((span.end - span.start) * 1000, 0.05)
+        client = getattr(span, "kind", "server") == "client"
+        ax.barh(y, width_ms, left=start_ms, height=0.62, color=colours[span.service], alpha=0.35 if client else 1.0,
+                edgecolor=colours[span.service], linewidth=0.8)
+        status = getattr(span, "status", "OK")
+        failed = status not in ("OK", None, "")
+        any_failed = any_failed or failed
+        ax.text(start_ms + width_ms, y, f" {format_seconds(span.end - span.start)}" + (f"  {status}" if failed else ""),
+                va="center", fontsize=8, color=_FAILED if failed else "black", zorder=3,
+                bbox=dict(facecolor="white", edgecolor="none", pad=0.3, alpha=0.85))
+    ax.set_yticks(range(len(rows)), labels, family="monospace", fontsize=9, ha="left")
+    ax.tick_params(axis="y", length=0, pad=12 + 0.62 * 9 * max(len(label) for label in labels))
+    ax.invert_yaxis()
+    handles = [Patch(facecolor="#8c8c8c", label="serving a call"),
+               Patch(facecolor="#8c8c8c", alpha=0.35, label="waiting for the reply to a call it made")]
+    if deadline is not None:
+        handles.append(ax.axvline(deadline * 1000, color=_FAILED, linestyle="--", linewidth=1.2, zorder=2,
+                                  label=f"the client's deadline ({format_seconds(deadline)})"))
+        right = max(right, deadline)
+    ax.set_xlim(0, right * 1000 * (1.6 if any_failed else 1.3))
+    ax.set_xlabel("milliseconds since the first service received the request")
+    ax.set_title(title)
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize=8)
     return fig

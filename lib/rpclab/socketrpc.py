@@ -376,14 +376,14 @@ class _Link:
 
 
 class _Slot:
-    """Where the replies to one call (or one batch) arrive."""
+    """Where the replies to one call (or one batch) arrive, and how that call is doing."""
 
     __slots__ = ("ids", "replies", "link", "error", "done")
 
-    def __init__(self, ids: list[str]):
+    def __init__(self, ids: tuple[str, ...], link: _Link):
         self.ids = ids
         self.replies: dict[str, dict] = {}
-        self.link: _Link | None = None
+        self.link = link
         self.error: BaseException | None = None
         self.done = False
 
@@ -454,7 +454,7 @@ class Client:
             message = {"jsonrpc": "2.0", "method": method, "id": request_id}
         else:
             message = {"jsonrpc": "2.0", "method": method, "params": params, "id": request_id}
-        reply = self._exchange([request_id], jsonrpc.encode(message), timeout)[0]
+        reply = self._exchange((request_id,), jsonrpc.encode(message), timeout)[request_id]
         if "result" in reply and "error" not in reply and reply.get("jsonrpc") == "2.0":
             return reply["result"]  # the usual case, checked without building a Response
         return jsonrpc.parse_response(reply).unwrap()
@@ -505,8 +505,8 @@ class Client:
 
     # -- the runtime: send, wait, read, retry ------------------------------------
 
-    def _exchange(self, ids: list[str], payload: bytes, timeout: float | None) -> list[dict]:
-        """Send ``payload``, wait for the replies to ``ids`` and return them in order.
+    def _exchange(self, ids: tuple[str, ...], payload: bytes, timeout: float | None) -> dict[str, dict]:
+        """Send ``payload`` and return the replies to ``ids``, by id.
 
         A call that times out or loses its connection is sent again, with the
         same ids, up to ``retries`` times (reconnecting if needed).
@@ -514,25 +514,18 @@ class Client:
         timeout = self.timeout if timeout is None else timeout
         if len(payload) > self._max_frame_size:
             raise FrameTooLarge(len(payload), self._max_frame_size)
-        frame = framing.HEADER.pack(len(payload)) + payload
+        frame = _pack_length(len(payload)) + payload
         attempt = 0
         while True:
-            slot = _Slot(ids)
             deadline = time.monotonic() + timeout
             try:
-                leader, first = self._send(slot, payload, frame, deadline)
-                if not leader:
-                    leader = self._follow(slot, deadline)
-                if leader:
-                    try:
-                        self._read_until(slot, deadline, first)
-                    finally:
-                        with self._lock:
-                            self._reading = False
-                            if self._followers:
-                                self._turn.notify_all()  # one of them takes over the reading
+                slot, first = self._send(ids, payload, frame, deadline)
+                if first is _FOLLOW and self._follow(slot, deadline):
+                    first = None  # the reader left before our reply came: we read now
+                if first is not _FOLLOW:
+                    self._lead(slot, deadline, first)
                 if slot.error is None:
-                    return [slot.replies[i] for i in ids]
+                    return slot.replies
                 raise slot.error
             except (CallTimeout, ConnectionLost):
                 if attempt >= self.retries or self._closed.is_set():
@@ -543,7 +536,7 @@ class Client:
 
     def _post(self, payload: bytes) -> None:
         """Send a frame that wants no reply (a notification, or a batch of them)."""
-        self._send(None, payload, framing.encode_frame(payload, self._max_frame_size), time.monotonic() + self.timeout)
+        self._send((), payload, framing.encode_frame(payload, self._max_frame_size), time.monotonic() + self.timeout)
 
     def _open(self, deadline: float) -> _Link:
         """Connect to the server (the caller holds _send_lock)."""
@@ -561,26 +554,27 @@ class Client:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.timeout))
         return _Link(sock, self._max_frame_size, self.timeout)
 
-    def _send(self, slot: _Slot | None, payload: bytes, frame: bytes,
-              deadline: float) -> tuple[bool, bytes | OSError | None]:
-        """Send one frame and register ``slot`` for its replies.
+    def _send(self, ids: tuple[str, ...], payload: bytes, frame: bytes, deadline: float) -> tuple[_Slot, Any]:
+        """Send one frame and register a slot for the replies to ``ids``.
 
-        Returns whether the caller is now the reader and, if so, what its first
-        read gave: reading right after sending keeps a lone caller's path short.
+        Returns the slot and, if no one else is reading, what our own first read
+        gave (bytes, or the OSError it raised): reading right after sending keeps
+        a lone caller's path short. Returns _FOLLOW if another caller is reading.
         """
-        leader = False
         with self._send_lock:
             link = self._link
             if link is None or link.broken:
                 link = self._link = self._open(deadline)
-            if slot is not None:
-                slot.link = link
+            slot = _Slot(ids, link)
+            first: Any = _FOLLOW
+            if ids:
                 with self._lock:
-                    for request_id in slot.ids:
+                    for request_id in ids:
                         self._pending[request_id] = slot
                     if not self._reading:  # no one is reading: we will, right after sending
-                        self._reading = leader = True
-                if leader:
+                        self._reading = True
+                        first = None
+                if first is None:
                     link.bound_reads(deadline - time.monotonic())
             if self.on_frame is not None:
                 _notify(self.on_frame, "sent", payload)
@@ -588,16 +582,16 @@ class Client:
                 link.sock.sendall(frame)
             except OSError as exc:
                 self._break(link, f"sending failed: {exc}")
-                return leader, None
-        if not leader:
-            return False, None
-        try:
-            return True, link.sock.recv(RECV_SIZE)
-        except OSError as exc:
-            return True, exc
+                return slot, first
+        if first is None:
+            try:
+                first = link.sock.recv(RECV_SIZE)
+            except OSError as exc:
+                first = exc
+        return slot, first
 
     def _follow(self, slot: _Slot, deadline: float) -> bool:
-        """Wait while another caller reads for us; True if the reading falls to us."""
+        """Wait while another caller reads for us; True if the reading falls to us before our reply came."""
         with self._lock:
             self._followers += 1
             try:
@@ -614,45 +608,49 @@ class Client:
                 self._followers -= 1
         return False
 
-    def _read_until(self, slot: _Slot, deadline: float, first: bytes | OSError | None = None) -> None:
-        """Read frames and hand them out until ``slot`` is answered, its link breaks or its deadline passes.
+    def _lead(self, slot: _Slot, deadline: float, chunk: bytes | OSError | None) -> None:
+        """Read for everyone until ``slot`` is answered, its link breaks or its deadline passes; then hand over.
 
-        ``first`` is what a read made already gave (bytes or the error it raised).
+        ``chunk`` is what a read made already gave (bytes, or the error it raised), or None.
         """
         link = slot.link
-        assert link is not None
-        chunk: bytes | OSError | None = first
-        while not slot.done:
-            if chunk is None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    with self._lock:
-                        self._give_up(slot)
+        try:
+            while not slot.done:
+                if chunk is None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        with self._lock:
+                            self._give_up(slot)
+                        return
+                    link.bound_reads(remaining)
+                    try:
+                        chunk = link.sock.recv(RECV_SIZE)
+                    except OSError as exc:
+                        chunk = exc
+                if type(chunk) is not bytes:
+                    if isinstance(chunk, (BlockingIOError, TimeoutError)):
+                        chunk = None
+                        continue  # the read timed out: the deadline check above decides
+                    self._break(link, f"receiving failed: {chunk}")
                     return
-                link.bound_reads(remaining)
+                if not chunk:
+                    self._break(link, "the server closed the connection")
+                    return
                 try:
-                    chunk = link.sock.recv(RECV_SIZE)
-                except OSError as exc:
-                    chunk = exc
-            if isinstance(chunk, OSError):
-                if isinstance(chunk, (BlockingIOError, TimeoutError)):
-                    chunk = None
-                    continue  # the read timed out: the deadline check above decides
-                self._break(link, f"receiving failed: {chunk}")
-                return
-            if not chunk:
-                self._break(link, "the server closed the connection")
-                return
-            try:
-                frames = link.decoder.feed(chunk)
-            except FrameTooLarge as exc:
-                self._break(link, f"the server sent {exc}")
-                return
-            chunk = None
-            for payload in frames:
-                if self.on_frame is not None:
-                    _notify(self.on_frame, "received", payload)
-                self._deliver(link, payload)
+                    frames = link.decoder.feed(chunk)
+                except FrameTooLarge as exc:
+                    self._break(link, f"the server sent {exc}")
+                    return
+                chunk = None
+                for payload in frames:
+                    if self.on_frame is not None:
+                        _notify(self.on_frame, "received", payload)
+                    self._deliver(link, payload)
+        finally:
+            with self._lock:
+                self._reading = False
+                if self._followers:
+                    self._turn.notify_all()  # one of them takes over the reading
 
     def _deliver(self, link: _Link, payload: bytes) -> None:
         """Hand the reply (or batch of replies) in ``payload`` to the callers waiting for them."""
@@ -716,7 +714,8 @@ class Client:
         link.sock.close()
 
 
-_MISSING = object()
+_FOLLOW = object()  # what _send returns when another caller is reading the socket
+_pack_length = framing.HEADER.pack
 
 
 def _timeval(seconds: float) -> bytes:
@@ -742,7 +741,9 @@ class _RemoteMethod:
         self._name = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._client.invoke(self._name, _params(args, kwargs))
+        if kwargs:
+            return self._client.invoke(self._name, _params(args, kwargs))
+        return self._client.invoke(self._name, list(args) if args else None)
 
     def __repr__(self) -> str:
         host, port = self._client.address
@@ -788,7 +789,8 @@ class Batch:
             client._post(payload)
             return []
         results: list[Any] = []
-        for reply in client._exchange(ids, payload, timeout):
+        replies = client._exchange(tuple(ids), payload, timeout)
+        for reply in (replies[i] for i in ids):
             response = jsonrpc.parse_response(reply)
             if response.error is not None and raise_errors:
                 raise response.error

@@ -82,7 +82,7 @@ def notebook_runs(browser: Any, lab: LabServer) -> Iterator[NotebookRuns]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for stale in ARTIFACTS.glob("*.png"):  # screenshots of a notebook since renamed mislead
         stale.unlink()
-    runs = NotebookRuns(browser, lab, NOTEBOOKS, ARTIFACTS)
+    runs = NotebookRuns(browser, lab, ARTIFACTS)
     try:
         yield runs
     finally:

@@ -109,13 +109,12 @@ class NotebookRun:
 
     name: str
     page: Page
-    context: BrowserContext
     code_cells: list[dict[str, Any]]  # {"index": notebook cell number (1-based), "source": ...}
     prompts: list[str]  # input prompt text of each code cell, after the run
     errors: list[str]  # each error output: where, and its text
     widget_views: dict[int, int]  # notebook cell number -> widget views in its saved outputs
     screenshot: Path
-    console_errors: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)  # the browser console's errors
 
     @property
     def panel(self) -> Locator:
@@ -135,10 +134,9 @@ class NotebookRun:
 class NotebookRuns:
     """Runs each notebook once and keeps the latest open, so several tests can inspect it."""
 
-    def __init__(self, browser: Browser, lab: LabServer, sources: Path, artifacts: Path) -> None:
+    def __init__(self, browser: Browser, lab: LabServer, artifacts: Path) -> None:
         self.browser = browser
         self.lab = lab
-        self.sources = sources
         self.artifacts = artifacts
         self.timings: dict[str, dict[str, float]] = {}
         self._current: NotebookRun | None = None
@@ -157,8 +155,8 @@ class NotebookRuns:
         self.close()
         try:
             self._current = self._open_and_run(name)
-        except _RunFailed as failure:
-            self._failed[name] = str(failure)
+        except (_RunFailed, PlaywrightError) as failure:
+            self._failed[name] = f"{name}: {failure}" if isinstance(failure, PlaywrightError) else str(failure)
         if self._current is None:  # failed outside the except block: no chained traceback
             pytest.fail(self._failed[name], pytrace=False)
         return self._current
@@ -190,15 +188,15 @@ class NotebookRuns:
         """Open `name` in a new page, wait for its kernel, Run All, save."""
         self._started = time.monotonic()
         timing = self.timings[name] = {}
-        cells = json.loads((self.sources / name).read_text(encoding="utf-8"))["cells"]
+        # The served copy, not the source: a notebook being edited meanwhile must not disagree.
+        cells = json.loads((self.lab.root / name).read_text(encoding="utf-8"))["cells"]
         code_cells = [
             {"index": i + 1, "source": _source(c)} for i, c in enumerate(cells)
             if c.get("cell_type") == "code"
         ]
         if self._context is None:
             self._context = self.browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
-        context = self._context
-        page = context.new_page()
+        page = self._context.new_page()
         console: list[str] = []
         page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: console.append(f"page error: {e}"))
@@ -208,6 +206,12 @@ class NotebookRuns:
             page.goto(self.lab.page_url(f"lab/tree/{urllib.parse.quote(name)}?reset&{query}"))
             self._wait(page, _KERNEL_IDLE_JS, PANEL, KERNEL_TIMEOUT, f"{name}: kernel never idle")
             timing["open"] = time.monotonic() - self._started
+            shown = len(page.evaluate(_PROMPTS_JS, PANEL))
+            if shown != len(code_cells):  # windowing would detach cells scrolled out of view
+                raise _RunFailed(
+                    f"{name}: the page shows {shown} code cells, the file has "
+                    f"{len(code_cells)} (is windowingMode 'none' in effect?)"
+                )
             run_started = time.monotonic()
             _run_all(page)
             mask = [bool(c["source"].strip()) for c in code_cells]
@@ -216,14 +220,9 @@ class NotebookRuns:
             )
             timing["run"] = time.monotonic() - run_started
             prompts = page.evaluate(_PROMPTS_JS, PANEL)
-            if len(prompts) != len(code_cells):
-                raise _RunFailed(
-                    f"{name}: the page shows {len(prompts)} code cells, the file has "
-                    f"{len(code_cells)} (is windowingMode 'none' in effect?); see {shot}"
-                )
             saved = self._save(page, name)
             run = NotebookRun(
-                name, page, context, code_cells, prompts, _error_outputs(saved),
+                name, page, code_cells, prompts, _error_outputs(saved),
                 _widget_views(saved), shot, console,
             )
             if not run.errors:  # and what the page itself draws as an error, should it differ

@@ -63,15 +63,19 @@ def test_every_widget_renders(notebook_run: NotebookRun) -> None:
         pass  # the assertions below say what is missing
     found = page.evaluate(WIDGETS_JS, PANEL)
     broken = [w for w in found if w["broken"] or not w["drawn"] or w["loading"]]
-    assert not broken, f"{notebook_run.name}: widgets not drawn (see {notebook_run.screenshot}):\n" + "\n".join(
-        f"  cell {w['cell']}: {w['text']!r}" for w in broken
+    console = "".join(f"\n  {line[:300]}" for line in notebook_run.console_errors[-10:])
+    assert not broken, (
+        f"{notebook_run.name}: widgets not drawn (see {notebook_run.screenshot}):\n"
+        + "\n".join(f"  cell {w['cell']}: {w['text']!r}" for w in broken)
+        + (f"\nbrowser console errors:{console}" if console else "")
     )
     drawn: dict[int, int] = {}
     for w in found:
         drawn[w["cell"]] = drawn.get(w["cell"], 0) + 1
     assert drawn == expected, (
         f"{notebook_run.name}: widget views per cell, drawn on the page {drawn} "
-        f"vs displayed by the kernel {expected}"
+        f"vs displayed by the kernel {expected} (see {notebook_run.screenshot})"
+        + (f"\nbrowser console errors:{console}" if console else "")
     )
     if not expected:
         assert not page.locator(f"{PANEL} .jupyter-widgets").count()

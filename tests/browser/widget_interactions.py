@@ -129,6 +129,18 @@ INTERACTIONS: dict[str, list[Interaction]] = {
         slider("in flight", watch=".widget-html"),
         dropdown("link", "across an ocean", watch=".widget-html"),
     ],
+    # The wire inspector (rpclab.widgets.wire_inspector): cells after it made more calls.
+    "04-socket-rpc-step-by-step": [
+        button("refresh"),  # the frames sent since it was drawn appear
+        checkbox("hex"),  # the payloads turn into hex dumps
+        button("clear"),  # the table empties
+    ],
+    # The fault panel (rpclab.widgets.fault_panel) on the proxy in front of the KV server.
+    "05-failures-and-semantics": [
+        slider("delay (s)"),  # the proxy is reconfigured and the panel says so
+        dropdown("applies to", "replies only"),
+        button("run calls"),  # 20 calls through the proxy, and their tally
+    ],
 }
 
 # JavaScript: what a cell's output area shows, as one comparable string.
