@@ -121,6 +121,8 @@ def test_stop_closes_open_connections_and_ends_its_threads(upstreams):
     sock.close()
     assert not lb.running
     assert "lb-test" not in background.running()
+    for upstream in upstreams:  # their handler threads end once the balancer has closed its side
+        upstream.stop()
     assert {t.name for t in threading.enumerate()} - before == set()
 
 

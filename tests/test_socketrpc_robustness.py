@@ -183,6 +183,16 @@ def test_the_client_reports_a_request_the_server_could_not_read(server):
         assert c.echo("recovered") == "recovered"
 
 
+def test_a_batch_over_the_server_limit_is_reported_and_the_client_goes_on(server):
+    with socketrpc.connect(server.address) as c:
+        batch = c.batch()
+        for i in range(101):
+            batch.echo(i)
+        with pytest.raises(socketrpc.ConnectionLost, match="-32600.*101 requests is over the 100-request limit"):
+            batch.send()
+        assert c.echo("next") == "next"
+
+
 def test_the_client_refuses_a_reply_over_its_frame_limit(server):
     with socketrpc.connect(server.address, max_frame_size=1000) as c:
         assert c.echo("small") == "small"

@@ -108,10 +108,10 @@ class FrameDecoder:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         buffer = self._buffer
-        if not buffer and len(chunk) >= HEADER.size:  # fast path: a chunk that is exactly one frame
-            (size,) = HEADER.unpack_from(chunk)
-            if len(chunk) == HEADER.size + size and size <= self.max_size:
-                return [bytes(chunk[HEADER.size:])]
+        if not buffer and len(chunk) > 3:  # fast path: a chunk that is exactly one frame
+            size = int.from_bytes(chunk[:4], "big")
+            if len(chunk) == size + 4 and size <= self.max_size:
+                return [bytes(chunk[4:])]
         buffer += chunk
         frames: list[bytes] = []
         while len(buffer) >= HEADER.size:

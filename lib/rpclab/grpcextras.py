@@ -36,6 +36,7 @@ from rpclab.grpcservices.greeter import helloworld_pb2, helloworld_pb2_grpc
 __all__ = [
     "ATTEMPTS_METADATA_KEY",
     "CallCounter",
+    "CallRecord",
     "Attempt",
     "Flaky",
     "HopRecord",
@@ -452,9 +453,10 @@ def serve_call_proxy(name: str, upstreams: Mapping[str, Any] | Iterable[Any], *,
                      port: int = 0, max_workers: int = 16) -> CallProxy:
     """Start a gRPC proxy that sends each unary call to the next upstream in turn, as Envoy or Nginx grpc_pass do.
 
-    It decodes HTTP/2 and gRPC framing but not the messages: any unary-unary
-    method of any service is forwarded as bytes, with its metadata and the time
-    left before its deadline. Streaming methods are not supported (UNIMPLEMENTED).
+    It decodes HTTP/2 and gRPC framing but not the messages: any method of any
+    service is forwarded as bytes, with its metadata and the time left before its
+    deadline. Not knowing the .proto, it treats every call as unary (one request,
+    one reply), so streaming methods do not work through it.
     ``upstreams``: (host, port) pairs or server handles, or a mapping name -> one of those.
     """
     items = list(upstreams.items()) if isinstance(upstreams, Mapping) else [(None, u) for u in upstreams]
@@ -486,7 +488,7 @@ def serve_call_proxy(name: str, upstreams: Mapping[str, Any] | Iterable[Any], *,
                                                               metadata=metadata)
             except grpc.RpcError as error:
                 context.abort(error.code(), error.details() or "")
-                raise  # not reached: abort raises
+                raise  # not reached: abort() raises
 
         return call
 

@@ -358,20 +358,19 @@ def _decode_exactly(data: bytes) -> Any:
 
 
 _ID_TYPES = (str, int, float, type(None))  # bool is not among them: type(True) is bool, not int
-_PARAMS_TYPES = (list, dict)
+_PARAMS_TYPES = (list, dict)  # and None, when "params" is left out
 
 
 def _parse_one(value: Any) -> Request | Notification:
     """One request object, validated; InvalidRequest says what is wrong with it."""
-    if type(value) is dict:
+    if type(value) is dict and value.get("jsonrpc") == VERSION:
         method = value.get("method")
-        params = value.get("params", _ABSENT)
+        params = value.get("params")
         id = value.get("id", _ABSENT)
-        if (value.get("jsonrpc") == VERSION and type(method) is str
-                and (params is _ABSENT or type(params) in _PARAMS_TYPES)
+        if type(method) is str and type(params) in _PARAMS_TYPES and type(id) in _ID_TYPES:
+            return Request(method, params, id)  # the usual case: one test for all three
+        if (type(method) is str and (type(params) in _PARAMS_TYPES or "params" not in value)
                 and (id is _ABSENT or type(id) in _ID_TYPES)):
-            if params is _ABSENT:
-                params = None
             return Notification(method, params) if id is _ABSENT else Request(method, params, id)
     raise _invalid(value)
 
@@ -488,17 +487,17 @@ class _Method:
 
     def check(self, params: Params) -> None:
         """Raise InvalidParams unless ``params`` bind to the handler's signature."""
-        if self.signature is None:
-            return
         if self.simple:
-            if params is None:
-                if self.min_args == 0:
-                    return
-            elif type(params) is list:
+            if type(params) is list:
                 if self.min_args <= len(params) <= self.max_args:
+                    return
+            elif params is None:
+                if self.min_args == 0:
                     return
             elif params.keys() <= self.names and self.required <= params.keys():
                 return
+        elif self.signature is None:
+            return
         try:
             if params is None:
                 self.signature.bind()
@@ -508,7 +507,6 @@ class _Method:
                 self.signature.bind(**params)
         except TypeError as exc:
             raise InvalidParams(str(exc)) from None
-
 
 
 class Dispatcher:
@@ -545,9 +543,11 @@ class Dispatcher:
             return encode(error_response(None, exc))
         if type(value) is dict:  # one message, the usual case
             try:
-                reply = self.respond(_parse_one(value), once=once)
+                message = _parse_one(value)
             except InvalidRequest as exc:
                 reply = error_response(exc.id, exc)
+            else:
+                reply = self._reply(message) if once is None and type(message) is Request else self.respond(message, once=once)
         else:
             reply = self.handle_value(value, once=once)
         if reply is None:
@@ -573,40 +573,42 @@ class Dispatcher:
 
     def respond(self, message: Request | Notification | InvalidRequest, *, once: Once | None = None) -> dict | None:
         """The reply dict for one parsed message; None for a notification."""
+        if type(message) is Request:
+            if once is None or message.id is None:
+                return self._reply(message)
+            try:
+                return once(message, lambda: self._reply(message))
+            except Exception as exc:
+                return error_response(message.id, InternalError(f"{type(exc).__name__}: {exc}"))
         if isinstance(message, InvalidRequest):
             return error_response(message.id, message)
-        if isinstance(message, Notification):
-            try:
-                self._run(message.method, message.params)
-            except Exception:  # nobody is listening for a notification's outcome
-                pass
-            return None
-        if once is None or message.id is None:
-            return self._reply(message)
         try:
-            return once(message, lambda: self._reply(message))
-        except Exception as exc:
-            return error_response(message.id, InternalError(f"{type(exc).__name__}: {exc}"))
+            self._run(message.method, message.params)
+        except Exception:  # nobody is listening for a notification's outcome
+            pass
+        return None
 
     def _reply(self, message: Request) -> dict:
+        """Run one request; its response, success or error."""
         try:
-            return {"jsonrpc": VERSION, "result": self._run(message.method, message.params), "id": message.id}
+            result = self._run(message.method, message.params)
         except RPCError as exc:
             return error_response(message.id, exc)
         except Exception as exc:
             return error_response(message.id, SERVER_ERROR, data={"type": type(exc).__name__, "message": str(exc)})
+        return {"jsonrpc": VERSION, "result": result, "id": message.id}
 
     def _run(self, name: str, params: Params) -> Any:
         """Look ``name`` up, check ``params`` against its signature, and call it."""
         method = self._methods.get(name)
         if method is None:
             raise MethodNotFound(f"no method {name!r}")
-        method.check(params)
-        if params is None:
-            return method.fn()
         if type(params) is list:
+            if not (method.simple and method.min_args <= len(params) <= method.max_args):
+                method.check(params)  # (the usual case was just checked inline: it is the hot path)
             return method.fn(*params)
-        return method.fn(**params)
+        method.check(params)
+        return method.fn() if params is None else method.fn(**params)
 
     def _encode_reply(self, reply: dict | list) -> bytes:
         """Encode; a result that is not JSON, or a reply over max_reply_size, becomes an internal error."""

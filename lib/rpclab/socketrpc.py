@@ -200,6 +200,8 @@ class _Connection(socketserver.BaseRequestHandler):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(server.frame_timeout))
         decoder = framing.FrameDecoder(server.max_frame_size)
         once = server.dedup.once if server.dedup is not None else None
+        handle = server.dispatcher.handle
+        on_frame = server.on_frame
         deadline: float | None = None  # when the frame now arriving must be complete
         try:
             while True:
@@ -208,11 +210,13 @@ class _Connection(socketserver.BaseRequestHandler):
                     return  # the peer closed (maybe mid-frame): nobody is left to answer
                 frames = decoder.feed(chunk)
                 for payload in frames:
-                    _notify(server.on_frame, "received", payload)
-                    reply = server.dispatcher.handle(payload, once=once)
+                    if on_frame is not None:
+                        _notify(on_frame, "received", payload)
+                    reply = handle(payload, once=once)
                     if reply is not None:
-                        _notify(server.on_frame, "sent", reply)
-                        sock.sendall(framing.encode_frame(reply, framing.MAX_HEADER_LENGTH))
+                        if on_frame is not None:
+                            _notify(on_frame, "sent", reply)
+                        sock.sendall(_pack_length(len(reply)) + reply)
                 if decoder.pending:  # in the middle of a frame: it must finish in time
                     if frames:
                         decoder.feed(b"")  # raises now if the frame begun is over the limit
@@ -378,14 +382,13 @@ class _Link:
 class _Slot:
     """Where the replies to one call (or one batch) arrive, and how that call is doing."""
 
-    __slots__ = ("ids", "replies", "link", "error", "done")
+    error: BaseException | None = None  # set when the call failed: a timeout, a lost connection
+    done = False  # every reply is in, or the call failed
 
     def __init__(self, ids: tuple[str, ...], link: _Link):
         self.ids = ids
-        self.replies: dict[str, dict] = {}
         self.link = link
-        self.error: BaseException | None = None
-        self.done = False
+        self.replies: dict[str, dict] = {}
 
 
 def _params(args: tuple, kwargs: dict) -> list | dict | None:
@@ -433,7 +436,7 @@ class Client:
         self._turn = threading.Condition(self._lock)  # followers wait here for their reply or their turn to read
         self._pending: dict[str, _Slot] = {}
         self._reading = False  # a caller is reading the socket for everyone (the leader)
-        self._followers = 0  # callers waiting in _follow
+        self._followers = 0  # callers waiting in _wait
         self._closed = threading.Event()
         self._link: _Link | None = None
         with self._send_lock:
@@ -511,7 +514,8 @@ class Client:
         A call that times out or loses its connection is sent again, with the
         same ids, up to ``retries`` times (reconnecting if needed).
         """
-        timeout = self.timeout if timeout is None else timeout
+        if timeout is None:
+            timeout = self.timeout
         if len(payload) > self._max_frame_size:
             raise FrameTooLarge(len(payload), self._max_frame_size)
         frame = _pack_length(len(payload)) + payload
@@ -519,11 +523,9 @@ class Client:
         while True:
             deadline = time.monotonic() + timeout
             try:
-                slot, first = self._send(ids, payload, frame, deadline)
-                if first is _FOLLOW and self._follow(slot, deadline):
-                    first = None  # the reader left before our reply came: we read now
-                if first is not _FOLLOW:
-                    self._lead(slot, deadline, first)
+                slot = self._send(ids, payload, frame, deadline, timeout)
+                if not slot.done:
+                    self._wait(slot, deadline)
                 if slot.error is None:
                     return slot.replies
                 raise slot.error
@@ -536,7 +538,8 @@ class Client:
 
     def _post(self, payload: bytes) -> None:
         """Send a frame that wants no reply (a notification, or a batch of them)."""
-        self._send((), payload, framing.encode_frame(payload, self._max_frame_size), time.monotonic() + self.timeout)
+        self._send((), payload, framing.encode_frame(payload, self._max_frame_size), time.monotonic() + self.timeout,
+                   self.timeout)
 
     def _open(self, deadline: float) -> _Link:
         """Connect to the server (the caller holds _send_lock)."""
@@ -554,59 +557,86 @@ class Client:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.timeout))
         return _Link(sock, self._max_frame_size, self.timeout)
 
-    def _send(self, ids: tuple[str, ...], payload: bytes, frame: bytes, deadline: float) -> tuple[_Slot, Any]:
-        """Send one frame and register a slot for the replies to ``ids``.
+    def _send(self, ids: tuple[str, ...], payload: bytes, frame: bytes, deadline: float, timeout: float) -> _Slot:
+        """Send one frame; return the slot where the replies to ``ids`` will arrive.
 
-        Returns the slot and, if no one else is reading, what our own first read
-        gave (bytes, or the OSError it raised): reading right after sending keeps
-        a lone caller's path short. Returns _FOLLOW if another caller is reading.
+        If no one else is reading the socket, the caller becomes the reader and
+        reads straight after sending. The usual case -- that first read holds
+        exactly the one frame answering a single call -- is finished right here.
         """
+        on_frame = self.on_frame
         with self._send_lock:
             link = self._link
             if link is None or link.broken:
                 link = self._link = self._open(deadline)
             slot = _Slot(ids, link)
-            first: Any = _FOLLOW
+            leader = False
             if ids:
                 with self._lock:
                     for request_id in ids:
                         self._pending[request_id] = slot
                     if not self._reading:  # no one is reading: we will, right after sending
-                        self._reading = True
-                        first = None
-                if first is None:
-                    link.bound_reads(deadline - time.monotonic())
-            if self.on_frame is not None:
-                _notify(self.on_frame, "sent", payload)
+                        self._reading = leader = True
+                if leader and timeout != link.read_timeout:
+                    link.bound_reads(timeout)
+            if on_frame is not None:
+                _notify(on_frame, "sent", payload)
             try:
                 link.sock.sendall(frame)
             except OSError as exc:
-                self._break(link, f"sending failed: {exc}")
-                return slot, first
-        if first is None:
+                self._break(link, f"sending failed: {exc}")  # fails the calls waiting, ours included
+                if not ids:
+                    raise ConnectionLost(f"connection to {self.address[0]}:{self.address[1]} lost: "
+                                         f"sending failed: {exc}") from exc
+        if not leader:
+            return slot
+        chunk: bytes | OSError | None = None
+        if not slot.done:  # (it is if sending failed)
             try:
-                first = link.sock.recv(RECV_SIZE)
+                chunk = link.sock.recv(RECV_SIZE)
             except OSError as exc:
-                first = exc
-        return slot, first
+                chunk = exc
+            else:
+                # The usual case, taken quickly: one call, and the read holds exactly its reply frame.
+                size = len(chunk) - 4
+                if (len(ids) == 1 and on_frame is None and 0 < size <= self._max_frame_size
+                        and int.from_bytes(chunk[:4], "big") == size and not link.decoder.pending):
+                    try:
+                        value = jsonrpc.decode(chunk[4:])
+                    except jsonrpc.ParseError:
+                        value = None  # _lead will read it again, and say what is wrong
+                    request_id = ids[0]
+                    if type(value) is dict and value.get("id") == request_id:
+                        with self._lock:
+                            if self._pending.pop(request_id, None) is slot:
+                                slot.replies[request_id] = value
+                                slot.done = True
+                            self._reading = False
+                            if self._followers:
+                                self._turn.notify_all()  # they wait for later replies: one of them reads now
+                        return slot
+        self._lead(slot, deadline, chunk)
+        return slot
 
-    def _follow(self, slot: _Slot, deadline: float) -> bool:
-        """Wait while another caller reads for us; True if the reading falls to us before our reply came."""
+    def _wait(self, slot: _Slot, deadline: float) -> None:
+        """Wait for ``slot``'s replies while another caller reads; read ourselves if that caller leaves first."""
         with self._lock:
             self._followers += 1
             try:
                 while not slot.done:
                     if not self._reading:
                         self._reading = True
-                        return True
+                        break
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         self._give_up(slot)
-                        break
+                        return
                     self._turn.wait(remaining)
+                else:
+                    return
             finally:
                 self._followers -= 1
-        return False
+        self._lead(slot, deadline, None)
 
     def _lead(self, slot: _Slot, deadline: float, chunk: bytes | OSError | None) -> None:
         """Read for everyone until ``slot`` is answered, its link breaks or its deadline passes; then hand over.
@@ -658,6 +688,16 @@ class Client:
             value = jsonrpc.decode(payload)
         except jsonrpc.ParseError as exc:
             self._break(link, f"the server sent a frame that is not JSON ({exc.data})")
+            return
+        if type(value) is dict and type(request_id := value.get("id")) is str:  # one reply, the usual case
+            with self._lock:
+                slot = self._pending.pop(request_id, None)
+                if slot is not None:
+                    slot.replies[request_id] = value
+                    if len(slot.replies) == len(slot.ids):
+                        slot.done = True
+                        if self._followers:
+                            self._turn.notify_all()
             return
         unreadable = None
         with self._lock:
@@ -714,7 +754,6 @@ class Client:
         link.sock.close()
 
 
-_FOLLOW = object()  # what _send returns when another caller is reading the socket
 _pack_length = framing.HEADER.pack
 
 

@@ -162,16 +162,13 @@ class NotebookRuns:
         return self._current
 
     def close(self) -> None:
-        """Close the open notebook: a screenshot of its widgets, its page, its kernel session."""
+        """Close the open notebook: its page, then its kernel session."""
         run, self._current = self._current, None
         if run is None:
             return
         try:
-            _widget_screenshot(run, self.artifacts / f"{Path(run.name).stem}-widgets.png")
-        except PlaywrightError:
-            pass  # a page that broke has already failed its tests, with its own screenshot
-        finally:
             run.page.close()
+        finally:
             self.lab.close_sessions(run.name)
             self.timings.setdefault(run.name, {})["total"] = time.monotonic() - self._started
 
@@ -189,7 +186,8 @@ class NotebookRuns:
         self._started = time.monotonic()
         timing = self.timings[name] = {}
         # The served copy, not the source: a notebook being edited meanwhile must not disagree.
-        cells = json.loads((self.lab.root / name).read_text(encoding="utf-8"))["cells"]
+        notebook = json.loads((self.lab.root / name).read_text(encoding="utf-8"))
+        cells = notebook["cells"]
         code_cells = [
             {"index": i + 1, "source": _source(c)} for i, c in enumerate(cells)
             if c.get("cell_type") == "code"
@@ -202,6 +200,13 @@ class NotebookRuns:
         page.on("pageerror", lambda e: console.append(f"page error: {e}"))
         shot = self.artifacts / f"{Path(name).stem}.png"
         try:
+            # Start the notebook's kernel while JupyterLab loads: the page then joins this session,
+            # as it would join one a learner left running. Saves the kernel's start-up time.
+            kernel = notebook.get("metadata", {}).get("kernelspec", {}).get("name", "python3")
+            self.lab.api(
+                "POST", "api/sessions",
+                {"path": name, "name": name, "type": "notebook", "kernel": {"name": kernel}},
+            )
             query = urllib.parse.urlencode({"token": self.lab.token})
             page.goto(self.lab.page_url(f"lab/tree/{urllib.parse.quote(name)}?reset&{query}"))
             self._wait(page, _KERNEL_IDLE_JS, PANEL, KERNEL_TIMEOUT, f"{name}: kernel never idle")
@@ -228,7 +233,9 @@ class NotebookRuns:
             if not run.errors:  # and what the page itself draws as an error, should it differ
                 errors = page.locator(f"{PANEL} [data-mime-type='{ERROR_MIME}']").all_inner_texts()
                 run.errors = [f"on the page:\n{text}" for text in errors]
+            wait_for_widgets(page, sum(run.widget_views.values()))
             full_page_screenshot(page, shot)  # saved first: no unsaved-changes dot on the tab
+            _widget_screenshot(run, self.artifacts / f"{Path(name).stem}-widgets.png")
             if not finished and not run.errors:  # an error is reported by the test, with its text
                 raise _RunFailed(
                     f"{name}: not every code cell finished within {RUN_TIMEOUT:.0f} s:\n  "
@@ -327,10 +334,29 @@ def full_page_screenshot(page: Page, path: Path) -> None:
             page.set_viewport_size(VIEWPORT)  # type: ignore[arg-type]
 
 
+def wait_for_widgets(page: Page, want: int) -> bool:
+    """Wait (bounded) until `want` widget outputs are drawn, or one shows an error."""
+    try:
+        page.wait_for_function(
+            """([panel, want, js]) => {
+                 const found = eval(js)(panel);
+                 return found.some((w) => w.broken)
+                     || found.filter((w) => w.drawn && !w.loading).length >= want;
+               }""",
+            arg=[PANEL, want, WIDGETS_JS],
+            timeout=UI_TIMEOUT * 1000,
+            polling=250,
+        )
+        return True
+    except PlaywrightError:
+        return False
+
+
 def _widget_screenshot(run: NotebookRun, path: Path) -> None:
-    """A window-sized screenshot centred on the first widget (none when there is no widget)."""
+    """A window-sized screenshot of the first widget as Run All left it (none without widgets)."""
     widget = run.panel.locator(".jp-OutputArea-output .jupyter-widgets").first
     if not run.widget_views or widget.count() == 0:
         return
-    widget.evaluate("(e) => e.scrollIntoView({block: 'center'})")
+    # The cell at the top of the window: the code that made the widget, then the widget.
+    widget.evaluate("(e) => (e.closest('.jp-Notebook-cell') || e).scrollIntoView({block: 'start'})")
     run.page.screenshot(path=str(path))

@@ -11,7 +11,7 @@ import pytest
 
 from browser_env import NOTEBOOKS, PlaywrightError, notebook_names
 from lab_server import SETTINGS_OVERRIDES, LabServer
-from notebook_page import PANEL, UI_TIMEOUT, WIDGETS_JS, NotebookRun
+from notebook_page import PANEL, UI_TIMEOUT, WIDGETS_JS, NotebookRun, wait_for_widgets
 from widget_interactions import INTERACTIONS, WATCHED_TEXT_JS, Interaction
 
 pytestmark = pytest.mark.browser
@@ -47,20 +47,7 @@ def test_every_widget_renders(notebook_run: NotebookRun) -> None:
     """Each widget the kernel displayed is drawn on the page, none says "Error displaying widget"."""
     expected = notebook_run.widget_views
     page = notebook_run.page
-    want = sum(expected.values())
-    try:  # widgets are drawn asynchronously after their output arrives
-        page.wait_for_function(
-            """([panel, want, js]) => {
-                 const found = eval(js)(panel);
-                 return found.some((w) => w.broken)
-                     || found.filter((w) => w.drawn && !w.loading).length >= want;
-               }""",
-            arg=[PANEL, want, WIDGETS_JS],
-            timeout=UI_TIMEOUT * 1000,
-            polling=250,
-        )
-    except PlaywrightError:
-        pass  # the assertions below say what is missing
+    wait_for_widgets(page, sum(expected.values()))  # drawn asynchronously; already waited once
     found = page.evaluate(WIDGETS_JS, PANEL)
     broken = [w for w in found if w["broken"] or not w["drawn"] or w["loading"]]
     console = "".join(f"\n  {line[:300]}" for line in notebook_run.console_errors[-10:])
