@@ -256,3 +256,18 @@ def test_the_firehose_sends_every_reply_and_counts_them():
         assert firehose.finished.wait(5)
     assert len(replies) == 50 and all(len(r.message) == 1000 for r in replies)
     assert firehose.produced == 50
+
+
+# --------------------------------------------------------------------------- a call without a deadline
+
+
+def test_an_increment_with_a_request_id_and_no_deadline_runs_once():
+    """Regression: grpcio reports ~9.2e18 s left for a call without a deadline, too long for Lock.acquire."""
+    from rpclab.grpcservices import add_kv, kv_service
+
+    kv_pb2, kv_pb2_grpc = kv_service.kv_pb2, kv_service.kv_pb2_grpc
+    with background.serve_grpc("kv-no-deadline", add_kv) as handle:
+        with grpc.insecure_channel(f"127.0.0.1:{handle.port}") as channel:
+            stub = kv_pb2_grpc.KVStub(channel)
+            request = kv_pb2.IncrementRequest(key="visits", request_id="once")
+            assert [stub.Increment(request).value for _ in range(2)] == [1, 1]

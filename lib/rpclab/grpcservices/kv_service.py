@@ -125,7 +125,9 @@ class KV(kv_pb2_grpc.KVServicer):
         if len(request_id) > MAX_REQUEST_ID_LENGTH:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"request_id is {len(request_id)} characters; the limit is {MAX_REQUEST_ID_LENGTH}")
-        remaining = context.time_remaining()
+        remaining = context.time_remaining()  # about 9.2e18 when the call has no deadline
+        if remaining is not None and remaining > threading.TIMEOUT_MAX:
+            remaining = None  # too long for Lock.acquire (OverflowError): wait without a limit
         if not self._once.acquire(timeout=-1 if remaining is None else max(remaining, 0.0)):
             _abort_ended(context)
         try:  # check, run and remember as one step, so a retry racing the original waits for it
