@@ -98,14 +98,15 @@ def notebook_run(notebook: str, notebook_runs: NotebookRuns) -> NotebookRun:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Group this folder's tests by notebook, so each notebook is opened and run only once."""
-    slots = [
-        i
-        for i, item in enumerate(items)
-        if "notebook" in getattr(getattr(item, "callspec", None), "params", {})
-        and Path(str(item.fspath)).parent == Path(__file__).parent
-    ]
-    ordered = sorted((items[i] for i in slots), key=lambda item: item.callspec.params["notebook"])  # type: ignore[attr-defined]
-    for slot, item in zip(slots, ordered):
+    here = Path(__file__).parent
+
+    def notebook_of(item: pytest.Item) -> str | None:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        return params.get("notebook") if item.path.parent == here else None
+
+    slots = [i for i, item in enumerate(items) if notebook_of(item) is not None]
+    ordered = sorted((items[i] for i in slots), key=lambda item: str(notebook_of(item)))
+    for slot, item in zip(slots, ordered):  # a stable sort: test order within a notebook stays
         items[slot] = item
 
 

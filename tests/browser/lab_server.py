@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +77,11 @@ class LabServer:
         closed = []
         for session in self.sessions():
             if path is None or session.get("path") == path:
-                self.api("DELETE", f"api/sessions/{session['id']}")
+                try:
+                    self.api("DELETE", f"api/sessions/{session['id']}")
+                except urllib.error.HTTPError as error:
+                    if error.code != 404:  # 404: it ended meanwhile, which is what we want
+                        raise
                 closed.append(str(session.get("path")))
         return closed
 
