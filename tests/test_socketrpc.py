@@ -351,12 +351,29 @@ def test_the_same_id_twice_runs_the_handler_once_and_replays_the_reply():
 
 def test_a_duplicate_that_arrives_while_the_first_still_runs_waits_for_it():
     gate = Gate()
-    with socketrpc.serve({"slow": gate}, name="test-dedup-inflight", at_most_once=True) as server:
+    second_run = threading.Event()
+    received = []
+    duplicate_in = threading.Event()
+
+    def handler(value):
+        if gate.runs >= 1:
+            second_run.set()
+        return gate(value)
+
+    def on_frame(direction, payload):
+        if direction == "received":
+            received.append(payload)
+            if len(received) == 2:
+                duplicate_in.set()
+
+    with socketrpc.serve({"slow": handler}, name="test-dedup-inflight", at_most_once=True, on_frame=on_frame) as server:
         request = {"jsonrpc": "2.0", "method": "slow", "params": ["once"], "id": "c:7"}
         with raw_socket(server.address) as a, raw_socket(server.address) as b:
             framing.send_frame(a, json.dumps(request).encode())
             assert gate.entered.wait(2.0)
             framing.send_frame(b, json.dumps(request).encode())  # the duplicate, while the first is running
+            assert duplicate_in.wait(2.0)
+            assert not second_run.wait(0.3)  # it waits for the first instead of running the handler again
             gate.release.set()
             replies = [json.loads(framing.recv_frame(s)) for s in (a, b)]
     assert replies[0] == replies[1] == {"jsonrpc": "2.0", "result": "once", "id": "c:7"}

@@ -16,8 +16,14 @@ _LISTEN = "0A"  # TCP state code for LISTEN in /proc/net/tcp
 
 
 def thread_names() -> list[str]:
-    """Names of this process's live Python threads, sorted."""
-    return sorted(t.name for t in threading.enumerate())
+    """Names of this process's live Python threads, sorted.
+
+    Leaves out threading's "Dummy-N" entries: threads started outside Python
+    (gRPC's C core runs call credentials on its own threads) that merely
+    called into it. Python keeps such an entry for as long as it lives.
+    """
+    dummy = getattr(threading, "_DummyThread", ())
+    return sorted(t.name for t in threading.enumerate() if not isinstance(t, dummy))
 
 
 def open_fd_count() -> int | None:
