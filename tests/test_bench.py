@@ -100,7 +100,8 @@ def test_raw_and_socketrpc_measured_side_by_side_leave_nothing_running():
     assert any(line.startswith("raw") and " 1.00 " in line for line in table.splitlines())
     assert any(line.startswith("socketrpc") for line in table.splitlines())
     data = bench.to_json(results, TINY)
-    assert data["results"]["raw"]["vs_raw"] == 1.0
+    assert data["results"]["raw"]["vs_raw"] == 1.0 and data["results"]["raw"]["median_vs_raw"] == 1.0
+    assert data["results"]["socketrpc"]["median_vs_raw"] == results["raw"].median_us / results["socketrpc"].median_us
     assert data["results"]["socketrpc"]["rate"] == results["socketrpc"].rate
     assert data["settings"]["rounds"] == 2 and data["machine"]["cpus"]
 
@@ -110,7 +111,8 @@ def test_main_prints_a_table_and_writes_json(tmp_path, monkeypatch, capsys):
     path = tmp_path / "bench.json"
     assert bench.main(argparse.Namespace(quick=True, json=str(path))) == 0
     out = capsys.readouterr().out
-    assert "round trips/s" in out and "socketrpc" in out and f"wrote {path}" in out
+    assert "round trips/s" in out and f"wrote {path}" in out
+    assert "socketrpc: " in out and "x by median latency" in out
     data = json.loads(path.read_text())
     assert set(data["results"]) == {"raw", "socketrpc"}
     assert data["settings"] == json.loads(json.dumps(bench.asdict(TINY)))

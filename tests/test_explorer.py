@@ -146,7 +146,10 @@ def test_a_server_without_reflection_says_unimplemented():
 def test_widget_lists_methods_and_calls_the_one_picked(channel, store):
     panel = CallExplorer(channel)
     assert "grpc.reflection.v1alpha.ServerReflection" not in panel.service.options  # skipped by default
+    assert panel.service.value == "helloworld.Greeter"  # the first service that is not gRPC's own
+    assert panel.selected.name == "SayHello" and list(panel.fields) == ["name"]
     panel.service.value = "rpclab.kv.KV"
+    assert panel.selected.name == "Get" and list(panel.fields) == ["key"]
     labels = [label for label, _ in panel.method.options]
     assert "Increment  (unary)" in labels and "Watch  (server streaming)" in labels
     panel.method.value = dict(panel.method.options)["Increment  (unary)"]

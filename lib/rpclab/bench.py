@@ -347,7 +347,8 @@ def to_json(results: dict[str, Result], settings: Settings) -> dict[str, Any]:
         "settings": asdict(settings),
         "results": {
             name: {**asdict(r), "rate": r.rate, "concurrent_rate": r.concurrent_rate,
-                   "vs_raw": (r.rate / base) if base else None}
+                   "vs_raw": (r.rate / base) if base else None,
+                   "median_vs_raw": (results["raw"].median_us / r.median_us) if base and r.median_us else None}
             for name, r in results.items()
         },
     }
@@ -367,6 +368,11 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     results = run(settings=settings)
     print(format_table(results))
+    raw = results.get("raw")
+    for r in results.values():
+        if raw is not None and r is not raw and raw.rate and r.median_us:
+            print(f"{r.transport}: {r.rate / raw.rate:.2f}x raw in round trips/s, "
+                  f"{raw.median_us / r.median_us:.2f}x by median latency ({r.median_us:.1f} µs against {raw.median_us:.1f} µs)")
     print(f"({time.perf_counter() - started:.1f} s; latencies are per call on one connection)")
     path = getattr(args, "json", None)
     if path:

@@ -93,17 +93,21 @@ def test_widget_interaction(notebook_run: NotebookRun, interaction: Interaction)
     interaction.perform(control)
     try:
         notebook_run.page.wait_for_function(
-            "([area, watch, before, js]) => eval(js)([area, watch]) !== before",
-            arg=[area, interaction.watch, before, WATCHED_TEXT_JS],
+            """([area, watch, before, expect, js]) => {
+                 const now = eval(js)([area, watch]);
+                 return now !== before && (!expect || now.includes(expect));
+               }""",
+            arg=[area, interaction.watch, before, interaction.expect, WATCHED_TEXT_JS],
             timeout=interaction.timeout * 1000,
             polling=200,
         )
         return
     except PlaywrightError:
         after = notebook_run.page.evaluate(WATCHED_TEXT_JS, [area, interaction.watch])
+    wanted = "changed nothing shown" if after == before else f"never showed {interaction.expect!r}"
     pytest.fail(
-        f"{notebook_run.name}: {interaction.id} changed nothing shown within "
-        f"{interaction.timeout:.0f} s; it still shows:\n{after[:500]}",
+        f"{notebook_run.name}: {interaction.id} {wanted} within {interaction.timeout:.0f} s; "
+        f"it shows:\n{after[:800]}",
         pytrace=False,
     )
 

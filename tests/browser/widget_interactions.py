@@ -19,6 +19,9 @@ To cover a new widget, add to INTERACTIONS under the notebook's file name withou
 - watch (optional) is a CSS selector of what must change, searched inside the same cell's output
   area. Without it, all text the cell shows (slider readouts excepted, images fingerprinted) must
   change.
+- expect (optional) is text that must appear once it has changed (a reply, a count).
+- fills (optional) types into text fields of the same output first, as a person fills a form
+  before pressing its button: button("Call", fills=(("name", "Ada"),), expect="Ada").
 - timeout (s) bounds the wait for the change, for controls that call a server (default 30 s).
 
 Each entry becomes one test, e.g. test_widget_interaction[05-failures-and-semantics-button:Drop].
@@ -58,6 +61,8 @@ class Interaction:
     watch: str | None = None  # CSS selector, within the cell's output area, of what must change
     nth: int = 0  # which match, when several controls carry the label
     timeout: float = 30.0  # s to wait for the change
+    fills: tuple[tuple[str, str], ...] = ()  # (text field label, value) typed first, same output
+    expect: str | None = None  # text that must appear in what changed
 
     @property
     def id(self) -> str:
@@ -75,7 +80,10 @@ class Interaction:
         return controls.nth(self.nth)
 
     def perform(self, control: Locator) -> None:
-        """Act on the control the way a person would."""
+        """Act on the control the way a person would (after filling in `fills`, if any)."""
+        area = control.locator("xpath=ancestor::*[contains(@class, 'jp-Cell-outputArea')]")
+        for label, value in self.fills:
+            Interaction("text", label).locate(area).locator("input, textarea").first.fill(value)
         if self.action == "slider":
             handle = control.locator(".noUi-handle").first
             handle.focus()
@@ -137,9 +145,14 @@ INTERACTIONS: dict[str, list[Interaction]] = {
     ],
     # The fault panel (rpclab.widgets.fault_panel) on the proxy in front of the KV server.
     "05-failures-and-semantics": [
-        slider("delay (s)"),  # the proxy is reconfigured and the panel says so
-        dropdown("applies to", "replies only"),
-        button("run calls"),  # 20 calls through the proxy, and their tally
+        slider("delay (s)", expect="delay 25 ms"),  # the proxy is reconfigured, the panel says so
+        dropdown("applies to", "replies only", expect="replies only"),
+        button("run calls", expect="20 calls"),  # 20 calls through the proxy, and their tally
+    ],
+    # The call explorer (rpclab.widgets.call_explorer) on the TLS server, with alice's token.
+    "10-grpc-security-and-operations": [
+        dropdown("service", "rpclab.kv.KV"),  # its methods and the first one's messages appear
+        button("Call", watch=".widget-html"),  # Get with no key: the server's INVALID_ARGUMENT shows
     ],
 }
 

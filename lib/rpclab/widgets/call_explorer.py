@@ -41,7 +41,8 @@ class CallExplorer:
         self.methods: list[explorer.Method] = []
         self.fields: dict[str, Any] = {}
         self._w = w
-        label = {"style": {"description_width": "90px"}, "layout": w.Layout(width="460px")}
+        self._quiet = False
+        label = {"style": {"description_width": "130px"}, "layout": w.Layout(width="520px")}
         self.service = w.Dropdown(description="service", **label)
         self.method = w.Dropdown(description="method", **label)
         self.signature = w.HTML()
@@ -53,11 +54,16 @@ class CallExplorer:
             self.methods = explorer.list_methods(channel, skip=skip)
         except grpc.RpcError as error:
             self.output.value = _pre(f"reflection failed: {error.code().name}: {error.details()}", "#c62828")
-        self.service.options = sorted({m.service for m in self.methods})
+        services = sorted({m.service for m in self.methods})
+        self.service.options = services
         self.service.observe(lambda _: self._show_methods(), names="value")
-        self.method.observe(lambda _: self._show_form(), names="value")
+        self.method.observe(lambda _: None if self._quiet else self._show_form(), names="value")
         self.button.on_click(lambda _: self.call())
-        self._show_methods()
+        ours = [name for name in services if not name.startswith("grpc.")]  # gRPC's own services last
+        if services:
+            self.service.value = (ours or services)[0]  # the observer shows its methods
+        else:
+            self._show_methods()
         self.widget = w.VBox([self.service, self.method, self.signature, self.form, self.timeout, self.button,
                               self.output])
 
@@ -67,11 +73,19 @@ class CallExplorer:
         return self.method.value
 
     def _show_methods(self) -> None:
-        self.method.options = [(f"{m.name}  ({m.kind})", m) for m in self.methods if m.service == self.service.value]
+        options = [(f"{m.name}  ({m.kind})", m) for m in self.methods if m.service == self.service.value]
+        self._quiet = True  # one form for the new list, not one per step
+        try:
+            self.method.options = options
+            self.method.value = options[0][1] if options else None
+        finally:
+            self._quiet = False
         self._show_form()
 
     def _show_form(self) -> None:
         method = self.selected
+        for box in self.fields.values():
+            box.close()  # the old form's boxes: free their models in the kernel and the page
         self.fields = {}
         if method is None:
             self.signature.value = ""
@@ -82,9 +96,9 @@ class CallExplorer:
             hint = f.type + (" (optional: leave empty to not send it)" if f.optional else "")
             if f.choices:
                 hint += ": " + " | ".join(f.choices)
-            self.fields[f.path] = self._w.Text(description=f.path, placeholder=hint,
-                                               style={"description_width": "90px"},
-                                               layout=self._w.Layout(width="460px"))
+            self.fields[f.path] = self._w.Text(description=f.path, placeholder=hint, tooltip=f"{f.path}: {hint}",
+                                               style={"description_width": "130px"},
+                                               layout=self._w.Layout(width="520px"))
         self.form.children = tuple(self.fields.values())
 
     def call(self) -> explorer.CallResult | None:
