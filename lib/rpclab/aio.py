@@ -65,22 +65,21 @@ class AioServerHandle:
         """
         if self._stopped:
             return
+        here = asyncio.get_running_loop()
+        if self.loop is not here and not self.loop.is_closed() and not self.loop.is_running():
+            raise BackgroundServerError(
+                f"cannot stop aio server {self.name!r}: it belongs to an event loop that is not running; "
+                "stop it from that loop (aio objects belong to the loop that made them)")
         self._stopped = True
         if _registry.get(self.name) is self:
             del _registry[self.name]
         grace = self.grace if grace is None else grace
-        here = asyncio.get_running_loop()
         if self.loop is here:
             await asyncio.wait_for(self.server.stop(grace), timeout)
-        elif self.loop.is_closed():
-            return  # its loop has gone, and the server's sockets with it
-        elif self.loop.is_running():
+        elif self.loop.is_running():  # another thread's loop: ask it to stop its own server
             future = asyncio.run_coroutine_threadsafe(self.server.stop(grace), self.loop)
             await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-        else:
-            raise BackgroundServerError(
-                f"cannot stop aio server {self.name!r}: it belongs to an event loop that is not running; "
-                "stop it from that loop (aio objects belong to the loop that made them)")
+        # else its loop is closed: the server died with it and is only forgotten
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

@@ -335,9 +335,13 @@ def serve_grpc(
     own_threads = set(threading.enumerate()) - before
 
     def stopper(timeout: float) -> None:
+        before_stop = set(threading.enumerate())
         server.stop(grace).wait(timeout)
+        # grpc's stop(grace) starts a thread that cancels leftover calls after the grace
+        # period; it ends as soon as the shutdown is complete, so wait for it too.
+        helpers = {t for t in set(threading.enumerate()) - before_stop if "cancel_all_calls_after_grace" in t.name}
         pool.shutdown(wait=True, cancel_futures=True)
-        _join_all(own_threads, timeout, f"stopping {name!r}")
+        _join_all(own_threads | helpers, timeout, f"stopping {name!r}")
 
     return _register(ServerHandle(name, "grpc", (host, bound), stopper))
 
