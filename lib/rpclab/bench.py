@@ -1,9 +1,9 @@
 """The measurement harness behind ``rpclab bench`` and notebook 13: every transport, measured the same way.
 
-Each transport is registered by name with a setup function that starts a
-server (through rpclab.background or rpclab.aio) and returns an
-:class:`Endpoint`; ``endpoint.connect(payload)`` opens a client connection
-whose ``call()`` makes one round trip, an **echo** of ``payload``::
+Each transport is registered by name with a setup function that starts an
+echo server and returns an :class:`Endpoint` (rpclab.echo has one for each);
+``endpoint.connect(payload)`` opens a client connection whose ``call()``
+makes one round trip, an **echo** of ``payload``::
 
     results = bench.run(["raw", "socketrpc", "grpc"], bench.QUICK)
     print(bench.format_table(results))
@@ -28,24 +28,19 @@ also when the run is interrupted.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import io
 import json
 import math
 import os
 import platform
-import socket
-import socketserver
 import statistics
-import struct
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Coroutine, Iterable, Sequence, TextIO, TypeVar
-from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+from typing import Any, Callable, Iterable, Sequence, TextIO
 
-from rpclab import background, framing
+from rpclab import echo
+from rpclab.echo import CALL_TIMEOUT, LIMITS, MAX_MESSAGE, MAX_PAYLOAD, PAYLOAD, Connection, Endpoint
 
 __all__ = [
     "PAYLOAD",
@@ -77,44 +72,6 @@ __all__ = [
     "main",
 ]
 
-PAYLOAD = "x" * 32  # what each call echoes, unless a payload size says otherwise
-MAX_PAYLOAD = 1024 * 1024  # the largest payload a sweep may echo: 1 MiB
-MAX_MESSAGE = 2 * MAX_PAYLOAD  # the message limit every bench server and client gets: 1 MiB plus any envelope
-CALL_TIMEOUT = 10.0  # seconds one call may take before it fails (a 1 MiB echo on a busy machine is slow)
-GRPC_METHOD = "/rpclab.bench.Bench/Echo"  # the gRPC echo method the bench registers by hand
-
-T = TypeVar("T")
-
-
-@dataclass
-class Connection:
-    """One client connection: ``call()`` makes one round trip and returns the echo; ``close()`` ends the connection.
-
-    ``measure(max_calls, max_seconds)``, when given, runs the timing loop itself
-    (the asyncio transport times its calls on its own event loop) and returns
-    what :func:`measure_round_trips` returns.
-    """
-
-    call: Callable[[], object]
-    close: Callable[[], None]
-    measure: Callable[[int, float], tuple[list[int], float]] | None = None
-
-
-@dataclass
-class Endpoint:
-    """A running server: ``connect(payload)`` opens a Connection that echoes ``payload``; ``close()`` stops the server.
-
-    ``concurrent(n, max_calls, max_seconds)``, when given, replaces the
-    harness's n threads with the transport's own way of making n calls at once,
-    and returns what :func:`measure_concurrent` returns. ``concurrency`` says in
-    words how the calls were made at once.
-    """
-
-    connect: Callable[[str], Connection]
-    close: Callable[[], None]
-    concurrent: Callable[[int, int, float], tuple[int, float, list[str]]] | None = None
-    concurrency: str = "connections, a thread each"
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -128,15 +85,19 @@ class Settings:
     concurrent_seconds: float = 0.8
     warmup_calls: int = 300
     payload_sizes: tuple[int, ...] = ()  # bytes echoed each way, one measurement per size; () for no sweep
-    payload_calls: int = 500  # calls per size, at most
+    payload_calls: int = 5_000  # calls per size, at most
     payload_seconds: float = 0.5  # seconds per size, at most
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "payload_sizes":
-                if not isinstance(value, tuple) or any(isinstance(s, bool) or not isinstance(s, int) for s in value):
-                    raise TypeError(f"payload_sizes must be a tuple of ints (bytes), not {value!r}")
+                if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+                    raise TypeError(f"payload_sizes must be a sequence of ints (bytes), not {value!r}")
+                value = tuple(value)
+                if any(isinstance(s, bool) or not isinstance(s, int) for s in value):
+                    raise TypeError(f"payload_sizes must be a sequence of ints (bytes), not {value!r}")
+                object.__setattr__(self, "payload_sizes", value)  # a list given becomes a tuple
                 if any(not 1 <= s <= MAX_PAYLOAD for s in value):
                     raise ValueError(f"payload sizes must be between 1 byte and {MAX_PAYLOAD:,} bytes (1 MiB), not {value!r}")
             elif f.type == "int":
@@ -150,16 +111,11 @@ class Settings:
         """How many measurements one transport takes: set-up, 2 per round, 1 per payload size."""
         return 1 + 2 * self.rounds + len(self.payload_sizes)
 
-    def budget(self, transports: int) -> float:
-        """Seconds the measurements may take at most for ``transports`` transports (set-up and warm-up aside)."""
-        per_size = self.payload_seconds + CALL_TIMEOUT  # the last call may start just before the limit
-        return transports * (self.rounds * (self.seconds_per_round + self.concurrent_seconds)
-                             + len(self.payload_sizes) * per_size)
-
 
 SWEEP = (16, 1024, 64 * 1024, 1024 * 1024)  # 16 B, 1 KiB, 64 KiB, 1 MiB
+SWEEP_WARMUP_CALLS = 3  # calls made, not counted, on each new connection of the sweep
 QUICK = Settings(rounds=3, calls_per_round=10_000, seconds_per_round=0.15, concurrent_calls=40_000,
-                 concurrent_seconds=0.2, warmup_calls=100, payload_sizes=SWEEP, payload_calls=100,
+                 concurrent_seconds=0.2, warmup_calls=100, payload_sizes=SWEEP, payload_calls=2_000,
                  payload_seconds=0.1)
 NORMAL = Settings(payload_sizes=SWEEP)
 
@@ -218,18 +174,6 @@ class Result:
 TRANSPORTS: dict[str, Callable[[], Endpoint]] = {}
 DESCRIPTIONS: dict[str, str] = {}
 
-# Where a stack's own limit is below 1 MiB plus its envelope, the bench raises it (to MAX_MESSAGE).
-LIMITS: dict[str, str] = {
-    "raw": "rpclab.framing refuses frames over 1 MiB: raised to 2 MiB, both ends",
-    "socketrpc": "max_frame_size 1 MiB by default: raised to 2 MiB, client and server",
-    "xmlrpc": "rpclab.adapters.xml_rpc refuses requests over 1 MiB: the bench's echo server allows 2 MiB",
-    "rest": "rpclab.adapters.rest refuses bodies over 128 KiB: the bench's echo app allows 2 MiB",
-    "thrift": "rpclab.adapters.thrift refuses messages over 1 MiB: raised to 2 MiB",
-    "grpc": "gRPC receives messages up to 4 MiB by default: unchanged",
-    "grpc-aio": "gRPC receives messages up to 4 MiB by default: unchanged",
-}
-
-
 def register(name: str, setup: Callable[[], Endpoint], description: str = "") -> None:
     """Add (or replace) a transport: ``setup()`` starts its server and returns an Endpoint."""
     if not isinstance(name, str) or not name or "," in name:
@@ -254,445 +198,13 @@ def transport_names(transports: str | Iterable[str] | None = None) -> list[str]:
     return list(dict.fromkeys(names))  # each once, in the order given
 
 
-def _echo(text: str) -> str:
-    return text
-
-
-def _set_timeouts(sock: socket.socket, seconds: float) -> None:
-    """A blocking socket whose reads and writes fail after ``seconds`` (kernel timeouts: no extra system call per read)."""
-    sock.settimeout(None)
-    whole = int(seconds)
-    timeval = struct.pack("ll", whole, int((seconds - whole) * 1e6))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
-
-
-# --------------------------------------------------------------------------- raw
-
-
-RECV_SIZE = 64 * 1024
-
-
-def _recv_raw_frame(sock: socket.socket) -> bytes | bytearray | None:
-    """One whole frame (header included) in as few recv calls as the stream allows; None at end of stream."""
-    data = sock.recv(RECV_SIZE)
-    if not data:
-        return None
-    while len(data) < framing.HEADER.size:
-        more = sock.recv(RECV_SIZE)
-        if not more:
-            return None
-        data += more
-    (size,) = framing.HEADER.unpack_from(data)
-    if size > MAX_MESSAGE:
-        raise framing.FrameTooLarge(size, MAX_MESSAGE)
-    total = framing.HEADER.size + size
-    if len(data) == total:
-        return data
-    if len(data) > total:  # a ping-pong never sends the next frame before the reply
-        raise ConnectionError("received more than one frame at once")
-    frame = bytearray(total)
-    frame[: len(data)] = data
-    view, got = memoryview(frame), len(data)
-    while got < total:
-        n = sock.recv_into(view[got:], total - got)
-        if not n:
-            return None
-        got += n
-    return frame
-
-
-class _RawEcho(socketserver.BaseRequestHandler):
-    """Send each frame back as it came: a ping-pong with no encoding and no dispatch."""
-
-    def handle(self) -> None:
-        sock: socket.socket = self.request
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            while (frame := _recv_raw_frame(sock)) is not None:
-                sock.sendall(frame)
-        except (OSError, framing.FramingError):
-            return  # closed, reset, or a frame over the limit: drop the connection
-
-
-class _RawServer(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    block_on_close = False
-
-
-def _setup_raw() -> Endpoint:
-    handle = background.serve("bench-raw", lambda address: _RawServer(address, _RawEcho))
-
-    def connect(payload: str) -> Connection:
-        message = framing.encode_frame(payload.encode(), MAX_MESSAGE)
-        sock = socket.create_connection(handle.address, timeout=CALL_TIMEOUT)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        _set_timeouts(sock, CALL_TIMEOUT)  # blocking: the cheapest read there is, and still bounded
-
-        def call() -> object:
-            sock.sendall(message)
-            reply = _recv_raw_frame(sock)
-            if reply is None:
-                raise ConnectionError("the raw echo server closed the connection")
-            return memoryview(reply)[framing.HEADER.size:]
-
-        return Connection(call, sock.close)
-
-    return Endpoint(connect, handle.stop)
-
-
-# --------------------------------------------------------------------------- socketrpc
-
-
-def _setup_socketrpc() -> Endpoint:
-    from rpclab import socketrpc
-
-    server = socketrpc.serve({"echo": _echo}, name="bench-socketrpc", max_frame_size=MAX_MESSAGE)
-
-    def connect(payload: str) -> Connection:
-        client = socketrpc.connect(server.address, timeout=CALL_TIMEOUT, max_frame_size=MAX_MESSAGE)
-        echo = client.echo
-        return Connection(lambda: echo(payload), client.close)
-
-    return Endpoint(connect, server.stop)
-
-
-# --------------------------------------------------------------------------- XML-RPC
-
-
-class _XMLRPCEchoHandler(SimpleXMLRPCRequestHandler):
-    """HTTP/1.1 (the connection stays open between calls), requests bounded to MAX_MESSAGE bytes, no logging."""
-
-    rpc_paths = ("/RPC2",)
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:
-        try:
-            length = int(self.headers.get("content-length") or 0)
-        except ValueError:
-            self.send_error(400, "bad Content-Length")
-            return
-        if length > MAX_MESSAGE:
-            self.send_error(413, "request too large")
-            return
-        super().do_POST()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _XMLRPCEchoServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
-    """The standard library's XML-RPC server, a thread per connection, offering ``echo``."""
-
-    allow_reuse_address = True
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, address: tuple[str, int]):
-        super().__init__(address, requestHandler=_XMLRPCEchoHandler, logRequests=False)
-        self.register_function(_echo, "echo")
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)
-
-
-def _setup_xmlrpc() -> Endpoint:
-    from rpclab.adapters import xml_rpc
-
-    handle = background.serve("bench-xmlrpc", _XMLRPCEchoServer)
-
-    def connect(payload: str) -> Connection:
-        proxy = xml_rpc.connect(handle.address, timeout=CALL_TIMEOUT)
-        echo = proxy.echo
-        return Connection(lambda: echo(payload), proxy("close"))
-
-    return Endpoint(connect, handle.stop)
-
-
-# --------------------------------------------------------------------------- REST
-
-
-def _setup_rest() -> Endpoint:
-    from fastapi import FastAPI
-    from pydantic import BaseModel, StrictStr
-
-    from rpclab.adapters import rest
-
-    class Echo(BaseModel):
-        value: StrictStr
-
-    app = FastAPI(title="RPC Lab bench", max_body_size=MAX_MESSAGE, docs_url=None, redoc_url=None, openapi_url=None)
-
-    async def echo(body):  # type: ignore[no-untyped-def]
-        return body
-
-    # Classes, not strings (this module's annotations are strings, and Echo is local): FastAPI reads them.
-    echo.__annotations__ = {"body": Echo, "return": Echo}
-    app.post("/echo", response_model=Echo)(echo)
-
-    handle = background.serve("bench-rest", lambda address: rest.UvicornServer(app, address))
-
-    def connect(payload: str) -> Connection:
-        client = rest.connect(handle.address, timeout=CALL_TIMEOUT)
-        body = {"value": payload}
-
-        def call() -> object:
-            status, data = client.request("POST", "/echo", body)
-            if status != 200:
-                raise rest.RESTError(status, data)
-            return data["value"]
-
-        return Connection(call, client.close)
-
-    return Endpoint(connect, handle.stop)
-
-
-# --------------------------------------------------------------------------- Thrift
-
-_BENCH_THRIFT = """\
-service Bench {
-  string echo(1: string value),
-}
-"""
-_bench_thrift: Any = None
-
-
-def _thrift_module() -> Any:
-    """The Bench service's thriftpy2 module, read from the IDL above (once)."""
-    global _bench_thrift
-    if _bench_thrift is None:
-        import thriftpy2
-
-        _bench_thrift = thriftpy2.load_fp(io.StringIO(_BENCH_THRIFT), module_name="bench_thrift")
-    return _bench_thrift
-
-
-class _ThriftEcho:
-    def echo(self, value: str) -> str:
-        return value
-
-
-def _setup_thrift() -> Endpoint:
-    from thriftpy2.protocol import TBinaryProtocolFactory
-    from thriftpy2.thrift import TClient, TProcessor
-    from thriftpy2.transport import TFramedTransportFactory, TSocket
-
-    from rpclab.adapters import thrift
-    from rpclab.kv import KVStore
-
-    module = _thrift_module()
-
-    def make_server(address: tuple[str, int]) -> thrift.KVThriftServer:
-        # The adapter's server (framed binary protocol, bounded decoding), answering the Bench service instead.
-        server = thrift.KVThriftServer(address, KVStore(), max_message_size=MAX_MESSAGE)
-        server.processor = TProcessor(module.Bench, _ThriftEcho())
-        return server
-
-    handle = background.serve("bench-thrift", make_server)
-
-    def connect(payload: str) -> Connection:
-        ms = CALL_TIMEOUT * 1000
-        transport = TFramedTransportFactory().get_transport(
-            TSocket(handle.host, handle.port, socket_timeout=ms, connect_timeout=ms))
-        transport.open()
-        client = TClient(module.Bench, TBinaryProtocolFactory().get_protocol(transport))
-        echo = client.echo
-        return Connection(lambda: echo(payload), client.close)
-
-    return Endpoint(connect, handle.stop)
-
-
-# --------------------------------------------------------------------------- gRPC
-
-
-def _grpc_echo(register_behaviour: Callable[..., Any]) -> Callable[[Any], None]:
-    """``register(server)`` adding an Echo method that returns its request (kv.proto's GetReply: one string field)."""
-    import grpc
-
-    from rpclab import protos
-
-    kv_pb2, _ = protos.load("kv")
-    message = kv_pb2.GetReply
-    handler = grpc.method_handlers_generic_handler(GRPC_METHOD.split("/")[1], {
-        "Echo": grpc.unary_unary_rpc_method_handler(register_behaviour, request_deserializer=message.FromString,
-                                                    response_serializer=message.SerializeToString)})
-    return lambda server: server.add_generic_rpc_handlers((handler,))
-
-
-def _grpc_message(payload: str) -> Any:
-    from rpclab import protos
-
-    kv_pb2, _ = protos.load("kv")
-    return kv_pb2.GetReply(value=payload)
-
-
-# Each channel gets its own TCP connection (by default, channels to one address may share one).
-_GRPC_CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
-
-
-def _setup_grpc() -> Endpoint:
-    import grpc
-
-    handle = background.serve_grpc("bench-grpc", _grpc_echo(lambda request, context: request), max_workers=16)
-    message = type(_grpc_message(""))
-
-    def connect(payload: str) -> Connection:
-        channel = grpc.insecure_channel(f"{handle.host}:{handle.port}", options=_GRPC_CHANNEL_OPTIONS)
-        echo = channel.unary_unary(GRPC_METHOD, request_serializer=message.SerializeToString,
-                                   response_deserializer=message.FromString)
-        request = _grpc_message(payload)
-        return Connection(lambda: echo(request, timeout=CALL_TIMEOUT).value, channel.close)
-
-    return Endpoint(connect, handle.stop)
-
-
-class _LoopThread:
-    """A private asyncio event loop running in a thread of its own, stopped and closed by ``close()``."""
-
-    def __init__(self, name: str):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self.thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
-        """Run ``coroutine`` on the loop and wait for it, at most ``timeout`` seconds (then it is cancelled)."""
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        try:
-            return future.result(timeout)
-        except BaseException:
-            future.cancel()  # a timeout, or Ctrl-C: do not leave it running
-            raise
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Cancel what still runs on the loop, stop it, end its thread and close it."""
-        if self.loop.is_closed():
-            return
-
-        async def cancel_the_rest() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        try:
-            if self.thread.is_alive():
-                self.run(cancel_the_rest(), timeout)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(timeout)
-            if not self.thread.is_alive():
-                self.loop.close()
-
-
-def _setup_grpc_aio() -> Endpoint:
-    import grpc
-
-    from rpclab import aio
-
-    async def echo(request: Any, context: Any) -> Any:
-        return request
-
-    message = type(_grpc_message(""))
-    worker = _LoopThread("rpclab-bench-aio-loop")
-    channels: set[Any] = set()
-    try:
-        handle = worker.run(aio.serve_aio("bench-grpc-aio", _grpc_echo(echo)), CALL_TIMEOUT)
-    except BaseException:
-        worker.close()
-        raise
-    target = f"{handle.host}:{handle.port}"
-
-    async def open_channel() -> tuple[Any, Any]:
-        channel = grpc.aio.insecure_channel(target, options=_GRPC_CHANNEL_OPTIONS)
-        channels.add(channel)
-        return channel, channel.unary_unary(GRPC_METHOD, request_serializer=message.SerializeToString,
-                                            response_deserializer=message.FromString)
-
-    async def close_channel(channel: Any) -> None:
-        channels.discard(channel)
-        await channel.close()
-
-    def connect(payload: str) -> Connection:
-        channel, stub = worker.run(open_channel(), CALL_TIMEOUT)
-        request = _grpc_message(payload)
-
-        async def one() -> str:
-            return (await stub(request, timeout=CALL_TIMEOUT)).value
-
-        async def timed(max_calls: int, max_seconds: float) -> tuple[list[int], float]:
-            clock = time.perf_counter_ns
-            latencies: list[int] = []
-            start = clock()
-            stop_at = start + int(max_seconds * 1e9)
-            for _ in range(max_calls):
-                before = clock()
-                await stub(request, timeout=CALL_TIMEOUT)
-                after = clock()
-                latencies.append(after - before)
-                if after >= stop_at:
-                    break
-            return latencies, (clock() - start) / 1e9
-
-        return Connection(
-            call=lambda: worker.run(one(), CALL_TIMEOUT + 1),
-            close=lambda: worker.run(close_channel(channel), CALL_TIMEOUT),
-            measure=lambda max_calls, max_seconds: worker.run(timed(max_calls, max_seconds),
-                                                              max_seconds + CALL_TIMEOUT + 1),
-        )
-
-    async def at_once(n: int, max_calls: int, max_seconds: float) -> tuple[int, float, list[str]]:
-        channel, stub = await open_channel()
-        request = _grpc_message(PAYLOAD)
-        errors: list[str] = []
-        try:
-            await stub(request, timeout=CALL_TIMEOUT)  # connected before the clock starts
-            per_task = max(1, max_calls // n)
-            start = time.perf_counter()
-            stop_at = start + max_seconds
-
-            async def calls() -> int:
-                done = 0
-                try:
-                    while done < per_task:
-                        await stub(request, timeout=CALL_TIMEOUT)
-                        done += 1
-                        if done % 16 == 0 and time.perf_counter() >= stop_at:
-                            break
-                except grpc.RpcError as exc:
-                    errors.append(f"{type(exc).__name__}: {exc}")
-                return done
-
-            counts = await asyncio.gather(*(calls() for _ in range(n)))
-            return sum(counts), time.perf_counter() - start, errors
-        finally:
-            await close_channel(channel)
-
-    def concurrent(n: int, max_calls: int, max_seconds: float) -> tuple[int, float, list[str]]:
-        return worker.run(at_once(n, max_calls, max_seconds), max_seconds + 2 * CALL_TIMEOUT)
-
-    def close() -> None:
-        async def shut_down() -> None:
-            for channel in list(channels):
-                await close_channel(channel)
-            await handle.stop(grace=0)
-
-        try:
-            worker.run(shut_down(), CALL_TIMEOUT)
-        finally:
-            worker.close()
-
-    return Endpoint(connect, close, concurrent, concurrency="calls in flight at once on one channel, one event loop")
-
-
-register("raw", _setup_raw, "length-prefixed bytes over TCP, echoed as they came: the limit")
-register("socketrpc", _setup_socketrpc, "RPC Lab's JSON-RPC over TCP (notebook 04), a thread per connection")
-register("xmlrpc", _setup_xmlrpc, "XML in HTTP/1.1 POSTs, the standard library's client and server")
-register("rest", _setup_rest, "JSON in HTTP/1.1 POSTs, FastAPI on uvicorn (one event loop thread)")
-register("thrift", _setup_thrift, "Thrift binary protocol, framed, thriftpy2 (a thread per connection)")
-register("grpc", _setup_grpc, "protobuf over HTTP/2, gRPC's synchronous API (a thread pool serves calls)")
-register("grpc-aio", _setup_grpc_aio, "protobuf over HTTP/2, grpc.aio: client and server on one event loop")
+register("raw", echo.setup_raw, "length-prefixed bytes over TCP, echoed as they came: the limit")
+register("socketrpc", echo.setup_socketrpc, "RPC Lab's JSON-RPC over TCP (notebook 04), a thread per connection")
+register("xmlrpc", echo.setup_xmlrpc, "XML in HTTP/1.1 POSTs, the standard library's client and server")
+register("rest", echo.setup_rest, "JSON in HTTP/1.1 POSTs, FastAPI on uvicorn (one event loop thread)")
+register("thrift", echo.setup_thrift, "Thrift binary protocol, framed, thriftpy2 (a thread per connection)")
+register("grpc", echo.setup_grpc, "protobuf over HTTP/2, gRPC's synchronous API (a thread pool serves calls)")
+register("grpc-aio", echo.setup_grpc_aio, "protobuf over HTTP/2, grpc.aio: client and server on one event loop")
 
 
 # =========================================================================== measuring
@@ -871,6 +383,7 @@ def run(transports: str | Iterable[str] | None = None, settings: Settings = QUIC
                 try:
                     conn = _open(name, endpoints[name], payload)
                     try:
+                        _measure(conn, SWEEP_WARMUP_CALLS, settings.payload_seconds)  # buffers grown, caches warm
                         lat, point.seconds = _measure(conn, settings.payload_calls, settings.payload_seconds)
                     finally:
                         conn.close()
@@ -1094,11 +607,10 @@ def benchmark(transports: str | Iterable[str] | None = None, *, quick: bool = Fa
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``rpclab bench`` (the parameters of :func:`benchmark`)."""
+    """The options of ``rpclab bench`` (the parameters of :func:`benchmark`), as rpclab.cli also declares them."""
     parser.add_argument("--quick", action="store_true", help="a small, bounded run (seconds, not minutes)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
-    parser.add_argument("--transports", metavar="A,B", default=None,
-                        help=f"measure only these (comma-separated); default all: {','.join(TRANSPORTS)}")
+    parser.add_argument("--transports", metavar="A,B", help="measure only these, comma-separated (default: all)")
 
 
 def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:

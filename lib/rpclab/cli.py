@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure latency and throughput of each transport")
     bench.add_argument("--quick", action="store_true", help="a small, bounded run (seconds, not minutes)")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    bench.add_argument("--transports", metavar="A,B", help="measure only these, comma-separated (default: all)")
     bench.set_defaults(func=_bench)
     return parser
 
