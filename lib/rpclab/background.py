@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 __all__ = [
     "BackgroundServerError",
     "ServerHandle",
+    "RunningServer",
     "SocketServerLike",
     "serve",
     "serve_grpc",
@@ -106,6 +107,47 @@ class ServerHandle:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<{self.kind} server {self.name!r} on {self.host}:{self.port}, {state}>"
+
+
+class RunningServer:
+    """Base for objects that wrap a ServerHandle with more to say (a proxy, an RPC server...).
+
+    Gives them the handle's ``name``, ``address``, ``host``, ``port``,
+    ``running``, ``stop()`` and use in a ``with`` block; subclasses add their own.
+    """
+
+    def __init__(self, handle: ServerHandle):
+        self._handle = handle
+
+    @property
+    def name(self) -> str:
+        return self._handle.name
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._handle.address
+
+    @property
+    def host(self) -> str:
+        return self._handle.host
+
+    @property
+    def port(self) -> int:
+        return self._handle.port
+
+    @property
+    def running(self) -> bool:
+        return self._handle.running
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop the server: its port closed, its connections closed, its threads ended."""
+        self._handle.stop(timeout)
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 # --------------------------------------------------------------------------- checks

@@ -208,29 +208,12 @@ class RoundRobinProxy(socketserver.ThreadingTCPServer):
         self._stopping.set()
 
 
-class Balancer:
+class Balancer(background.RunningServer):
     """A running round-robin TCP balancer: ``address`` to connect to, ``connections`` per upstream, ``stop()``."""
 
     def __init__(self, handle: background.ServerHandle, proxy: RoundRobinProxy) -> None:
-        self._handle = handle
+        super().__init__(handle)
         self._proxy = proxy
-        self.name = handle.name
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self._handle.address
-
-    @property
-    def host(self) -> str:
-        return self._handle.host
-
-    @property
-    def port(self) -> int:
-        return self._handle.port
-
-    @property
-    def running(self) -> bool:
-        return self._handle.running
 
     @property
     def upstreams(self) -> dict[str, tuple[str, int]]:
@@ -254,15 +237,6 @@ class Balancer:
         with self._proxy._lock:
             return self._proxy.refused
 
-    def stop(self) -> None:
-        """Close every connection through the balancer, end its threads, release its port."""
-        self._handle.stop()
-
-    def __enter__(self) -> "Balancer":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

@@ -550,31 +550,14 @@ class ProxyServer(socketserver.ThreadingTCPServer):
 # --------------------------------------------------------------------------- the handle
 
 
-class FaultProxy:
+class FaultProxy(background.RunningServer):
     """A running fault-injecting proxy: ``address`` to connect to, ``configure()`` to change faults live, ``stats``, ``stop()``."""
 
     def __init__(self, handle: background.ServerHandle, state: _State, target: tuple[str, int]):
-        self._handle = handle
+        super().__init__(handle)
         self._state = state
-        self.name = handle.name
         self.target = target
         self.mode = state.mode
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self._handle.address
-
-    @property
-    def host(self) -> str:
-        return self._handle.host
-
-    @property
-    def port(self) -> int:
-        return self._handle.port
-
-    @property
-    def running(self) -> bool:
-        return self._handle.running
 
     @property
     def faults(self) -> Faults:
@@ -623,15 +606,6 @@ class FaultProxy:
             raise TypeError(f"on_frame must be callable as on_frame(direction, payload, when, fate), or None, not {tap!r}")
         self._state.on_frame = tap
 
-    def stop(self) -> None:
-        """Close every connection through the proxy, end its threads, release its port."""
-        self._handle.stop()
-
-    def __enter__(self) -> "FaultProxy":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

@@ -405,24 +405,15 @@ class Firehose(helloworld_pb2_grpc.GreeterServicer):
 # --------------------------------------------------------------------------- an L7 proxy
 
 
-class CallProxy:
+class CallProxy(background.RunningServer):
     """A running per-call (L7) gRPC proxy: ``address``, ``calls`` per upstream, ``stop()``."""
 
     def __init__(self, handle: background.ServerHandle, channels: Mapping[str, grpc.Channel], counts: Counter[str],
                  lock: threading.Lock) -> None:
-        self._handle = handle
+        super().__init__(handle)
         self._channels = dict(channels)
         self._counts = counts
         self._lock = lock
-        self.name = handle.name
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self._handle.address
-
-    @property
-    def port(self) -> int:
-        return self._handle.port
 
     @property
     def calls(self) -> dict[str, int]:
@@ -430,19 +421,13 @@ class CallProxy:
         with self._lock:
             return dict(self._counts)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = background.STOP_TIMEOUT) -> None:
         """Stop the proxy's server and close its channels to the upstreams."""
         try:
-            self._handle.stop()
+            self._handle.stop(timeout)
         finally:
             for channel in self._channels.values():
                 channel.close()
-
-    def __enter__(self) -> "CallProxy":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 _HOP_BY_HOP = ("grpc-", ":")  # metadata gRPC itself sets on each hop; not forwarded

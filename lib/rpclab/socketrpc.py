@@ -256,32 +256,12 @@ class _Connection(socketserver.BaseRequestHandler):
             pass
 
 
-class Server:
+class Server(background.RunningServer):
     """A running socket RPC server: ``address``, ``stop()``, and its ``dedup`` table if any."""
 
     def __init__(self, handle: background.ServerHandle, tcp_server: _TCPServer):
-        self._handle = handle
+        super().__init__(handle)
         self._tcp = tcp_server
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self._handle.address
-
-    @property
-    def host(self) -> str:
-        return self._handle.host
-
-    @property
-    def port(self) -> int:
-        return self._handle.port
-
-    @property
-    def name(self) -> str:
-        return self._handle.name
-
-    @property
-    def running(self) -> bool:
-        return self._handle.running
 
     @property
     def dispatcher(self) -> jsonrpc.Dispatcher:
@@ -292,15 +272,6 @@ class Server:
         """The at-most-once table (None unless served with ``at_most_once=True``)."""
         return self._tcp.dedup
 
-    def stop(self, timeout: float = background.STOP_TIMEOUT) -> None:
-        """Close the port and every connection; return once the server's threads have ended."""
-        self._handle.stop(timeout)
-
-    def __enter__(self) -> "Server":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
