@@ -64,6 +64,7 @@ def test_estimate_sequential_and_in_flight():
 def test_estimate_edge_cases():
     assert estimate(0.0, 5).per_second == math.inf
     assert estimate(0.1, 0).total == 0
+    assert estimate(0.1, 1).summary().startswith("1 call one after another")
     for kwargs in ({"rtt": -1, "calls": 1}, {"rtt": 1, "calls": -1}, {"rtt": 1, "calls": 1, "in_flight": 0}):
         with pytest.raises(ValueError):
             estimate(**kwargs)

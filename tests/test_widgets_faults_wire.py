@@ -130,6 +130,7 @@ class FakeProxy:
         self.mode = mode
         self.faults = Faults()
         self.stats = faults.ProxyStats()
+        self.running = True
 
     def configure(self, **changes):
         new = self.faults.replace(**changes)
@@ -289,3 +290,19 @@ def test_wire_inspector_records_a_proxy_tap():
     inspector = WireInspector(recorder)
     assert [f.direction for f in recorder.frames()] == ["request", "reply"]
     assert inspector.table.value.count("&quot;add&quot;") == 2
+
+
+def test_fault_panel_says_when_its_proxy_was_stopped():
+    from rpclab import faults
+    from rpclab.widgets.fault_panel import FaultPanel
+
+    upstream = socket.create_server(("127.0.0.1", 0))
+    try:
+        proxy = faults.serve_proxy("panel-stopped", target=upstream.getsockname())
+        calls = []
+        panel = FaultPanel(proxy, run=lambda: calls.append(1))
+        proxy.stop()
+        assert panel.run_calls() is None
+        assert "proxy is stopped" in panel.result.value and not calls
+    finally:
+        upstream.close()

@@ -60,6 +60,7 @@ __all__ = [
     "register",
     "transport_names",
     "measure_round_trips",
+    "open_connection",
     "measure_concurrent",
     "run",
     "choices",
@@ -239,7 +240,7 @@ def _as_text(reply: object) -> object:
     return reply
 
 
-def _open(name: str, endpoint: Endpoint, payload: str) -> Connection:
+def open_connection(name: str, endpoint: Endpoint, payload: str) -> Connection:
     """Connect, and check with one call (which also sets the connection up) that the echo comes back whole."""
     conn = endpoint.connect(payload)
     try:
@@ -261,7 +262,7 @@ def measure_concurrent(endpoint: Endpoint, connections: int, max_calls: int, max
     conns: list[Connection] = []
     try:
         for _ in range(connections):
-            conns.append(_open(name, endpoint, PAYLOAD))
+            conns.append(open_connection(name, endpoint, PAYLOAD))
     except BaseException:
         for conn in conns:
             conn.close()
@@ -349,7 +350,7 @@ def run(transports: str | Iterable[str] | None = None, settings: Settings = QUIC
             step(f"starting {name}")
             endpoints[name] = TRANSPORTS[name]()
             results[name].concurrency = endpoints[name].concurrency
-            singles[name] = _open(name, endpoints[name], PAYLOAD)
+            singles[name] = open_connection(name, endpoints[name], PAYLOAD)
             _measure(singles[name], settings.warmup_calls, 5.0)
         for round_number in range(settings.rounds):
             order = rotated(round_number)
@@ -381,7 +382,7 @@ def run(transports: str | Iterable[str] | None = None, settings: Settings = QUIC
                 step(f"payload {_format_size(size)}: {name}")
                 point = PayloadPoint(size)
                 try:
-                    conn = _open(name, endpoints[name], payload)
+                    conn = open_connection(name, endpoints[name], payload)
                     try:
                         _measure(conn, SWEEP_WARMUP_CALLS, settings.payload_seconds)  # buffers grown, caches warm
                         lat, point.seconds = _measure(conn, settings.payload_calls, settings.payload_seconds)

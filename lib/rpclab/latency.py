@@ -32,7 +32,8 @@ class Estimate:
     def summary(self) -> str:
         each = format_seconds(self.rtt + self.service)
         how = "one after another" if self.in_flight == 1 else f"{self.in_flight} at a time"
-        return (f"{self.calls:,} calls {how}, {each} each: {format_seconds(self.total)} in all; "
+        noun = "call" if self.calls == 1 else "calls"
+        return (f"{self.calls:,} {noun} {how}, {each} each: {format_seconds(self.total)} in all; "
                 f"at most {self.per_second:,.0f} calls per second.")
 
 

@@ -173,6 +173,10 @@ class FaultPanel:
         """Run the ``run`` callable ``n`` times and show the tally (also what the button does)."""
         if self.run is None:
             return None
+        if not self.proxy.running:
+            self.result.value = ("<b>The proxy is stopped</b> (the notebook's last cell stops every server). "
+                                 "Run the cells that start the server, the proxy and this panel again to play.")
+            return None
         self.result.value = "<i>running…</i>"
         summary = run_calls(self.run, int(self.n.value), self.budget)
         text = html.escape(str(summary))

@@ -9,6 +9,8 @@ from rpclab.latency import PRESETS, estimate
 
 __all__ = ["LatencyExplorer", "render"]
 
+NO_PRESET = -1.0
+
 
 def render(rtt: float, calls: int, in_flight: int = 1) -> str:
     """The explorer's answer as HTML (what the widget shows for these control values)."""
@@ -28,8 +30,9 @@ class LatencyExplorer:
         self.calls = w.BoundedIntText(value=calls, min=0, max=10**9, description="calls",
                                       layout=w.Layout(width="220px"))
         self.in_flight = w.IntSlider(value=in_flight, min=1, max=64, description="in flight")
-        self.presets = w.Dropdown(options=[("presets…", None)] + [(k, v) for k, v in PRESETS.items()],
-                                  value=None, description="link")
+        # A real option (not None) for "no preset": a Dropdown whose value is None draws blank.
+        self.presets = w.Dropdown(options=[("choose a preset…", NO_PRESET)] + [(k, v) for k, v in PRESETS.items()],
+                                  value=NO_PRESET, description="link")
         self.answer = w.HTML()
         for control in (self.rtt, self.calls, self.in_flight):
             control.observe(self._update, names="value")
@@ -38,7 +41,7 @@ class LatencyExplorer:
         self._update()
 
     def _preset(self, change: dict[str, Any]) -> None:
-        if change["new"] is not None:
+        if change["new"] != NO_PRESET:
             self.rtt.value = max(1e-8, min(1.0, change["new"]))
 
     def _update(self, change: Any = None) -> None:
