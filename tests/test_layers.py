@@ -20,7 +20,7 @@ LAYERS: dict[int, set[str]] = {
         "grpcservices", "grpcservices.greeter", "grpcservices.kv_service", "grpcservices.route_guide",
         "grpcservices.route_guide_db",
     },
-    3: {"anatomy", "shop", "echo", "bench"},  # systems and measurements built from transports
+    3: {"anatomy", "shop", "echo", "bench", "callprofile"},  # systems and measurements built from transports
     4: {"widgets", "widgets.latency_explorer", "widgets.wire_inspector", "widgets.fault_panel",
         "widgets.call_explorer", "cli"},  # what people touch
 }
