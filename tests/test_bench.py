@@ -63,10 +63,10 @@ def test_a_registered_transport_runs_through_the_harness(monkeypatch):
     assert fake.rate > 0 and fake.median_us >= 0 and fake.p99_us >= fake.median_us
     assert fake.concurrent_calls == 2 * 3 * (300 // 3)
     assert fake.connections == 3 and fake.errors == [] and fake.concurrency == "connections, a thread each"
-    assert [(p.size, p.calls) for p in fake.payload] == [(16, 7), (1024, 7)]
+    assert [(p.size, p.calls) for p in fake.payload] == [(16, 2 * 7), (1024, 2 * 7)]  # 7 per round
     assert log[0] == "setup" and log[-1] == "close endpoint"
-    # one connection for the rounds, 3 per concurrent round, one per payload size: each closed
-    assert log.count("connect") == log.count("close connection") == 1 + 2 * 3 + 2
+    # one connection for the rounds; per round, 3 at once and one per payload size: each closed
+    assert log.count("connect") == log.count("close connection") == 1 + 2 * (3 + 2)
 
 
 def test_run_calls_progress_once_per_measurement(monkeypatch):
@@ -84,7 +84,7 @@ def test_the_progress_line_is_rewritten_in_place_and_wiped_at_the_end():
     line(2, 4, "round 1/1: raw")
     line.finish()
     text = stream.getvalue()
-    assert text.count("\r") == 3 and "[#####-----] 2/4 round 1/1: raw" in text
+    assert text.count("\r") == 4 and "[#####-----] 2/4 round 1/1: raw" in text
     assert text.endswith("\r") and text.split("\r")[-2].strip() == ""
 
 
@@ -294,7 +294,6 @@ def test_settings_are_checked_and_keep_every_loop_bounded():
         bench.Settings(payload_sizes=("16",))
     assert bench.Settings(payload_sizes=[16, 1024]).payload_sizes == (16, 1024)
     quick = bench.QUICK
-    longest = len(bench.TRANSPORTS) * (quick.rounds * (quick.seconds_per_round + quick.concurrent_seconds)
-                                       + len(quick.payload_sizes) * quick.payload_seconds)
-    assert longest < 20  # seconds of measuring in --quick, set-up aside: well under a minute
+    per_round = quick.seconds_per_round + quick.concurrent_seconds + len(quick.payload_sizes) * quick.payload_seconds
+    assert len(bench.TRANSPORTS) * quick.rounds * per_round < 20  # seconds of measuring in --quick: well under a minute
     assert quick.payload_sizes == (16, 1024, 65536, 1 << 20) == bench.NORMAL.payload_sizes

@@ -103,3 +103,62 @@ def test_span_timeline_refuses_no_spans_or_a_bad_deadline():
         plots.span_timeline([])
     with pytest.raises(ValueError):
         plots.span_timeline(_trace(), deadline=0)
+
+
+# --------------------------------------------------------------------------- performance lab (notebook 13)
+
+
+def test_latency_bars_draw_medians_with_whiskers_to_the_99th_percentile():
+    fig = plots.latency_bars({"raw": (20e-6, 50e-6), "grpc": (500e-6, 4e-3)})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["raw", "grpc"]
+    assert [round(bar.get_width(), 9) for bar in ax.patches] == [20e-6, 500e-6]
+    assert ax.get_xscale() == "log"
+    assert [t.get_text().strip() for t in ax.texts] == ["20 µs  (p99 50 µs)", "500 µs  (p99 4 ms)"]
+    whiskers = ax.collections[0].get_segments()  # from each median to its p99
+    assert [(seg[0][0], seg[1][0]) for seg in whiskers] == [(20e-6, 50e-6), (500e-6, 4e-3)]
+    assert fig._repr_png_().startswith(b"\x89PNG")
+
+
+def test_latency_bars_refuse_empty_or_impossible_latencies():
+    for bad in ({}, {"x": (0.0, 1.0)}, {"x": (2e-3, 1e-3)}):
+        with pytest.raises(ValueError):
+            plots.latency_bars(bad)
+
+
+def test_payload_sweep_draws_time_and_rate_on_log_log_axes_with_byte_labels():
+    fig = plots.payload_sweep({"raw": {16: 20e-6, 1 << 20: 500e-6}, "grpc": {16: 500e-6, 1024: 510e-6, 1 << 20: 5e-3}},
+                              baseline="raw")
+    time_ax, rate_ax = fig.axes[:2]
+    assert time_ax.get_xscale() == rate_ax.get_xscale() == "log" == time_ax.get_yscale() == rate_ax.get_yscale()
+    assert [t.get_text() for t in time_ax.get_xticklabels()] == ["16 B", "1 KiB", "1 MiB"]
+    raw, grpc = time_ax.get_lines()
+    assert list(grpc.get_xdata()) == [16, 1024, 1 << 20] and list(grpc.get_ydata()) == [500e-6, 510e-6, 5e-3]
+    assert raw.get_linestyle() == "--" and grpc.get_linestyle() == "-"
+    assert rate_ax.get_lines()[0].get_ydata()[1] == pytest.approx(2 * 2**20 / 500e-6 / 2**20)  # MiB/s both ways
+    assert fig._repr_png_().startswith(b"\x89PNG")
+
+
+def test_payload_sweep_refuses_empty_series_and_non_positive_points():
+    for bad in ({}, {"x": {}}, {"x": {16: 0.0}}, {"x": {0: 1e-3}}):
+        with pytest.raises(ValueError):
+            plots.payload_sweep(bad)
+
+
+def test_stacked_bars_stack_each_rows_parts_in_microseconds_with_one_colour_per_part():
+    fig = plots.stacked_bars({"socketrpc, client": {"socket": 30e-6, "JSON": 5e-6, "rest": 10e-6},
+                              "raw, client": {"socket": 20e-6, "rest": 2e-6}})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["socketrpc, client", "raw, client"]
+    lefts = [(round(b.get_x(), 6), round(b.get_width(), 6)) for b in ax.patches]
+    assert lefts == [(0, 30), (0, 20), (30, 5), (20, 0), (35, 10), (20, 2)]  # part by part, a missing part is 0
+    assert len({b.get_facecolor() for b in ax.patches}) == 3
+    assert [t.get_text().strip() for t in ax.texts] == ["45", "22"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["socket", "JSON", "rest"]
+    assert fig._repr_png_().startswith(b"\x89PNG")
+
+
+def test_stacked_bars_refuse_empty_rows_or_negative_parts():
+    for bad in ({}, {"x": {}}, {"x": {"a": -1.0}}):
+        with pytest.raises(ValueError):
+            plots.stacked_bars(bad)

@@ -85,9 +85,9 @@ class Settings:
     concurrent_calls: int = 200_000  # calls per concurrent round (all connections together), at most
     concurrent_seconds: float = 0.8
     warmup_calls: int = 300
-    payload_sizes: tuple[int, ...] = ()  # bytes echoed each way, one measurement per size; () for no sweep
-    payload_calls: int = 5_000  # calls per size, at most
-    payload_seconds: float = 0.5  # seconds per size, at most
+    payload_sizes: tuple[int, ...] = ()  # bytes echoed each way, measured every round; () for no sweep
+    payload_calls: int = 5_000  # calls per size per round, at most
+    payload_seconds: float = 0.2  # seconds per size per round, at most
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -100,7 +100,7 @@ class Settings:
                     raise TypeError(f"payload_sizes must be a sequence of ints (bytes), not {value!r}")
                 object.__setattr__(self, "payload_sizes", value)  # a list given becomes a tuple
                 if any(not 1 <= s <= MAX_PAYLOAD for s in value):
-                    raise ValueError(f"payload sizes must be between 1 byte and {MAX_PAYLOAD:,} bytes (1 MiB), not {value!r}")
+                    raise ValueError(f"payload sizes must be between 1 and {MAX_PAYLOAD:,} bytes (1 MiB), not {value!r}")
             elif f.type == "int":
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise ValueError(f"{f.name} must be a positive int, not {value!r}")
@@ -109,21 +109,21 @@ class Settings:
 
     @property
     def steps(self) -> int:
-        """How many measurements one transport takes: set-up, 2 per round, 1 per payload size."""
-        return 1 + 2 * self.rounds + len(self.payload_sizes)
+        """How many measurements one transport takes: set-up, then per round 2 and 1 per payload size."""
+        return 1 + self.rounds * (2 + len(self.payload_sizes))
 
 
 SWEEP = (16, 1024, 64 * 1024, 1024 * 1024)  # 16 B, 1 KiB, 64 KiB, 1 MiB
 SWEEP_WARMUP_CALLS = 3  # calls made, not counted, on each new connection of the sweep
 QUICK = Settings(rounds=3, calls_per_round=10_000, seconds_per_round=0.15, concurrent_calls=40_000,
                  concurrent_seconds=0.2, warmup_calls=100, payload_sizes=SWEEP, payload_calls=2_000,
-                 payload_seconds=0.1)
+                 payload_seconds=0.05)
 NORMAL = Settings(payload_sizes=SWEEP)
 
 
 @dataclass
 class PayloadPoint:
-    """The echo of one payload size: calls made, time taken, and the median time per echo."""
+    """The echo of one payload size: calls made and time taken (all rounds), and the median time per echo."""
 
     size: int  # bytes of payload, each way
     calls: int = 0
@@ -174,6 +174,7 @@ class Result:
 
 TRANSPORTS: dict[str, Callable[[], Endpoint]] = {}
 DESCRIPTIONS: dict[str, str] = {}
+
 
 def register(name: str, setup: Callable[[], Endpoint], description: str = "") -> None:
     """Add (or replace) a transport: ``setup()`` starts its server and returns an Endpoint."""
@@ -323,14 +324,17 @@ def run(transports: str | Iterable[str] | None = None, settings: Settings = QUIC
         progress: Callable[[int, int, str], None] | None = None) -> dict[str, Result]:
     """Measure each transport (all registered ones by default), alternating between them round by round.
 
-    ``progress(done, total, what)`` is called before each measurement. A
-    transport that fails during the rounds is reported in its Result's
+    Each round measures every transport on one connection, then with several
+    at once, then echoing each payload size; who goes first changes every
+    round. ``progress(done, total, what)`` is called before each measurement.
+    A transport that fails during the rounds is reported in its Result's
     ``errors``; one that cannot even be set up raises. Every server started is
     stopped before this returns or raises (Ctrl-C included).
     """
     names = transport_names(transports)
     results = {name: Result(name, connections=settings.connections) for name in names}
     latencies: dict[str, list[int]] = {name: [] for name in names}
+    sweeps: dict[tuple[str, int], list[int]] = {(n, size): [] for n in names for size in settings.payload_sizes}
     endpoints: dict[str, Endpoint] = {}
     singles: dict[str, Connection] = {}
     total, done = len(names) * settings.steps, 0
@@ -341,10 +345,6 @@ def run(transports: str | Iterable[str] | None = None, settings: Settings = QUIC
             progress(done, total, what)
         done += 1
 
-    def rotated(offset: int) -> list[str]:  # who goes first changes every round
-        offset %= len(names)
-        return names[offset:] + names[:offset]
-
     try:
         for name in names:
             step(f"starting {name}")
@@ -352,22 +352,22 @@ def run(transports: str | Iterable[str] | None = None, settings: Settings = QUIC
             results[name].concurrency = endpoints[name].concurrency
             singles[name] = open_connection(name, endpoints[name], PAYLOAD)
             _measure(singles[name], settings.warmup_calls, 5.0)
-        for round_number in range(settings.rounds):
-            order = rotated(round_number)
+        for number in range(settings.rounds):
+            order = names[number % len(names):] + names[:number % len(names)]
+            where = f"round {number + 1}/{settings.rounds}"
             for name in order:
-                step(f"round {round_number + 1}/{settings.rounds}: {name}, one connection")
-                result = results[name]
+                step(f"{where}: {name}, one connection")
                 try:
                     lat, seconds = _measure(singles[name], settings.calls_per_round, settings.seconds_per_round)
                     latencies[name].extend(lat)
-                    result.calls += len(lat)
-                    result.seconds += seconds
+                    results[name].calls += len(lat)
+                    results[name].seconds += seconds
                 except Exception as exc:
-                    result.errors.append(f"{type(exc).__name__}: {exc}")
+                    results[name].errors.append(f"{type(exc).__name__}: {exc}")
                     singles[name].close()
                     singles[name] = endpoints[name].connect(PAYLOAD)
             for name in order:
-                step(f"round {round_number + 1}/{settings.rounds}: {name}, {settings.connections} at once")
+                step(f"{where}: {name}, {settings.connections} at once")
                 try:
                     calls, seconds, errors = measure_concurrent(endpoints[name], settings.connections,
                                                                 settings.concurrent_calls, settings.concurrent_seconds, name)
@@ -376,23 +376,17 @@ def run(transports: str | Iterable[str] | None = None, settings: Settings = QUIC
                 results[name].concurrent_calls += calls
                 results[name].concurrent_seconds += seconds
                 results[name].errors.extend(errors)
-        for index, size in enumerate(settings.payload_sizes):
-            payload = "x" * size
-            for name in rotated(index):
-                step(f"payload {_format_size(size)}: {name}")
-                point = PayloadPoint(size)
-                try:
-                    conn = open_connection(name, endpoints[name], payload)
+            for size in settings.payload_sizes:
+                for name in order:
+                    step(f"{where}: {name}, echo of {_format_size(size)}")
                     try:
-                        _measure(conn, SWEEP_WARMUP_CALLS, settings.payload_seconds)  # buffers grown, caches warm
-                        lat, point.seconds = _measure(conn, settings.payload_calls, settings.payload_seconds)
-                    finally:
-                        conn.close()
-                    point.calls = len(lat)
-                    point.median_us = statistics.median(lat) / 1000
-                except Exception as exc:
-                    results[name].errors.append(f"{_format_size(size)} payload: {type(exc).__name__}: {exc}")
-                results[name].payload.append(point)
+                        lat, seconds = _sweep(name, endpoints[name], "x" * size, settings)
+                        sweeps[name, size].extend(lat)
+                        point = _point(results[name], size)
+                        point.calls += len(lat)
+                        point.seconds += seconds
+                    except Exception as exc:
+                        results[name].errors.append(f"{_format_size(size)} payload: {type(exc).__name__}: {exc}")
     finally:
         for conn in singles.values():
             _quietly(conn.close)
@@ -409,7 +403,30 @@ def run(transports: str | Iterable[str] | None = None, settings: Settings = QUIC
             ordered = sorted(lat)
             results[name].median_us = statistics.median(ordered) / 1000
             results[name].p99_us = _percentile(ordered, 0.99) / 1000
+    for (name, size), lat in sweeps.items():
+        point = _point(results[name], size)
+        if lat:
+            point.median_us = statistics.median(lat) / 1000
     return results
+
+
+def _sweep(name: str, endpoint: Endpoint, payload: str, settings: Settings) -> tuple[list[int], float]:
+    """One round of echoes of ``payload`` on a new connection, after a few uncounted ones."""
+    conn = open_connection(name, endpoint, payload)
+    try:
+        _measure(conn, SWEEP_WARMUP_CALLS, settings.payload_seconds)  # buffers grown, caches warm
+        return _measure(conn, settings.payload_calls, settings.payload_seconds)
+    finally:
+        conn.close()
+
+
+def _point(result: Result, size: int) -> PayloadPoint:
+    """The result's PayloadPoint for ``size``, added (in the order sizes are measured) if it is not there yet."""
+    for point in result.payload:
+        if point.size == size:
+            return point
+    result.payload.append(PayloadPoint(size))
+    return result.payload[-1]
 
 
 def _quietly(close: Callable[[], object]) -> None:

@@ -8,9 +8,10 @@
 
 The transports are rpclab.bench's. Each function's *own* time (cProfile's
 ``tottime``) goes to one category: socket calls (system calls, and the
-waiting that happens inside them), JSON encoding and decoding, locks and
-thread hand-offs, and everything else (the Python code of stubs, dispatchers
-and framing).
+waiting that happens inside them), encoding and decoding (JSON, XML, Thrift's
+binary protocol, protobuf, validation of what was decoded), locks and thread
+hand-offs, and everything else (the Python code of stubs, dispatchers,
+framing, HTTP).
 
 Up to Python 3.11 every thread has its own profiler: the calls are profiled
 in this thread (the client) and in the thread that serves the connection (the
@@ -51,15 +52,18 @@ __all__ = [
     "thread_handoff",
 ]
 
-SOCKET, JSON, LOCKS, REST = "socket calls", "JSON encode/decode", "locks and hand-offs", "everything else"
-CATEGORIES: tuple[str, ...] = (SOCKET, JSON, LOCKS, REST)
+SOCKET, CODEC, LOCKS, REST = "socket calls", "encoding and decoding", "locks and hand-offs", "everything else"
+CATEGORIES: tuple[str, ...] = (SOCKET, CODEC, LOCKS, REST)
 
 # Whether this Python gives each thread a profiler of its own (cProfile on sys.monitoring, 3.12+, does not).
 PER_THREAD: bool = sys.version_info < (3, 12)
 
 FuncKey = tuple[str, int, str]  # pstats' (filename, line, function name)
 
-_JSON_FILES = ("json/__init__.py", "json/encoder.py", "json/decoder.py", "json/scanner.py")
+_CODEC_BUILTINS = ("json", "pyexpat", "_upb", "pydantic_core", "Serialize", "FromString")  # _json, orjson, expat...
+_CODEC_DIRS = ("/json/", "/thriftpy2/protocol/", "/google/protobuf/", "/pydantic/")
+# xmlrpc.client holds the XML marshaller and the HTTP transport: only the first counts as encoding.
+_XMLRPC_CODEC = ("dumps", "loads", "start", "data", "feed", "getparser", "escape", "_stringify")
 
 
 def category(func: FuncKey) -> str:
@@ -68,14 +72,17 @@ def category(func: FuncKey) -> str:
     if filename == "~":  # built in, written in C
         if "_socket.socket" in name or "select." in name or "poll" in name:
             return SOCKET
-        if "json" in name:  # _json's scanner and encoder, orjson
-            return JSON
+        if any(word in name for word in _CODEC_BUILTINS):
+            return CODEC
         if "_thread." in name or "lock" in name.lower():
             return LOCKS
         return REST
     path = PurePath(filename).as_posix()
-    if path.endswith(_JSON_FILES) or (path.endswith("rpclab/jsonrpc.py") and name in ("encode", "decode")):
-        return JSON
+    if (any(folder in path for folder in _CODEC_DIRS) or path.endswith("/fastapi/encoders.py")
+            or (path.endswith("rpclab/jsonrpc.py") and name in ("encode", "decode"))
+            or (path.endswith("/xmlrpc/client.py") and (name.startswith(("dump", "end")) or name in _XMLRPC_CODEC))
+            or (path.endswith("/thriftpy2/thrift.py") and name in ("read", "write"))):  # a struct, by its protocol
+        return CODEC
     if path.endswith(("/threading.py", "/queue.py")):
         return LOCKS
     if path.endswith(("/socket.py", "/selectors.py")):

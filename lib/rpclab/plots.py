@@ -12,11 +12,12 @@ import io
 
 from matplotlib.figure import Figure as _MatplotlibFigure
 from matplotlib.patches import Patch
-from matplotlib.ticker import StrMethodFormatter
+from matplotlib.ticker import FuncFormatter, StrMethodFormatter
 
 from rpclab.timing import format_seconds
 
-__all__ = ["Figure", "log_bars", "call_timeline", "calls_per_server", "stream_progress", "rate_bars", "span_timeline"]
+__all__ = ["Figure", "log_bars", "call_timeline", "calls_per_server", "stream_progress", "rate_bars", "span_timeline",
+           "latency_bars", "payload_sweep", "stacked_bars"]
 
 
 class Figure(_MatplotlibFigure):
@@ -197,4 +198,110 @@ def span_timeline(spans: Sequence[object], *, deadline: float | None = None,
     ax.set_xlabel("milliseconds since the first service received the request")
     ax.set_title(title)
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize=8)
+    return fig
+
+
+# --------------------------------------------------------------------------- performance lab (notebook 13)
+
+
+def latency_bars(latencies: Mapping[str, tuple[float, float]], *,
+                 title: str = "time per call: median, whisker to the 99th percentile") -> Figure:
+    """Horizontal bars of median latencies on a log scale, each with a whisker up to its 99th percentile.
+
+    ``latencies`` maps a name to ``(median, p99)`` in seconds.
+    """
+    if not latencies or any(not 0 < m <= p for m, p in latencies.values()):
+        raise ValueError("latency_bars needs at least one (median, p99) pair, with 0 < median <= p99")
+    names = list(latencies)
+    medians = [m for m, _ in latencies.values()]
+    p99s = [p for _, p in latencies.values()]
+    fig = Figure(figsize=(7.5, 0.8 + 0.5 * len(names)), layout="constrained")
+    ax = fig.add_subplot()
+    ax.barh(names, medians, color="#4c72b0", label="median")
+    ax.errorbar(medians, range(len(names)), xerr=[[0] * len(names), [p - m for m, p in zip(medians, p99s)]],
+                fmt="none", ecolor="#333333", capsize=4, linewidth=1, label="99th percentile")
+    for y, (m, p) in enumerate(zip(medians, p99s)):
+        ax.text(p, y, f"  {format_seconds(m)}  (p99 {format_seconds(p)})", va="center", fontsize=9)
+    ax.set_xscale("log")
+    ax.set_xlim(min(medians) / 2, max(p99s) * 25)  # room on the right for the labels
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds per call (log scale)")
+    ax.set_title(title)
+    return fig
+
+
+def _format_bytes(size: float) -> str:
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.3g} {unit}"
+    return f"{size:.0f} B"
+
+
+def payload_sweep(series: Mapping[str, Mapping[int, float]], *, baseline: str | None = None,
+                  title: str = "echoing payloads of growing size") -> Figure:
+    """Two log-log panels over payload size: seconds per echo, and bytes carried per second (both directions).
+
+    ``series`` maps a name to ``{payload bytes: seconds per echo}``; the
+    ``baseline`` series, if named, is drawn as a dashed black line.
+    """
+    if not series or any(not points for points in series.values()):
+        raise ValueError("payload_sweep needs at least one series, each with at least one point")
+    if any(size <= 0 or seconds <= 0 for points in series.values() for size, seconds in points.items()):
+        raise ValueError("payload sizes and times must be above zero")
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    time_ax, rate_ax = fig.subplots(1, 2)
+    sizes = sorted({size for points in series.values() for size in points})
+    for index, (name, points) in enumerate(series.items()):
+        xs = sorted(points)
+        colour = "black" if name == baseline else _SERVICE_COLOURS[index % len(_SERVICE_COLOURS)]
+        style = dict(marker="o", color=colour, label=name, linestyle="--" if name == baseline else "-")
+        time_ax.plot(xs, [points[x] for x in xs], **style)
+        rate_ax.plot(xs, [2 * x / points[x] / 2**20 for x in xs], **style)
+    for ax in (time_ax, rate_ax):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(sizes, [_format_bytes(s) for s in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("payload, each way (log scale)")
+        ax.grid(True, which="major", alpha=0.3)
+    time_ax.set_ylabel("seconds per echo (log scale)")
+    time_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_seconds(v)))
+    time_ax.set_title("time per echo")
+    rate_ax.set_ylabel("MiB/s, both directions (log scale)")
+    rate_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    rate_ax.set_title("payload carried per second")
+    fig.legend(*time_ax.get_legend_handles_labels(), loc="outside right center", fontsize=9)
+    fig.suptitle(title)
+    return fig
+
+
+_CATEGORY_COLOURS = ("#4c72b0", "#dd8452", "#c44e52", "#8c8c8c", "#55a868", "#8172b3", "#937860", "#da8bc3")
+
+
+def stacked_bars(rows: Mapping[str, Mapping[str, float]], *, title: str = "where the time of one call goes") -> Figure:
+    """One horizontal bar per row, split into its parts (seconds, drawn in microseconds), a colour per part.
+
+    Every row should name the same parts, in the same order (a missing part counts as 0).
+    """
+    if not rows or any(not parts for parts in rows.values()):
+        raise ValueError("stacked_bars needs at least one row, each with at least one part")
+    if any(v < 0 for parts in rows.values() for v in parts.values()):
+        raise ValueError("parts cannot be negative")
+    labels = list(dict.fromkeys(part for parts in rows.values() for part in parts))
+    names = list(rows)
+    fig = Figure(figsize=(9, 1.4 + 0.45 * len(names)), layout="constrained")
+    ax = fig.add_subplot()
+    left = [0.0] * len(names)
+    for index, label in enumerate(labels):
+        widths = [rows[name].get(label, 0.0) * 1e6 for name in names]
+        ax.barh(names, widths, left=left, color=_CATEGORY_COLOURS[index % len(_CATEGORY_COLOURS)], label=label)
+        left = [a + b for a, b in zip(left, widths)]
+    for y, total in enumerate(left):
+        ax.text(total, y, f" {total:,.0f}", va="center", fontsize=9)
+    ax.set_xlim(0, max(left) * 1.12 if max(left) > 0 else 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("microseconds per call")
+    ax.set_title(title)
+    fig.legend(loc="outside lower center", ncols=min(len(labels), 4), frameon=False, fontsize=9)
     return fig
