@@ -108,6 +108,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     ordered = sorted((items[i] for i in slots), key=lambda item: str(notebook_of(item)))
     for slot, item in zip(slots, ordered):  # a stable sort: test order within a notebook stays
         items[slot] = item
+    # Browser tests go last: Playwright's sync API keeps an event loop running in the main
+    # thread until the session ends, and tests that call asyncio.run() must not come after it.
+    in_browser = [item for item in items if here in item.path.parents]
+    items[:] = [item for item in items if here not in item.path.parents] + in_browser
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
