@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import grpc
 
-from rpclab.background import DEFAULT_HOST, BackgroundServerError, _check_host_port, _check_name
+from rpclab.background import DEFAULT_HOST, BackgroundServerError, BoundServer, _check_host_port, _check_name
 
 __all__ = ["AioServerHandle", "serve_aio", "stop_aio", "stop_all_aio", "running_aio", "STOP_TIMEOUT"]
 
@@ -32,7 +32,7 @@ STOP_TIMEOUT = 10.0  # seconds stop() waits for the server to end
 _registry: dict[str, "AioServerHandle"] = {}
 
 
-class AioServerHandle:
+class AioServerHandle(BoundServer):
     """A grpc.aio server running on an event loop: its ``address``, ``server``, ``loop``, and ``await stop()``."""
 
     def __init__(self, name: str, server: grpc.aio.Server, address: tuple[str, int], loop: asyncio.AbstractEventLoop,
@@ -43,18 +43,6 @@ class AioServerHandle:
         self.loop = loop
         self.grace = grace
         self._stopped = False
-
-    @property
-    def host(self) -> str:
-        return self.address[0]
-
-    @property
-    def port(self) -> int:
-        return self.address[1]
-
-    @property
-    def running(self) -> bool:
-        return not self._stopped
 
     async def stop(self, grace: float | None = None, timeout: float = STOP_TIMEOUT) -> None:
         """Stop the server, letting calls in flight finish for ``grace`` seconds; stopping twice is harmless.

@@ -26,6 +26,7 @@ __all__ = [
     "BackgroundServerError",
     "ServerHandle",
     "RunningServer",
+    "BoundServer",
     "SocketServerLike",
     "serve",
     "serve_grpc",
@@ -58,16 +59,11 @@ _registry: dict[str, "ServerHandle"] = {}
 _lock = threading.RLock()
 
 
-class ServerHandle:
-    """A running server: its ``address``, and ``stop()`` to end it for good."""
+class BoundServer:
+    """What every server handle knows: where it listens, and whether it was stopped."""
 
-    def __init__(self, name: str, kind: str, address: tuple[str, int], stopper: Callable[[float], None]):
-        self.name = name
-        self.kind = kind
-        self.address = address
-        self._stopper = stopper
-        self._stopped = False
-        self._stop_lock = threading.Lock()
+    address: tuple[str, int]
+    _stopped: bool
 
     @property
     def host(self) -> str:
@@ -80,6 +76,18 @@ class ServerHandle:
     @property
     def running(self) -> bool:
         return not self._stopped
+
+
+class ServerHandle(BoundServer):
+    """A running server: its ``address``, and ``stop()`` to end it for good."""
+
+    def __init__(self, name: str, kind: str, address: tuple[str, int], stopper: Callable[[float], None]):
+        self.name = name
+        self.kind = kind
+        self.address = address
+        self._stopper = stopper
+        self._stopped = False
+        self._stop_lock = threading.Lock()
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop the server; return once its port is closed and its threads have ended.
