@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rpclab import jsonrpc
 from rpclab.jsonrpc import Dispatcher, Notification, Request
@@ -183,6 +185,45 @@ def test_decode_keeps_long_integers_exact():
     assert jsonrpc.decode(b"[123456789012345678901234567890, -9223372036854775809]") == [
         123456789012345678901234567890, -9223372036854775809]
     assert jsonrpc.decode(b'["1234567890123456789012345"]') == ["1234567890123456789012345"]
+
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
+                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8))
+_JSON = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner,
+                                                                                           max_size=4), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.dictionaries(st.text(max_size=6), _JSON, max_size=5))
+def test_decode_plain_gives_what_decode_gives_or_nothing(value):
+    data = json.dumps(value).encode()
+    plain = jsonrpc.decode_plain(data)
+    if plain is not None:
+        assert plain == jsonrpc.decode(data) == value
+        assert json.dumps(plain) == json.dumps(value)  # the same types too: no int became a float
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=st.dictionaries(st.text(max_size=6), st.one_of(
+    st.none(), st.booleans(), st.text(), st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.lists(st.one_of(st.none(), st.booleans(), st.text(), st.integers(min_value=-(2**63), max_value=2**63))))))
+def test_decode_plain_takes_every_plain_object(value):
+    assert jsonrpc.decode_plain(json.dumps(value).encode()) == value
+
+
+@pytest.mark.parametrize("data", [
+    b'{"id": 123456789012345678901234567890}',  # orjson would round it to a float
+    b'{"params": [-9223372036854775809]}',
+    b'{"result": 1.5}',
+    b'{"result": {"a": 1}}',
+    b'{"params": [[1]]}',
+    b'[1, 2]',
+    b'{"a": "\xff"}',  # not UTF-8
+    b'{"a": 1',
+    b"",
+])
+def test_decode_plain_leaves_everything_else_to_decode(data):
+    assert jsonrpc.decode_plain(data) is None
 
 
 def test_dispatcher_answers_hostile_input_with_error_replies():

@@ -58,6 +58,7 @@ __all__ = [
     "error_response",
     "encode",
     "decode",
+    "decode_plain",
     "parse",
     "parse_response",
     "methods_of",
@@ -284,7 +285,8 @@ def encode(message: Any) -> bytes:
 # One pass over the bytes for both cheap checks: each digit becomes "0", each
 # opening bracket "[", everything else ".".
 _SCAN = bytes(48 if 48 <= b <= 57 else 91 if b in (91, 123) else 46 for b in range(256))
-_LONG_DIGITS = b"0" * 19  # an integer this long may not fit 64 bits: orjson would round it to a float
+_LONG = 19  # digits: an integer this long may not fit 64 bits, and orjson would round it to a float
+_LONG_DIGITS = b"0" * _LONG
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b'[]{}"')
 _CURLY_TO_SQUARE = bytes.maketrans(b"{}", b"[]")
 _OPEN = ord("[")
@@ -337,12 +339,43 @@ def decode(data: bytes | bytearray | memoryview | str, *, max_depth: int = MAX_D
     scan = data.translate(_SCAN)
     if scan.count(b"[") > max_depth:  # else it cannot nest that deep: no need to look closer
         _check_depth(data, max_depth)
-    if _LONG_DIGITS in scan:
+    if scan.count(b"0") >= _LONG and _LONG_DIGITS in scan:  # (counting first is cheaper than searching)
         return _decode_exactly(data)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ParseError(str(exc)) from None
+
+
+# The scalars orjson decodes exactly: an integer literal too long for 64 bits
+# comes out as a float, never as a wrong int.
+_PLAIN = (str, int, bool, type(None))
+
+
+def decode_plain(data: bytes) -> dict | None:
+    """The JSON object in ``data`` if it is plain, else None (then ask decode()).
+
+    Plain means every member is a string, an integer, true, false or null, or
+    an array of those -- the shape of most requests and replies. Such a value
+    is exactly what decode() would return, found without decode()'s scans of
+    the bytes: nothing in it nests deeper than two levels, and none of its
+    numbers can have been rounded. Anything else (a float, an object inside,
+    bad JSON...) gives None, and the caller decodes it again with decode().
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if type(value) is not dict:
+        return None
+    for member in value.values():
+        if type(member) not in _PLAIN:
+            if type(member) is not list:
+                return None
+            for item in member:
+                if type(item) not in _PLAIN:
+                    return None
+    return value
 
 
 def _decode_exactly(data: bytes) -> Any:
@@ -547,10 +580,12 @@ class Dispatcher:
         ``once(request, run)``, if given, is how each request that has an id is
         run: it returns ``run()``'s reply dict, or a saved one (at-most-once).
         """
-        try:
-            value = decode(data, max_depth=self.max_depth)
-        except ParseError as exc:
-            return encode(error_response(None, exc))
+        value = decode_plain(data) if self.max_depth >= 2 else None  # most messages are plain: one quick parse
+        if value is None:
+            try:
+                value = decode(data, max_depth=self.max_depth)
+            except ParseError as exc:
+                return encode(error_response(None, exc))
         reply = self._quick(value) if once is None else None
         if reply is None:
             reply = self.handle_value(value, once=once)

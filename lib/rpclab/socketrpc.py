@@ -202,13 +202,16 @@ class _Connection(socketserver.BaseRequestHandler):
         once = server.dedup.once if server.dedup is not None else None
         handle = server.dispatcher.handle
         on_frame = server.on_frame
-        deadline: float | None = None  # when the frame now arriving must be complete
+        limit = server.max_frame_size
+        deadline: float | None = None  # when the frame now arriving must be complete (None: between frames)
         try:
             while True:
                 chunk = sock.recv(RECV_SIZE)  # between frames: wait as long as the peer likes
                 if not chunk:
                     return  # the peer closed (maybe mid-frame): nobody is left to answer
-                frames = decoder.feed(chunk)
+                # The usual case, taken quickly: between frames, a read that holds exactly one frame.
+                whole = deadline is None and int.from_bytes(chunk[:4], "big") == len(chunk) - 4 <= limit
+                frames = (chunk[4:],) if whole else decoder.feed(chunk)
                 for payload in frames:
                     if on_frame is not None:
                         _notify(on_frame, "received", payload)
@@ -217,6 +220,8 @@ class _Connection(socketserver.BaseRequestHandler):
                         if on_frame is not None:
                             _notify(on_frame, "sent", reply)
                         sock.sendall(_pack_length(len(reply)) + reply)
+                if whole:
+                    continue
                 if decoder.pending:  # in the middle of a frame: it must finish in time
                     if frames:
                         decoder.feed(b"")  # raises now if the frame begun is over the limit
@@ -336,6 +341,7 @@ class _Link:
         self.sock = sock
         self.decoder = framing.FrameDecoder(max_frame_size)
         self.broken = False
+        self.why_broken = ""  # what broke it, for the calls that find it broken
         self.read_timeout = read_timeout  # the SO_RCVTIMEO now set on sock
         _set_read_timeout(sock, read_timeout)
 
@@ -403,10 +409,10 @@ class Client:
         self._prefix = uuid.uuid4().hex[:16]  # ids are "<prefix>:<n>": unique across clients and connections
         self._numbers = itertools.count(1)
         self._send_lock = threading.Lock()  # one frame goes out at a time; guards _link
-        self._lock = threading.Lock()  # guards _pending, _reading, _followers and every _Slot
+        self._reader = threading.Lock()  # held by the caller reading the socket for everyone (the leader)
+        self._lock = threading.Lock()  # guards _pending, _followers and every _Slot
         self._turn = threading.Condition(self._lock)  # followers wait here for their reply or their turn to read
         self._pending: dict[str, _Slot] = {}
-        self._reading = False  # a caller is reading the socket for everyone (the leader)
         self._followers = 0  # callers waiting in _wait
         self._closed = threading.Event()
         self._link: _Link | None = None
@@ -428,7 +434,7 @@ class Client:
             message = {"jsonrpc": "2.0", "method": method, "id": request_id}
         else:
             message = {"jsonrpc": "2.0", "method": method, "params": params, "id": request_id}
-        reply = self._exchange((request_id,), jsonrpc.encode(message), timeout)[request_id]
+        reply = self._call(request_id, jsonrpc.encode(message), self.timeout if timeout is None else timeout)
         if "result" in reply and "error" not in reply and reply.get("jsonrpc") == "2.0":
             return reply["result"]  # the usual case, checked without building a Response
         return jsonrpc.parse_response(reply).unwrap()
@@ -479,11 +485,58 @@ class Client:
 
     # -- the runtime: send, wait, read, retry ------------------------------------
 
-    def _exchange(self, ids: tuple[str, ...], payload: bytes, timeout: float | None) -> dict[str, dict]:
+    def _call(self, request_id: str, payload: bytes, timeout: float) -> dict:
+        """The reply to one call.
+
+        The usual case is done right here, with as little work as the rules
+        allow, for the server's thread waits for the GIL through every line run
+        here: no one else is reading the connection, so this caller sends,
+        reads, and finds exactly its reply in that first read. Anything else
+        goes on in _exchange, as every batch does.
+        """
+        if self.on_frame is not None or len(payload) > self._max_frame_size or not self._reader.acquire(False):
+            return self._exchange((request_id,), payload, timeout)[request_id]
+        # We hold the reader lock: no one else reads the socket until we hand over.
+        deadline = time.monotonic() + timeout
+        chunk: bytes | OSError | None = None
+        with self._send_lock:
+            link = self._link
+            if link is not None and not link.broken:
+                if timeout != link.read_timeout:
+                    link.bound_reads(timeout)
+                try:
+                    link.sock.sendall(_pack_length(len(payload)) + payload)
+                except OSError as exc:
+                    self._break(link, f"sending failed: {exc}")
+                    chunk = exc
+        if link is None or link.broken and chunk is None:  # _exchange reconnects (a call's first try always may)
+            self._hand_over()
+            return self._exchange((request_id,), payload, timeout)[request_id]
+        if chunk is None:
+            try:
+                chunk = link.sock.recv(RECV_SIZE)
+            except OSError as exc:
+                chunk = exc
+            else:
+                size = len(chunk) - 4
+                if (0 < size <= self._max_frame_size and int.from_bytes(chunk[:4], "big") == size
+                        and not link.decoder.pending):
+                    value = jsonrpc.decode_plain(chunk[4:])  # (if it is not plain, _lead decodes it in full)
+                    if value is not None and value.get("id") == request_id:
+                        self._hand_over()
+                        return value
+        slot = _Slot((request_id,), link)
+        self._register(slot)
+        self._lead(slot, deadline, chunk)
+        return self._exchange((request_id,), payload, timeout, sent=(slot, deadline))[request_id]
+
+    def _exchange(self, ids: tuple[str, ...], payload: bytes, timeout: float | None,
+                  sent: tuple[_Slot, float] | None = None) -> dict[str, dict]:
         """Send ``payload`` and return the replies to ``ids``, by id.
 
         A call that times out or loses its connection is sent again, with the
-        same ids, up to ``retries`` times (reconnecting if needed).
+        same ids, up to ``retries`` times (reconnecting if needed). ``sent`` is
+        the slot and deadline of a first try made already.
         """
         if timeout is None:
             timeout = self.timeout
@@ -492,9 +545,12 @@ class Client:
         frame = _pack_length(len(payload)) + payload
         attempt = 0
         while True:
-            deadline = time.monotonic() + timeout
             try:
-                slot = self._send(ids, payload, frame, deadline, timeout)
+                if sent is None:
+                    deadline = time.monotonic() + timeout
+                    slot = self._send(ids, payload, frame, deadline, timeout)
+                else:
+                    (slot, deadline), sent = sent, None
                 if not slot.done:
                     self._wait(slot, deadline)
                 if slot.error is None:
@@ -532,8 +588,7 @@ class Client:
         """Send one frame; return the slot where the replies to ``ids`` will arrive.
 
         If no one else is reading the socket, the caller becomes the reader and
-        reads straight after sending. The usual case -- that first read holds
-        exactly the one frame answering a single call -- is finished right here.
+        reads until its replies are in; else it waits for them in _wait.
         """
         on_frame = self.on_frame
         with self._send_lock:
@@ -541,15 +596,13 @@ class Client:
             if link is None or link.broken:
                 link = self._link = self._open(deadline)
             slot = _Slot(ids, link)
-            leader = False
             if ids:
-                with self._lock:
-                    for request_id in ids:
-                        self._pending[request_id] = slot
-                    if not self._reading:  # no one is reading: we will, right after sending
-                        self._reading = leader = True
+                self._register(slot)
+                leader = self._reader.acquire(False)
                 if leader and timeout != link.read_timeout:
                     link.bound_reads(timeout)
+            else:
+                leader = False
             if on_frame is not None:
                 _notify(on_frame, "sent", payload)
             try:
@@ -559,35 +612,28 @@ class Client:
                 if not ids:
                     raise ConnectionLost(f"connection to {self.address[0]}:{self.address[1]} lost: "
                                          f"sending failed: {exc}") from exc
-        if not leader:
-            return slot
-        chunk: bytes | OSError | None = None
-        if not slot.done:  # (it is if sending failed)
-            try:
-                chunk = link.sock.recv(RECV_SIZE)
-            except OSError as exc:
-                chunk = exc
-            else:
-                # The usual case, taken quickly: one call, and the read holds exactly its reply frame.
-                size = len(chunk) - 4
-                if (len(ids) == 1 and on_frame is None and 0 < size <= self._max_frame_size
-                        and int.from_bytes(chunk[:4], "big") == size and not link.decoder.pending):
-                    try:
-                        value = jsonrpc.decode(chunk[4:])
-                    except jsonrpc.ParseError:
-                        value = None  # _lead will read it again, and say what is wrong
-                    request_id = ids[0]
-                    if type(value) is dict and value.get("id") == request_id:
-                        with self._lock:
-                            if self._pending.pop(request_id, None) is slot:
-                                slot.replies[request_id] = value
-                                slot.done = True
-                            self._reading = False
-                            if self._followers:
-                                self._turn.notify_all()  # they wait for later replies: one of them reads now
-                        return slot
-        self._lead(slot, deadline, chunk)
+        if leader:
+            self._lead(slot, deadline, None)
         return slot
+
+    def _register(self, slot: _Slot) -> None:
+        """Wait for replies to ``slot``'s ids (the caller holds no lock); fail it at once if its link broke."""
+        with self._lock:
+            if slot.link.broken:
+                slot.error = ConnectionLost(f"connection to {self.address[0]}:{self.address[1]} lost: {slot.link.why_broken}")
+                slot.done = True
+                return
+            for request_id in slot.ids:
+                self._pending[request_id] = slot
+
+    def _hand_over(self) -> None:
+        """Stop reading the socket (the caller is the leader); a waiting caller takes over."""
+        self._reader.release()
+        # A follower counts itself, then tries the reader lock, both under _lock:
+        # if it counted itself too late to be seen here, it found the lock free.
+        if self._followers:
+            with self._lock:
+                self._turn.notify_all()
 
     def _wait(self, slot: _Slot, deadline: float) -> None:
         """Wait for ``slot``'s replies while another caller reads; read ourselves if that caller leaves first."""
@@ -595,8 +641,7 @@ class Client:
             self._followers += 1
             try:
                 while not slot.done:
-                    if not self._reading:
-                        self._reading = True
+                    if self._reader.acquire(False):
                         break
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -612,7 +657,8 @@ class Client:
     def _lead(self, slot: _Slot, deadline: float, chunk: bytes | OSError | None) -> None:
         """Read for everyone until ``slot`` is answered, its link breaks or its deadline passes; then hand over.
 
-        ``chunk`` is what a read made already gave (bytes, or the error it raised), or None.
+        The caller holds the reader lock. ``chunk`` is what a read made already
+        gave (bytes, or the error it raised), or None.
         """
         link = slot.link
         try:
@@ -648,10 +694,7 @@ class Client:
                         _notify(self.on_frame, "received", payload)
                     self._deliver(link, payload)
         finally:
-            with self._lock:
-                self._reading = False
-                if self._followers:
-                    self._turn.notify_all()  # one of them takes over the reading
+            self._hand_over()
 
     def _deliver(self, link: _Link, payload: bytes) -> None:
         """Hand the reply (or batch of replies) in ``payload`` to the callers waiting for them."""
@@ -711,6 +754,7 @@ class Client:
             if link.broken:
                 return
             link.broken = True
+            link.why_broken = reason
             for request_id, slot in list(self._pending.items()):
                 if slot.link is link:
                     del self._pending[request_id]
