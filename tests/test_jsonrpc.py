@@ -226,6 +226,43 @@ def test_decode_plain_leaves_everything_else_to_decode(data):
     assert jsonrpc.decode_plain(data) is None
 
 
+@pytest.mark.parametrize("data, expected", [
+    (b'{"jsonrpc": "2.0", "result": "x", "id": "c:1"}', "x"),
+    (b'{"id": "c:1", "result": null, "jsonrpc": "2.0"}', None),
+    (b'{"jsonrpc": "2.0", "result": 18446744073709551615, "id": "c:1"}', 18446744073709551615),
+    (b'{"jsonrpc": "2.0", "result": 123456789012345678901234567890, "id": "c:1"}', jsonrpc.NOT_PLAIN),
+    (b'{"jsonrpc": "2.0", "result": 1.5, "id": "c:1"}', jsonrpc.NOT_PLAIN),
+    (b'{"jsonrpc": "2.0", "result": [1], "id": "c:1"}', jsonrpc.NOT_PLAIN),
+    (b'{"jsonrpc": "2.0", "result": "x", "id": "c:2"}', jsonrpc.NOT_PLAIN),
+    (b'{"jsonrpc": "2.0", "result": "x", "id": "c:1", "extra": [[[]]]}', jsonrpc.NOT_PLAIN),
+    (b'{"jsonrpc": "2.0", "error": {"code": 1, "message": "no"}, "id": "c:1"}', jsonrpc.NOT_PLAIN),
+    (b'{"jsonrpc": "1.0", "result": "x", "id": "c:1"}', jsonrpc.NOT_PLAIN),
+    (b'{"jsonrpc": "2.0", "result": "x", "id": "c:1"', jsonrpc.NOT_PLAIN),
+])
+def test_plain_result_finds_only_a_plain_success_reply_to_the_id(data, expected):
+    assert jsonrpc.plain_result(data, "c:1") == expected
+
+
+_PARAM = st.one_of(_SCALARS, st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.none(),
+                                                                                    max_size=1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(params=st.lists(_PARAM, max_size=3),
+       request_id=st.one_of(st.text(max_size=4), st.integers(min_value=-(10**25), max_value=10**25), st.none(),
+                            st.floats(allow_nan=False, allow_infinity=False)),
+       extra=st.booleans())
+def test_the_dispatchers_quick_path_answers_as_the_general_path_does(params, request_id, extra):
+    dispatcher = Dispatcher({"echo": lambda *args: list(args), "two": lambda a, b=0: [a, b]})
+    for method in ("echo", "two", "missing"):
+        message = {"jsonrpc": "2.0", "method": method, "params": params, "id": request_id}
+        if extra:
+            message["extra"] = [[1]]
+        data = json.dumps(message).encode()
+        general = dispatcher.handle_value(jsonrpc.decode(data))
+        assert json.loads(dispatcher.handle(data)) == json.loads(jsonrpc.encode(general))
+
+
 def test_dispatcher_answers_hostile_input_with_error_replies():
     dispatcher = Dispatcher(SPEC_HANDLERS)
     for data, code in [(b"[" * 100_000, -32700), (b"1" * 100_000, -32700), (b"\xff\xfe", -32700),

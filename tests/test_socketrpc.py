@@ -117,6 +117,23 @@ def test_remote_methods_read_like_local_ones(client):
         client._private  # noqa: B018
 
 
+@pytest.mark.parametrize("value", [
+    "x", "é ☃", "", 0, -(2**63), 2**64 - 1, 2**64, -(2**63) - 1, 10**40, 1.5, True, False, None,
+    [], [1, [2, [3]]], {"a": {"b": [None, 2.5]}}, ["x" * 1000] * 50,
+])
+def test_every_kind_of_result_comes_back_whole(client, value):
+    # Plain results take the client's quick path; the rest are decoded in full: the caller cannot tell.
+    result = client.echo(value)
+    assert result == value and type(result) is type(value)
+
+
+def test_an_error_reply_read_in_the_first_read_is_raised(client):
+    with pytest.raises(RemoteError) as info:
+        client.echo()
+    assert info.value.code == jsonrpc.INVALID_PARAMS
+    assert client.echo(1) == 1
+
+
 def test_notify_runs_the_method_and_gets_nothing_back():
     seen = threading.Event()
     values = []

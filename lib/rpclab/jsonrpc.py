@@ -59,6 +59,8 @@ __all__ = [
     "encode",
     "decode",
     "decode_plain",
+    "plain_result",
+    "NOT_PLAIN",
     "parse",
     "parse_response",
     "methods_of",
@@ -350,6 +352,7 @@ def decode(data: bytes | bytearray | memoryview | str, *, max_depth: int = MAX_D
 # The scalars orjson decodes exactly: an integer literal too long for 64 bits
 # comes out as a float, never as a wrong int.
 _PLAIN = (str, int, bool, type(None))
+_PLAIN_IDS = (str, int, type(None))  # (a float id may be a rounded integer)
 
 
 def decode_plain(data: bytes) -> dict | None:
@@ -376,6 +379,28 @@ def decode_plain(data: bytes) -> dict | None:
                 if type(item) not in _PLAIN:
                     return None
     return value
+
+
+NOT_PLAIN = object()  # what plain_result returns when the reply is not the plain kind
+
+
+def plain_result(data: bytes, id: str) -> Any:
+    """The result in ``data`` if it is the plain success reply to ``id``, else NOT_PLAIN.
+
+    That reply is ``{"jsonrpc": "2.0", "result": R, "id": id}``, with nothing
+    else, where R is a string, an integer, true, false or null: what
+    decode() and parse_response() would find, found with one parse and a few
+    checks. Anything else (an error, another id, a list...) gives NOT_PLAIN,
+    and the caller decodes it in full.
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return NOT_PLAIN
+    if (type(value) is dict and len(value) == 3 and value.get("id") == id
+            and type(result := value.get("result", NOT_PLAIN)) in _PLAIN and value.get("jsonrpc") == VERSION):
+        return result
+    return NOT_PLAIN
 
 
 def _decode_exactly(data: bytes) -> Any:
@@ -580,14 +605,16 @@ class Dispatcher:
         ``once(request, run)``, if given, is how each request that has an id is
         run: it returns ``run()``'s reply dict, or a saved one (at-most-once).
         """
-        value = decode_plain(data) if self.max_depth >= 2 else None  # most messages are plain: one quick parse
-        if value is None:
-            try:
-                value = decode(data, max_depth=self.max_depth)
-            except ParseError as exc:
-                return encode(error_response(None, exc))
-        reply = self._quick(value) if once is None else None
+        quick = self.max_depth >= 2  # (a plain message nests two levels deep)
+        reply = self._quick(data) if once is None and quick else None
         if reply is None:
+            # decode_plain is worth a try only if _quick has not just parsed the data.
+            value = decode_plain(data) if once is not None and quick else None
+            if value is None:
+                try:
+                    value = decode(data, max_depth=self.max_depth)
+                except ParseError as exc:
+                    return encode(error_response(None, exc))
             reply = self.handle_value(value, once=once)
             if reply is None:
                 return None
@@ -627,18 +654,28 @@ class Dispatcher:
             pass
         return None
 
-    def _quick(self, value: Any) -> dict | None:
-        """The reply to the most common message, or None to take the general path (parse, then respond).
+    def _quick(self, data: bytes) -> dict | None:
+        """The reply to the most common message, or None to take the general path (decode, parse, respond).
 
-        The common message is one request whose params are a list that fits
-        a plain handler's signature; it is checked and run here with less
-        work, to the same outcome.
+        The common message is one plain request -- ``{"jsonrpc": "2.0",
+        "method": M, "params": [P, ...], "id": I}``, nothing else, where each P
+        is a string, an integer, true, false or null and I a string, an
+        integer or null -- whose params fit a plain handler's signature. One
+        parse finds it (decode_plain says why no scan is needed), and it is
+        run here with less work, to the same outcome.
         """
-        if type(value) is not dict:
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+        if type(value) is not dict or len(value) != 4:
             return None
         name, params, request_id = value.get("method"), value.get("params"), value.get("id", _ABSENT)
-        if type(name) is not str or type(params) is not list or type(request_id) not in _ID_TYPES:
+        if type(name) is not str or type(params) is not list or type(request_id) not in _PLAIN_IDS:
             return None
+        for param in params:
+            if type(param) not in _PLAIN:
+                return None
         method = self._methods.get(name)
         if (method is None or not method.simple or not method.min_args <= len(params) <= method.max_args
                 or value.get("jsonrpc") != VERSION):

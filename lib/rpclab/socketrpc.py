@@ -426,7 +426,14 @@ class Client:
         return self.invoke(method, _params(args, kwargs))
 
     def invoke(self, method: str, params: list | dict | None = None, *, timeout: float | None = None) -> Any:
-        """Call ``method`` with ``params`` (a list, a dict or None), waiting at most ``timeout`` seconds."""
+        """Call ``method`` with ``params`` (a list, a dict or None), waiting at most ``timeout`` seconds.
+
+        The usual case is done right here, with as little work as the rules
+        allow: no one else is reading the connection, so this caller sends,
+        reads, and finds exactly its reply, a plain one, in that first read.
+        (Every line counts: with the server in this process, its thread waits
+        for the GIL through each one.) Anything else goes on in _complete.
+        """
         if type(method) is not str:
             raise TypeError(f"method must be a str, not {method!r}")
         request_id = f"{self._prefix}:{next(self._numbers)}"
@@ -434,10 +441,44 @@ class Client:
             message = {"jsonrpc": "2.0", "method": method, "id": request_id}
         else:
             message = {"jsonrpc": "2.0", "method": method, "params": params, "id": request_id}
-        reply = self._call(request_id, jsonrpc.encode(message), self.timeout if timeout is None else timeout)
-        if "result" in reply and "error" not in reply and reply.get("jsonrpc") == "2.0":
-            return reply["result"]  # the usual case, checked without building a Response
-        return jsonrpc.parse_response(reply).unwrap()
+        payload = jsonrpc.encode(message)
+        if timeout is None:
+            timeout = self.timeout
+        if self.on_frame is not None or len(payload) > self._max_frame_size or not self._reader.acquire(False):
+            return _result(self._exchange((request_id,), payload, timeout)[request_id])
+        # We hold the reader lock: no one else reads the socket until we hand over.
+        deadline = time.monotonic() + timeout
+        chunk: bytes | OSError | None = None
+        with self._send_lock:
+            link = self._link
+            tried = link is not None and not link.broken  # (if sending fails, the call was still tried)
+            if tried:
+                if timeout != link.read_timeout:
+                    link.bound_reads(timeout)
+                try:
+                    link.sock.sendall(_pack_length(len(payload)) + payload)
+                except OSError as exc:
+                    self._break(link, f"sending failed: {exc}")
+                    chunk = exc
+        if not tried:  # no connection yet: _exchange makes one (and retries as it does for every call)
+            self._hand_over()
+            return _result(self._exchange((request_id,), payload, timeout)[request_id])
+        body = None  # the one frame that the first read holds exactly, if it does
+        if chunk is None:
+            try:
+                chunk = link.sock.recv(RECV_SIZE)
+            except OSError as exc:
+                chunk = exc
+            else:
+                size = len(chunk) - 4
+                if (0 < size <= self._max_frame_size and int.from_bytes(chunk[:4], "big") == size
+                        and not link.decoder.pending):
+                    body = chunk[4:]
+                    result = jsonrpc.plain_result(body, request_id)
+                    if result is not jsonrpc.NOT_PLAIN:
+                        self._hand_over()
+                        return result
+        return _result(self._complete(request_id, payload, timeout, link, chunk, body, deadline))
 
     def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Send a notification: the server runs ``method`` and sends nothing back."""
@@ -485,46 +526,21 @@ class Client:
 
     # -- the runtime: send, wait, read, retry ------------------------------------
 
-    def _call(self, request_id: str, payload: bytes, timeout: float) -> dict:
-        """The reply to one call.
+    def _complete(self, request_id: str, payload: bytes, timeout: float, link: _Link,
+                  chunk: bytes | OSError | None, body: bytes | None, deadline: float) -> dict:
+        """The reply to a call that invoke() sent as the reader, and whose first read was not simply its plain reply.
 
-        The usual case is done right here, with as little work as the rules
-        allow, for the server's thread waits for the GIL through every line run
-        here: no one else is reading the connection, so this caller sends,
-        reads, and finds exactly its reply in that first read. Anything else
-        goes on in _exchange, as every batch does.
+        ``chunk`` is what that read gave (bytes, or the error it raised), or
+        the error sending raised; ``body`` the one frame it held exactly, if so.
         """
-        if self.on_frame is not None or len(payload) > self._max_frame_size or not self._reader.acquire(False):
-            return self._exchange((request_id,), payload, timeout)[request_id]
-        # We hold the reader lock: no one else reads the socket until we hand over.
-        deadline = time.monotonic() + timeout
-        chunk: bytes | OSError | None = None
-        with self._send_lock:
-            link = self._link
-            if link is not None and not link.broken:
-                if timeout != link.read_timeout:
-                    link.bound_reads(timeout)
-                try:
-                    link.sock.sendall(_pack_length(len(payload)) + payload)
-                except OSError as exc:
-                    self._break(link, f"sending failed: {exc}")
-                    chunk = exc
-        if link is None or link.broken and chunk is None:  # _exchange reconnects (a call's first try always may)
-            self._hand_over()
-            return self._exchange((request_id,), payload, timeout)[request_id]
-        if chunk is None:
+        if body is not None:  # one frame, but not a plain reply: an error, a list... or not ours
             try:
-                chunk = link.sock.recv(RECV_SIZE)
-            except OSError as exc:
-                chunk = exc
-            else:
-                size = len(chunk) - 4
-                if (0 < size <= self._max_frame_size and int.from_bytes(chunk[:4], "big") == size
-                        and not link.decoder.pending):
-                    value = jsonrpc.decode_plain(chunk[4:])  # (if it is not plain, _lead decodes it in full)
-                    if value is not None and value.get("id") == request_id:
-                        self._hand_over()
-                        return value
+                value = jsonrpc.decode(body)
+            except jsonrpc.ParseError:
+                value = None  # _lead reads it again, and says what is wrong
+            if type(value) is dict and value.get("id") == request_id:
+                self._hand_over()
+                return value
         slot = _Slot((request_id,), link)
         self._register(slot)
         self._lead(slot, deadline, chunk)
@@ -620,7 +636,8 @@ class Client:
         """Wait for replies to ``slot``'s ids (the caller holds no lock); fail it at once if its link broke."""
         with self._lock:
             if slot.link.broken:
-                slot.error = ConnectionLost(f"connection to {self.address[0]}:{self.address[1]} lost: {slot.link.why_broken}")
+                host, port = self.address
+                slot.error = ConnectionLost(f"connection to {host}:{port} lost: {slot.link.why_broken}")
                 slot.done = True
                 return
             for request_id in slot.ids:
@@ -783,6 +800,13 @@ def _timeval(seconds: float) -> bytes:
 def _set_read_timeout(sock: socket.socket, seconds: float) -> None:
     """Make each recv() on ``sock`` give up after ``seconds`` (it raises BlockingIOError)."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
+
+
+def _result(reply: dict) -> Any:
+    """The result in a reply to one call, or its error raised as RemoteError."""
+    if "result" in reply and "error" not in reply and reply.get("jsonrpc") == "2.0":
+        return reply["result"]  # the usual case, checked without building a Response
+    return jsonrpc.parse_response(reply).unwrap()
 
 
 class _RemoteMethod:
