@@ -79,7 +79,7 @@ def category(func: FuncKey) -> str:
         return REST
     path = PurePath(filename).as_posix()
     if (any(folder in path for folder in _CODEC_DIRS) or path.endswith("/fastapi/encoders.py")
-            or (path.endswith("rpclab/jsonrpc.py") and name in ("encode", "decode"))
+            or (path.endswith("rpclab/jsonrpc.py") and name in ("encode", "decode", "decode_plain", "plain_result"))
             or (path.endswith("/xmlrpc/client.py") and (name.startswith(("dump", "end")) or name in _XMLRPC_CODEC))
             or (path.endswith("/thriftpy2/thrift.py") and name in ("read", "write"))):  # a struct, by its protocol
         return CODEC

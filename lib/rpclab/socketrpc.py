@@ -715,11 +715,13 @@ class Client:
 
     def _deliver(self, link: _Link, payload: bytes) -> None:
         """Hand the reply (or batch of replies) in ``payload`` to the callers waiting for them."""
-        try:
-            value = jsonrpc.decode(payload)
-        except jsonrpc.ParseError as exc:
-            self._break(link, f"the server sent a frame that is not JSON ({exc.data})")
-            return
+        value = jsonrpc.decode_plain(payload)  # most replies are plain: one parse, no scan
+        if value is None:
+            try:
+                value = jsonrpc.decode(payload)
+            except jsonrpc.ParseError as exc:
+                self._break(link, f"the server sent a frame that is not JSON ({exc.data})")
+                return
         if type(value) is dict and type(request_id := value.get("id")) is str:  # one reply, the usual case
             with self._lock:
                 slot = self._pending.pop(request_id, None)
