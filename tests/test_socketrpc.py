@@ -49,13 +49,19 @@ class Gate:
         self.release = threading.Event()
         self.runs = 0
         self.lock = threading.Lock()
+        self.ran = threading.Condition(self.lock)
 
     def __call__(self, value):
         with self.lock:
             self.runs += 1
+            self.ran.notify_all()
         self.entered.set()
         self.release.wait(5.0)
         return value
+
+    def wait_for_runs(self, count, timeout=2.0):
+        with self.lock:
+            return self.ran.wait_for(lambda: self.runs >= count, timeout)
 
 
 # --------------------------------------------------------------------------- the contract
@@ -331,6 +337,93 @@ def test_replies_are_matched_by_id_when_they_come_back_out_of_order():
             slow.join(5)
             fast.join(5)
             assert result == {"slow": "S", "fast": "F"}
+
+
+def test_with_workers_a_quick_reply_overtakes_a_slow_one_on_the_same_connection():
+    gate = Gate()
+    order = []
+    with socketrpc.serve({"slow": gate, "echo": lambda x: x}, name="test-workers", workers=4) as server:
+        with socketrpc.connect(server.address, timeout=3.0) as c:
+            slow = threading.Thread(target=lambda: order.append(c.slow("S")))
+            slow.start()
+            assert gate.entered.wait(2.0)
+            assert c.echo("F") == "F"  # answered while "slow" still runs
+            order.append("F")
+            gate.release.set()
+            slow.join(5)
+    assert order == ["F", "S"]
+
+
+def test_with_workers_a_connection_has_at_most_that_many_requests_in_flight():
+    gate = Gate()
+    with socketrpc.serve({"slow": gate}, name="test-workers-bound", workers=2) as server:
+        with socketrpc.connect(server.address, timeout=5.0) as c:
+            callers = [threading.Thread(target=c.slow, args=(n,)) for n in range(5)]
+            for t in callers:
+                t.start()
+            assert gate.wait_for_runs(2)
+            # Two run; the other three wait, unread, until one finishes.
+            probe = socketrpc.connect(server.address, timeout=0.3)  # (another connection is served meanwhile)
+            with pytest.raises(socketrpc.CallTimeout):
+                probe.slow("p")  # the pool's 2 threads are busy: it waits too, and gives up
+            probe.close()
+            assert gate.runs == 2
+            gate.release.set()
+            for t in callers:
+                t.join(5)
+            assert gate.runs == 6  # the five calls, and the probe's, once the gate opened
+
+
+def test_with_workers_every_reply_reaches_its_caller_under_load():
+    with socketrpc.serve({"echo": lambda x: x}, name="test-workers-load", workers=4) as server:
+        failures = []
+
+        def worker(n):
+            with socketrpc.connect(server.address, timeout=5.0) as c:
+                for i in range(100):
+                    b = c.batch()
+                    b.echo(i)
+                    b.echo(-i)
+                    if c.echo(f"{n}-{i}") != f"{n}-{i}" or b.send() != [i, -i]:
+                        failures.append((n, i))
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert failures == []
+
+
+def test_with_workers_stop_waits_for_calls_in_flight_and_leaves_no_thread():
+    gate = Gate()
+    server = socketrpc.serve({"slow": gate}, name="test-workers-stop", workers=3)
+    c = socketrpc.connect(server.address, timeout=3.0)
+    outcome = []
+
+    def call():
+        try:
+            outcome.append(c.slow(1))
+        except ConnectionLost as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    assert gate.entered.wait(2.0)
+    threading.Timer(0.2, gate.release.set).start()
+    server.stop()  # closes the connection, waits for the running call, then for the pool's threads
+    assert gate.runs == 1
+    caller.join(5)
+    c.close()
+    assert len(outcome) == 1 and isinstance(outcome[0], ConnectionLost)  # its connection was closed under it
+    assert {t for t in threading.enumerate() if t.name.startswith("rpclab-socketrpc")} == set()
+    assert not server.running
+
+
+def test_workers_must_be_a_count():
+    for bad in (-1, 1.5, True, "4"):
+        with pytest.raises(ValueError, match="workers"):
+            socketrpc.serve({"echo": lambda x: x}, name="test-workers-bad", workers=bad)
 
 
 def test_the_client_starts_no_threads(server):

@@ -16,8 +16,8 @@ from rpclab import framing, socketrpc
 FRAME_TIMEOUT = 0.3  # seconds a peer may take to finish a frame, in these tests
 
 
-@pytest.fixture
-def server():
+@pytest.fixture(params=[0, 4], ids=["in-order", "workers"])
+def server(request):
     gate = threading.Event()
 
     def wait_for_gate(value):
@@ -25,7 +25,7 @@ def server():
         return value
 
     handle = socketrpc.serve({"echo": lambda x: x, "slow": wait_for_gate, "big": lambda n: "x" * n}, name="test-robust",
-                             frame_timeout=FRAME_TIMEOUT, max_frame_size=64 * 1024)
+                             frame_timeout=FRAME_TIMEOUT, max_frame_size=64 * 1024, workers=request.param)
     handle.gate = gate
     yield handle
     gate.set()

@@ -38,6 +38,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from concurrent import futures
 from typing import Any, Callable, Mapping
 
 from rpclab import background, framing, jsonrpc
@@ -175,24 +176,64 @@ class _TCPServer(socketserver.ThreadingTCPServer):
     request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], dispatcher: jsonrpc.Dispatcher, *, max_frame_size: int,
-                 frame_timeout: float, dedup: DedupTable | None, on_frame: OnFrame | None):
+                 frame_timeout: float, dedup: DedupTable | None, on_frame: OnFrame | None,
+                 workers: int = 0, name: str = "socketrpc"):
         self.dispatcher = dispatcher
         self.max_frame_size = max_frame_size
         self.frame_timeout = frame_timeout
         self.dedup = dedup
         self.on_frame = on_frame
-        super().__init__(address, _Connection)
+        self.workers = workers
+        self.closing = threading.Event()  # set when the server begins to stop
+        self.pool = (futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"rpclab-socketrpc:{name}")
+                     if workers else None)
+        try:
+            super().__init__(address, _Connection)
+        except BaseException:
+            if self.pool is not None:
+                self.pool.shutdown(wait=False)
+            raise
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("socketrpc: error serving %s", client_address)
 
+    def shutdown(self) -> None:
+        self.closing.set()
+        super().shutdown()
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
 
 class _Connection(socketserver.BaseRequestHandler):
-    """One client connection: read frames, answer each, until the peer leaves."""
+    """One client connection: read frames, answer each, until the peer leaves.
+
+    Without workers, each request is answered in this thread before the next
+    is read: replies come in order. With workers, each request runs in the
+    server's pool and its reply goes out when it is ready; at most ``workers``
+    requests of one connection are in flight, and the connection is not read
+    while that many are.
+    """
 
     server: _TCPServer
+    _send_lock: threading.Lock | None = None  # with workers: one reply frame at a time
+    _in_flight: threading.Semaphore | None = None
 
     def handle(self) -> None:
+        server = self.server
+        if server.pool is not None:
+            self._send_lock = threading.Lock()
+            self._in_flight = threading.BoundedSemaphore(server.workers)
+            try:
+                self._serve()
+            finally:
+                self._drain()
+        else:
+            self._serve()
+
+    def _serve(self) -> None:
         sock: socket.socket = self.request
         server = self.server
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -202,6 +243,7 @@ class _Connection(socketserver.BaseRequestHandler):
         once = server.dedup.once if server.dedup is not None else None
         handle = server.dispatcher.handle
         on_frame = server.on_frame
+        pooled = server.pool is not None
         limit = server.max_frame_size
         deadline: float | None = None  # when the frame now arriving must be complete (None: between frames)
         try:
@@ -215,6 +257,9 @@ class _Connection(socketserver.BaseRequestHandler):
                 for payload in frames:
                     if on_frame is not None:
                         _notify(on_frame, "received", payload)
+                    if pooled:
+                        self._submit(payload)
+                        continue
                     reply = handle(payload, once=once)
                     if reply is not None:
                         if on_frame is not None:
@@ -239,13 +284,55 @@ class _Connection(socketserver.BaseRequestHandler):
         except OSError:
             return  # timed out mid-frame, reset by the peer, or closed by stop(): nothing to say
 
+    def _submit(self, payload: bytes) -> None:
+        """Run one request in the pool, once fewer than ``workers`` of this connection's are in flight."""
+        assert self._in_flight is not None and self.server.pool is not None
+        while not self._in_flight.acquire(timeout=0.25):  # meanwhile, this connection is not read
+            if self.server.closing.is_set():
+                raise OSError("the server is stopping")
+        try:
+            self.server.pool.submit(self._answer, payload)
+        except RuntimeError as exc:  # the pool was shut down: the server is stopping
+            self._in_flight.release()
+            raise OSError("the server is stopping") from exc
+
+    def _answer(self, payload: bytes) -> None:
+        """In a pool thread: run one request and send its reply."""
+        assert self._in_flight is not None and self._send_lock is not None
+        server = self.server
+        try:
+            reply = server.dispatcher.handle(payload, once=server.dedup.once if server.dedup is not None else None)
+            if reply is not None:
+                _notify(server.on_frame, "sent", reply)
+                with self._send_lock:
+                    self.request.sendall(_pack_length(len(reply)) + reply)
+        except OSError:
+            pass  # the client left, or the server is stopping: no one to answer
+        except Exception:
+            log.exception("socketrpc: error answering a request")
+        finally:
+            self._in_flight.release()
+
+    def _drain(self) -> None:
+        """Wait (a bounded time) for this connection's requests still in the pool, before it is closed."""
+        assert self._in_flight is not None
+        deadline = time.monotonic() + self.server.frame_timeout + DUPLICATE_WAIT
+        for _ in range(self.server.workers):
+            if not self._in_flight.acquire(timeout=max(deadline - time.monotonic(), 0)):
+                log.warning("socketrpc: closing a connection with requests still running")
+                return
+
     def _refuse(self, sock: socket.socket, exc: FrameTooLarge) -> None:
         """Answer an over-limit frame with an error, then close without reading it."""
         reply = jsonrpc.encode(jsonrpc.error_response(None, jsonrpc.InvalidRequest(str(exc))))
         _notify(self.server.on_frame, "sent", reply)
         try:
             sock.settimeout(DRAIN_TIME)
-            sock.sendall(framing.encode_frame(reply))
+            if self._send_lock is not None:
+                with self._send_lock:
+                    sock.sendall(framing.encode_frame(reply))
+            else:
+                sock.sendall(framing.encode_frame(reply))
             sock.shutdown(socket.SHUT_WR)
             # Read (and drop) a little of what the peer is still sending, so that
             # closing does not reset the connection before it reads the error.
@@ -296,6 +383,7 @@ def serve(
     dedup_size: int = DEDUP_SIZE,
     max_batch: int = jsonrpc.MAX_BATCH,
     on_frame: OnFrame | None = None,
+    workers: int = 0,
 ) -> Server:
     """Serve ``handlers`` over socket RPC in a background thread, and return the running Server.
 
@@ -307,7 +395,16 @@ def serve(
     ``frame_timeout`` seconds is dropped. ``at_most_once=True`` keeps the last
     ``dedup_size`` replies by request id and replays them for repeated ids.
     ``on_frame(direction, payload)`` sees every frame ("received" / "sent").
+
+    With ``workers=0`` (the default, and the fastest for one caller) each
+    connection's requests are answered in order, in the thread that reads
+    them. With ``workers=N`` they run in a pool of N threads, and each reply
+    goes out as soon as it is ready, so a slow call does not hold up the
+    quick ones behind it on the same connection; each connection may have at
+    most N requests in flight, and is not read while it has.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be an int >= 0, not {workers!r}")
     if isinstance(max_frame_size, bool) or not isinstance(max_frame_size, int) or max_frame_size < 1:
         raise ValueError(f"max_frame_size must be a positive int, not {max_frame_size!r}")
     if not frame_timeout > 0:
@@ -323,7 +420,7 @@ def serve(
 
     def make_server(address: tuple[str, int]) -> _TCPServer:
         tcp = _TCPServer(address, dispatcher, max_frame_size=max_frame_size, frame_timeout=frame_timeout,
-                         dedup=dedup, on_frame=on_frame)
+                         dedup=dedup, on_frame=on_frame, workers=workers, name=name)
         made.append(tcp)
         return tcp
 
