@@ -13,7 +13,9 @@ UTF-8 JSON). The pieces follow Birrell and Nelson's picture of an RPC system::
 The server gives each connection a thread, refuses frames over its size
 limit (before reading them), drops a peer that stalls in the middle of a
 frame, and -- with ``at_most_once=True`` -- remembers replies by request id
-so that a retried request is answered again instead of run again.
+so that a retried request is answered again instead of run again. It answers
+a connection's requests in order, or with ``workers=N`` in a pool, each as
+soon as it is ready.
 
 The client is thread-safe: calls from several threads share one connection,
 and replies are matched to callers by id. Every call has a timeout. With
