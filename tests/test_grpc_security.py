@@ -130,13 +130,19 @@ def test_token_auth_refuses_calls_without_a_valid_token(ca, server_pair):
             with pytest.raises(grpc.RpcError) as streamed:
                 list(helloworld_pb2_grpc.GreeterStub(channel).SayHelloStreamReply(
                     helloworld_pb2.HelloRequest(name="x"), timeout=2))
+            with pytest.raises(grpc.RpcError) as no_such_method:  # nor may it learn which methods exist
+                channel.unary_unary("/helloworld.Greeter/NoSuchMethod")(b"", timeout=2)
         assert missing.value.code() is wrong.value.code() is streamed.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert no_such_method.value.code() is grpc.StatusCode.UNAUTHENTICATED
         assert "needs a token" in missing.value.details() and "not valid" in wrong.value.details()
         with_token = grpc.composite_channel_credentials(tls_only, grpc.access_token_call_credentials(TOKEN))
         with grpc.secure_channel(target, with_token) as channel:
             assert _hello(channel) == "Hello, Ada!"
-    assert auth.allowed == {"alice": 1}
-    assert [r.code for r in calls.records] == ["UNAUTHENTICATED"] * 3 + ["OK"]
+            with pytest.raises(grpc.RpcError) as no_such_method:
+                channel.unary_unary("/helloworld.Greeter/NoSuchMethod")(b"", timeout=2)
+            assert no_such_method.value.code() is grpc.StatusCode.UNIMPLEMENTED  # with a token, it may
+    assert auth.allowed == {"alice": 2}
+    assert [r.code for r in calls.records] == ["UNAUTHENTICATED"] * 4 + ["OK", "UNIMPLEMENTED"]
 
 
 def test_token_auth_lets_reflection_through_and_checks_its_tokens():

@@ -250,18 +250,17 @@ class TokenAuth(grpc.ServerInterceptor):
         try:
             holder = self.check(details.invocation_metadata)
         except PermissionError as exc:
-            handler = continuation(details)
-            if handler is None:
-                return None
             reason = str(exc)
 
-            def refuse(behaviour: Behaviour, kind: str) -> Behaviour:
-                def refused(request: Any, context: grpc.ServicerContext) -> Any:
-                    context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+            def refused(request: Any, context: grpc.ServicerContext) -> Any:
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
 
-                return refused
-
-            return wrap_handler(handler, refuse)
+            handler = continuation(details)
+            if handler is None:
+                # No such method -- but a caller without a token must not learn even that
+                # (UNIMPLEMENTED would say it). A streaming handler reads no request first.
+                return grpc.stream_stream_rpc_method_handler(refused)
+            return wrap_handler(handler, lambda behaviour, kind: refused)
         with self._lock:
             self.allowed[holder] = self.allowed.get(holder, 0) + 1
         return continuation(details)
