@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
+import sysconfig
 import tomllib
+import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 
@@ -60,3 +67,45 @@ def test_console_script_and_extras():
     project = _pyproject()["project"]
     assert project["scripts"]["rpclab"] == "rpclab.cli:main"
     assert {"test", "teach"} <= set(project["optional-dependencies"])
+
+
+def _uv() -> str:
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not installed (make installs it into .venv)")
+    return uv
+
+
+def test_an_installed_wheel_finds_its_protos_without_the_source_tree(tmp_path):
+    """A non-editable install carries protos/ in <prefix>/share/rpclab/protos, and rpclab finds it there."""
+    uv = _uv()
+    source = tmp_path / "source"
+    for part in ("lib", "protos"):
+        shutil.copytree(ROOT / part, source / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / part, source / part)
+    subprocess.run([uv, "build", "--wheel", "--out-dir", str(tmp_path / "dist"), str(source)],
+                   check=True, capture_output=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("rpclab-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {Path(name).name for name in archive.namelist() if "/data/share/rpclab/protos/" in name}
+    assert shipped == {p.name for p in (ROOT / "protos").iterdir() if p.suffix in (".proto", ".thrift")}
+
+    # A venv with the wheel installed and, for its dependencies only, this environment's packages.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    (site / "zz_rpclab_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([uv, "pip", "install", "--no-deps", "--python", str(python), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    check = ("from rpclab import protos; from rpclab.adapters import thrift; "
+             "print(protos.__file__); print(protos.protos_dir()); print(protos.load('kv')[0].GetRequest.__name__); "
+             "print(thrift.THRIFT_FILE.is_file())")
+    env = {k: v for k, v in os.environ.items() if k not in ("RPCLAB_PROTOS", "PYTHONPATH")}
+    out = subprocess.run([str(python), "-c", check], check=True, capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path, env=env).stdout.split("\n")
+    assert out[0].startswith(str(site))  # the installed copy, not this source tree
+    assert Path(out[1]) == venv / "share" / "rpclab" / "protos"
+    assert out[2:4] == ["GetRequest", "True"]

@@ -60,12 +60,23 @@ _lock = threading.RLock()
 # --------------------------------------------------------------------------- finding .proto files
 
 
+_SOURCE_PROTOS = Path(__file__).resolve().parents[2] / "protos"  # the repository's, beside lib/
+
+
 def protos_dir() -> Path:
-    """The folder that names are looked up in: $RPCLAB_PROTOS, else the repository's protos/."""
+    """The folder that names are looked up in.
+
+    $RPCLAB_PROTOS if set; else the repository's protos/ (an editable
+    install, as ``make`` does); else the copy an installed package carries,
+    in ``<sys.prefix>/share/rpclab/protos``.
+    """
     override = os.environ.get(ENV_VAR)
     if override:
         return Path(override).expanduser().resolve()
-    return Path(__file__).resolve().parents[2] / "protos"
+    if _SOURCE_PROTOS.is_dir():
+        return _SOURCE_PROTOS
+    installed = Path(sys.prefix, "share", "rpclab", "protos")
+    return installed if installed.is_dir() else _SOURCE_PROTOS
 
 
 def available() -> list[str]:

@@ -23,7 +23,6 @@ import socket
 import socketserver
 import struct
 import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
@@ -34,7 +33,7 @@ from thriftpy2.thrift import TApplicationException, TClient, TException, TProces
 from thriftpy2.transport import TFramedTransportFactory, TSocket, TTransportException
 from thriftpy2.transport.memory import TMemoryBuffer as PurePythonMemoryBuffer
 
-from rpclab import background, framing
+from rpclab import background, framing, protos
 from rpclab.kv import KeyNotFound, KVStore
 
 __all__ = [
@@ -50,7 +49,7 @@ __all__ = [
     "connect",
 ]
 
-THRIFT_FILE = Path(__file__).resolve().parents[3] / "protos" / "kv.thrift"
+THRIFT_FILE = protos.protos_dir() / "kv.thrift"
 kv_thrift: ModuleType = thriftpy2.load(str(THRIFT_FILE), module_name="kv_thrift")  # thriftpy2 wants *_thrift
 
 NotFound: type[TException] = kv_thrift.NotFound
