@@ -14,8 +14,8 @@ The server gives each connection a thread, refuses frames over its size
 limit (before reading them), drops a peer that stalls in the middle of a
 frame, and -- with ``at_most_once=True`` -- remembers replies by request id
 so that a retried request is answered again instead of run again. It answers
-a connection's requests in order, or with ``workers=N`` in a pool, each as
-soon as it is ready.
+a connection's requests in order, or with ``workers=N`` in up to N threads
+of that connection's own, each as soon as it is ready.
 
 The client is thread-safe: calls from several threads share one connection,
 and replies are matched to callers by id. Every call has a timeout. With
@@ -186,15 +186,9 @@ class _TCPServer(socketserver.ThreadingTCPServer):
         self.dedup = dedup
         self.on_frame = on_frame
         self.workers = workers
+        self.name = name
         self.closing = threading.Event()  # set when the server begins to stop
-        self.pool = (futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"rpclab-socketrpc:{name}")
-                     if workers else None)
-        try:
-            super().__init__(address, _Connection)
-        except BaseException:
-            if self.pool is not None:
-                self.pool.shutdown(wait=False)
-            raise
+        super().__init__(address, _Connection)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("socketrpc: error serving %s", client_address)
@@ -203,37 +197,36 @@ class _TCPServer(socketserver.ThreadingTCPServer):
         self.closing.set()
         super().shutdown()
 
-    def server_close(self) -> None:
-        super().server_close()
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
 
 class _Connection(socketserver.BaseRequestHandler):
     """One client connection: read frames, answer each, until the peer leaves.
 
     Without workers, each request is answered in this thread before the next
-    is read: replies come in order. With workers, each request runs in the
-    server's pool and its reply goes out when it is ready; at most ``workers``
-    requests of one connection are in flight, and the connection is not read
-    while that many are.
+    is read: replies come in order. With workers, each request runs in one of
+    this connection's own pool threads (so no connection can take another's)
+    and its reply goes out when it is ready; at most ``workers`` requests of
+    the connection are in flight, and it is not read while that many are.
     """
 
     server: _TCPServer
+    _pool: futures.ThreadPoolExecutor | None = None  # with workers: this connection's threads
     _send_lock: threading.Lock | None = None  # with workers: one reply frame at a time
     _in_flight: threading.Semaphore | None = None
 
     def handle(self) -> None:
         server = self.server
-        if server.pool is not None:
-            self._send_lock = threading.Lock()
-            self._in_flight = threading.BoundedSemaphore(server.workers)
-            try:
-                self._serve()
-            finally:
-                self._drain()
-        else:
+        if not server.workers:
             self._serve()
+            return
+        self._send_lock = threading.Lock()
+        self._in_flight = threading.BoundedSemaphore(server.workers)
+        self._pool = futures.ThreadPoolExecutor(max_workers=server.workers,
+                                                thread_name_prefix=f"rpclab-socketrpc:{server.name}")
+        try:
+            self._serve()
+        finally:
+            finished = self._drain()
+            self._pool.shutdown(wait=finished, cancel_futures=True)
 
     def _serve(self) -> None:
         sock: socket.socket = self.request
@@ -245,7 +238,7 @@ class _Connection(socketserver.BaseRequestHandler):
         once = server.dedup.once if server.dedup is not None else None
         handle = server.dispatcher.handle
         on_frame = server.on_frame
-        pooled = server.pool is not None
+        pooled = self._pool is not None
         limit = server.max_frame_size
         deadline: float | None = None  # when the frame now arriving must be complete (None: between frames)
         try:
@@ -288,15 +281,11 @@ class _Connection(socketserver.BaseRequestHandler):
 
     def _submit(self, payload: bytes) -> None:
         """Run one request in the pool, once fewer than ``workers`` of this connection's are in flight."""
-        assert self._in_flight is not None and self.server.pool is not None
+        assert self._in_flight is not None and self._pool is not None
         while not self._in_flight.acquire(timeout=0.25):  # meanwhile, this connection is not read
             if self.server.closing.is_set():
                 raise OSError("the server is stopping")
-        try:
-            self.server.pool.submit(self._answer, payload)
-        except RuntimeError as exc:  # the pool was shut down: the server is stopping
-            self._in_flight.release()
-            raise OSError("the server is stopping") from exc
+        self._pool.submit(self._answer, payload)
 
     def _answer(self, payload: bytes) -> None:
         """In a pool thread: run one request and send its reply."""
@@ -315,14 +304,15 @@ class _Connection(socketserver.BaseRequestHandler):
         finally:
             self._in_flight.release()
 
-    def _drain(self) -> None:
-        """Wait (a bounded time) for this connection's requests still in the pool, before it is closed."""
+    def _drain(self) -> bool:
+        """Wait (a bounded time) for this connection's requests still running; whether they all finished."""
         assert self._in_flight is not None
         deadline = time.monotonic() + self.server.frame_timeout + DUPLICATE_WAIT
         for _ in range(self.server.workers):
             if not self._in_flight.acquire(timeout=max(deadline - time.monotonic(), 0)):
                 log.warning("socketrpc: closing a connection with requests still running")
-                return
+                return False
+        return True
 
     def _refuse(self, sock: socket.socket, exc: FrameTooLarge) -> None:
         """Answer an over-limit frame with an error, then close without reading it."""
@@ -400,10 +390,11 @@ def serve(
 
     With ``workers=0`` (the default, and the fastest for one caller) each
     connection's requests are answered in order, in the thread that reads
-    them. With ``workers=N`` they run in a pool of N threads, and each reply
-    goes out as soon as it is ready, so a slow call does not hold up the
-    quick ones behind it on the same connection; each connection may have at
-    most N requests in flight, and is not read while it has.
+    them. With ``workers=N`` each connection's requests run in up to N
+    threads of its own, and each reply goes out as soon as it is ready, so a
+    slow call does not hold up the quick ones behind it on the same
+    connection; a connection may have at most N requests in flight, and is
+    not read while it has.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers must be an int >= 0, not {workers!r}")
