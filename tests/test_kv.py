@@ -70,18 +70,14 @@ def test_keys_len_and_contains():
     assert len(store) == 3 and "a" in store and "z" not in store
 
 
-def test_concurrent_increments_are_all_counted():
+def test_concurrent_increments_are_all_counted(run_threads):
     store = KVStore()
 
-    def work():
+    def work(n):
         for _ in range(500):
             store.increment("n")
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, 8)
     assert store.get("n") == "4000"
 
 

@@ -299,24 +299,16 @@ def test_client_arguments_are_checked(server):
 # --------------------------------------------------------------------------- concurrency
 
 
-def test_pipelined_calls_from_many_threads_share_one_connection(client):
+def test_pipelined_calls_from_many_threads_share_one_connection(client, run_threads):
     failures = []
 
     def worker(n):
-        try:
-            for i in range(60):
-                value = f"{n}-{i}"
-                if client.echo(value) != value:
-                    failures.append(value)
-        except Exception as exc:  # reported below
-            failures.append(repr(exc))
+        for i in range(60):
+            value = f"{n}-{i}"
+            if client.echo(value) != value:
+                failures.append(value)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-    assert not any(t.is_alive() for t in threads)
+    run_threads(worker, 8, timeout=20)
     assert failures == []
 
 
@@ -375,7 +367,7 @@ def test_with_workers_a_connection_has_at_most_that_many_requests_in_flight_and_
             assert gate.runs == 5
 
 
-def test_with_workers_every_reply_reaches_its_caller_under_load():
+def test_with_workers_every_reply_reaches_its_caller_under_load(run_threads):
     with socketrpc.serve({"echo": lambda x: x}, name="test-workers-load", workers=4) as server:
         failures = []
 
@@ -388,11 +380,7 @@ def test_with_workers_every_reply_reaches_its_caller_under_load():
                     if c.echo(f"{n}-{i}") != f"{n}-{i}" or b.send() != [i, -i]:
                         failures.append((n, i))
 
-        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        run_threads(worker, 8, timeout=30)
         assert failures == []
 
 

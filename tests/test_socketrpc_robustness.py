@@ -227,48 +227,32 @@ def test_a_slow_handler_on_one_connection_does_not_delay_another_client(server):
         assert result == {"slow": "late"}
 
 
-def test_load_sixteen_clients_three_hundred_calls_each(server):
+def test_load_sixteen_clients_three_hundred_calls_each(server, run_threads):
     failures: list[str] = []
     done = [0] * 16
 
     def client_thread(n: int) -> None:
-        try:
-            with socketrpc.connect(server.address, timeout=5.0) as c:
-                for i in range(300):
-                    value = [n, i]
-                    got = c.echo(value)
-                    if got != value:
-                        failures.append(f"client {n} call {i}: sent {value}, got {got}")
-                    done[n] += 1
-        except Exception as exc:  # reported below
-            failures.append(f"client {n}: {exc!r}")
+        with socketrpc.connect(server.address, timeout=5.0) as c:
+            for i in range(300):
+                value = [n, i]
+                got = c.echo(value)
+                if got != value:
+                    failures.append(f"client {n} call {i}: sent {value}, got {got}")
+                done[n] += 1
 
-    threads = [threading.Thread(target=client_thread, args=(n,)) for n in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
+    run_threads(client_thread, 16)
     assert failures == []
     assert done == [300] * 16
 
 
-def test_load_many_threads_pipelining_on_one_connection(server):
+def test_load_many_threads_pipelining_on_one_connection(server, run_threads):
     failures: list[str] = []
     with socketrpc.connect(server.address, timeout=5.0) as c:
 
         def worker(n: int) -> None:
-            try:
-                for i in range(100):
-                    if c.echo(f"{n}:{i}") != f"{n}:{i}":
-                        failures.append(f"{n}:{i}")
-            except Exception as exc:  # reported below
-                failures.append(repr(exc))
+            for i in range(100):
+                if c.echo(f"{n}:{i}") != f"{n}:{i}":
+                    failures.append(f"{n}:{i}")
 
-        threads = [threading.Thread(target=worker, args=(n,)) for n in range(12)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-    assert not any(t.is_alive() for t in threads)
+        run_threads(worker, 12)
     assert failures == []

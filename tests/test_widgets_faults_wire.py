@@ -56,18 +56,14 @@ def test_recorder_is_bounded_in_frames_and_payload_bytes():
         wiretap.Recorder(max_frames=0)
 
 
-def test_recorder_is_safe_from_many_threads():
+def test_recorder_is_safe_from_many_threads(run_threads):
     recorder = wiretap.Recorder(max_frames=10_000)
 
-    def feed():
+    def feed(n):
         for _ in range(500):
             recorder.on_frame("request", b"{}")
 
-    threads = [threading.Thread(target=feed) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(feed, 4)
     assert sorted(f.seq for f in recorder.frames()) == list(range(1, 2001))
 
 
