@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
-from rpclab import background
+from rpclab.runtime import background
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +33,9 @@ def _run_threads(target: Callable[[int], object], count: int, timeout: float = 6
         except BaseException as exc:  # reported below, with the thread's number
             errors.append(f"thread {n}: {exc!r}")
 
-    threads = [threading.Thread(target=run, args=(n,), name=f"test-thread-{n}") for n in range(count)]
+    threads = [
+        threading.Thread(target=run, args=(n,), name=f"test-thread-{n}") for n in range(count)
+    ]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + timeout
@@ -45,5 +47,6 @@ def _run_threads(target: Callable[[int], object], count: int, timeout: float = 6
 
 @pytest.fixture
 def run_threads() -> Callable[[Callable[[int], object], int, float], None]:
-    """``run_threads(target, count, timeout=60)``: run target(0..count-1) in threads; fail on an error or a hang."""
+    """``run_threads(target, count, timeout=60)``: run target(0..count-1) in threads; fail on an
+    error or a hang."""
     return _run_threads

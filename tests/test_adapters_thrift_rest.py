@@ -1,4 +1,5 @@
-"""The key-value store over Apache Thrift (thriftpy2) and REST/JSON (FastAPI on uvicorn), end to end over loopback."""
+"""The key-value store over Apache Thrift (thriftpy2) and REST/JSON (FastAPI on uvicorn), end to end
+over loopback."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import thriftpy2
 from thriftpy2.thrift import TApplicationException, TClient
 from thriftpy2.transport import TTransportException
 
-from rpclab import framing, process
 from rpclab.adapters import rest, thrift
+from rpclab.byhand import framing
 from rpclab.kv import MAX_VALUE_LENGTH, KVStore
+from rpclab.runtime import process
 
 
 def _closed_by_peer(conn: socket.socket) -> bool:
@@ -60,11 +62,15 @@ def test_kv_over_thrift():
 def test_thrift_refuses_an_oversized_message_and_keeps_serving():
     with thrift.serve(KVStore(), max_message_size=1024) as handle:
         with socket.create_connection(handle.address, timeout=2) as conn:
-            conn.sendall(struct.pack(">I", 2**31 - 1))  # declares 2 GiB: refused before anything is read
+            conn.sendall(
+                struct.pack(">I", 2**31 - 1)
+            )  # declares 2 GiB: refused before anything is read
             assert _closed_by_peer(conn)
         with thrift.connect(handle.address, timeout=2) as client:
             with pytest.raises((TTransportException, ConnectionError)):
-                client.put("big", "x" * 2000)  # over this server's 1 KiB limit: the connection is closed
+                client.put(
+                    "big", "x" * 2000
+                )  # over this server's 1 KiB limit: the connection is closed
         with thrift.connect(handle.address, timeout=2) as client:
             client.put("small", "x" * 500)
             assert client.get("small") == "x" * 500
@@ -76,8 +82,12 @@ def test_thrift_closes_a_connection_that_sends_a_malformed_message():
             conn.sendall(framing.encode_frame(b"\x00garbage, not thrift"))
             assert _closed_by_peer(conn)
         # A well-formed call header whose key claims to be 2 GiB long, in a 40-byte message.
-        header = struct.pack(">iI", -2147418112 | 1, 3) + b"get" + struct.pack(">i", 0)  # version 1, CALL, "get", seqid 0
-        lying_key = struct.pack(">bhi", 11, 1, 2**31 - 1) + b"abc"  # field 1, STRING, length 2**31-1
+        header = (
+            struct.pack(">iI", -2147418112 | 1, 3) + b"get" + struct.pack(">i", 0)
+        )  # version 1, CALL, "get", seqid 0
+        lying_key = (
+            struct.pack(">bhi", 11, 1, 2**31 - 1) + b"abc"
+        )  # field 1, STRING, length 2**31-1
         with socket.create_connection(handle.address, timeout=2) as conn:
             conn.sendall(framing.encode_frame(header + lying_key))
             assert _closed_by_peer(conn)
@@ -90,7 +100,9 @@ def test_thrift_answers_an_unknown_method_with_an_application_exception(tmp_path
     other_idl.write_text("service Other { string nope(1: string key) }\n")
     other = thriftpy2.load(str(other_idl), module_name="other_thrift")  # a method the server lacks
     with thrift.serve(KVStore()) as handle, thrift.connect(handle.address, timeout=2) as client:
-        stranger = TClient(other.Other, client._iprot)  # the same connection, another service's client
+        stranger = TClient(
+            other.Other, client._iprot
+        )  # the same connection, another service's client
         with pytest.raises(TApplicationException) as caught:
             stranger.nope("a")
         assert caught.value.type == TApplicationException.UNKNOWN_METHOD
@@ -130,7 +142,10 @@ def test_kv_over_rest():
         assert client.get("greeting") == "héllo ✓"
         assert client.increment("visits") == 1
         assert client.increment("visits", 41) == 42
-        assert client.request("POST", "/keys/visits/increment") == (200, {"key": "visits", "value": 43})  # no body: 1
+        assert client.request("POST", "/keys/visits/increment") == (
+            200,
+            {"key": "visits", "value": 43},
+        )  # no body: 1
         assert client.delete("greeting") is True
         assert client.delete("greeting") is False  # DELETE is idempotent: no 404 the second time
         with pytest.raises(rest.NotFound) as caught:
@@ -168,8 +183,10 @@ def test_rest_rejects_bad_input_with_4xx():
 def test_rest_refuses_an_oversized_body_and_keeps_serving():
     with rest.serve(KVStore(), max_body_size=1000) as handle:
         with socket.create_connection(handle.address, timeout=2) as conn:
-            conn.sendall(b"PUT /keys/a HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 999999999\r\n\r\n")
+            conn.sendall(
+                b"PUT /keys/a HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 999999999\r\n\r\n"
+            )
             assert conn.recv(200).startswith(b"HTTP/1.1 413")
         with rest.connect(handle.address, timeout=2) as client:
             with pytest.raises(rest.RESTError) as caught:
@@ -196,7 +213,9 @@ def test_rest_client_reconnects_when_the_server_is_replaced():
     try:
         assert client.increment("n") == 1  # the connection is now kept alive
         port = handle.port
-        handle = rest.serve(store, name="kv-rest-replaced", port=port)  # replaces the old one, same port
+        handle = rest.serve(
+            store, name="kv-rest-replaced", port=port
+        )  # replaces the old one, same port
         assert client.increment("n") == 2  # a POST on a fresh connection, sent exactly once
         assert client.get("n") == "2"
     finally:
@@ -225,7 +244,9 @@ def test_rest_client_times_out():
 def test_rest_server_does_not_block_on_a_slow_client():
     with rest.serve(KVStore()) as handle:
         with socket.create_connection(handle.address, timeout=2) as slow:
-            slow.sendall(b"PUT /keys/a HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n{")  # body never finished
+            slow.sendall(
+                b"PUT /keys/a HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n{"
+            )  # body never finished
             with rest.connect(handle.address, timeout=2) as client:
                 client.put("b", "2")
                 assert client.get("b") == "2"

@@ -1,4 +1,5 @@
-"""rpclab.aio (grpc.aio servers on the running loop, by name) and rpclab.aioservices.AsyncKV, with plain asyncio.run."""
+"""rpclab.runtime.aio (grpc.aio servers on the running loop, by name) and
+rpclab.grpcstack.aio_kv.AsyncKV, with plain asyncio.run."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import threading
 import grpc
 import pytest
 
-from rpclab import aio, background, process
-from rpclab.aioservices import add_async_kv
-from rpclab.grpcservices.greeter import helloworld_pb2, helloworld_pb2_grpc
-from rpclab.grpcservices.kv_service import kv_pb2, kv_pb2_grpc
+from rpclab.grpcstack.aio_kv import add_async_kv
+from rpclab.grpcstack.greeter import helloworld_pb2, helloworld_pb2_grpc
+from rpclab.grpcstack.kv_service import kv_pb2, kv_pb2_grpc
 from rpclab.kv import KVStore
+from rpclab.runtime import aio, background, process
 
 
 class AsyncGreeter(helloworld_pb2_grpc.GreeterServicer):
@@ -24,12 +25,16 @@ class AsyncGreeter(helloworld_pb2_grpc.GreeterServicer):
 
 
 def add_greeter(tag: str = ""):
-    return lambda server: helloworld_pb2_grpc.add_GreeterServicer_to_server(AsyncGreeter(tag), server)
+    return lambda server: helloworld_pb2_grpc.add_GreeterServicer_to_server(
+        AsyncGreeter(tag), server
+    )
 
 
 async def _hello(port: int, name: str = "Ada") -> str:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        reply = await helloworld_pb2_grpc.GreeterStub(channel).SayHello(helloworld_pb2.HelloRequest(name=name), timeout=2)
+        reply = await helloworld_pb2_grpc.GreeterStub(channel).SayHello(
+            helloworld_pb2.HelloRequest(name=name), timeout=2
+        )
         return reply.message
 
 
@@ -64,7 +69,9 @@ def test_serving_a_name_again_replaces_the_old_server():
         assert await _hello(second.port) == "Hello, Ada! (2)"
         async with grpc.aio.insecure_channel(f"127.0.0.1:{first.port}") as channel:
             with pytest.raises(grpc.aio.AioRpcError) as gone:
-                await helloworld_pb2_grpc.GreeterStub(channel).SayHello(helloworld_pb2.HelloRequest(name="x"), timeout=1)
+                await helloworld_pb2_grpc.GreeterStub(channel).SayHello(
+                    helloworld_pb2.HelloRequest(name="x"), timeout=1
+                )
         assert gone.value.code() is grpc.StatusCode.UNAVAILABLE
         assert await aio.stop_aio("test-aio") and not await aio.stop_aio("test-aio")
 
@@ -83,13 +90,16 @@ def test_serve_aio_explains_bad_arguments_and_a_failing_register():
 
         with pytest.raises(background.BackgroundServerError, match="no servicer today"):
             await aio.serve_aio("test-aio", broken)
+
         async def async_register(server):
             add_greeter()(server)
 
         server = await aio.serve_aio("test-aio", async_register)
         try:
             with pytest.raises(background.BackgroundServerError, match="could not bind"):
-                await aio.serve_aio("test-aio-2", add_greeter(), port=server.port)  # so_reuseport 0: no sharing
+                await aio.serve_aio(
+                    "test-aio-2", add_greeter(), port=server.port
+                )  # so_reuseport 0: no sharing
         finally:
             await aio.stop_all_aio()
 
@@ -167,20 +177,27 @@ def test_async_kv_serves_the_store_with_its_status_codes():
                 kv = kv_pb2_grpc.KVStub(channel)
                 await kv.Put(kv_pb2.PutRequest(key="k", value="v"), timeout=2)
                 assert (await kv.Get(kv_pb2.GetRequest(key="k"), timeout=2)).value == "v"
-                replies = await asyncio.gather(*(kv.Increment(kv_pb2.IncrementRequest(key="n"), timeout=2)
-                                                 for _ in range(20)))
+                replies = await asyncio.gather(
+                    *(kv.Increment(kv_pb2.IncrementRequest(key="n"), timeout=2) for _ in range(20))
+                )
                 assert sorted(r.value for r in replies) == list(range(1, 21))
                 once = kv_pb2.IncrementRequest(key="n", amount=5, request_id="r1")
                 assert [(await kv.Increment(once, timeout=2)).value for _ in range(2)] == [25, 25]
                 assert (await kv.Delete(kv_pb2.DeleteRequest(key="k"), timeout=2)).existed
                 codes = []
-                for call in (kv.Get(kv_pb2.GetRequest(key="k"), timeout=2),
-                             kv.Put(kv_pb2.PutRequest(key="", value="v"), timeout=2),
-                             kv.Increment(kv_pb2.IncrementRequest(key="n", amount=2**63 - 1), timeout=2)):
+                for call in (
+                    kv.Get(kv_pb2.GetRequest(key="k"), timeout=2),
+                    kv.Put(kv_pb2.PutRequest(key="", value="v"), timeout=2),
+                    kv.Increment(kv_pb2.IncrementRequest(key="n", amount=2**63 - 1), timeout=2),
+                ):
                     with pytest.raises(grpc.aio.AioRpcError) as failed:
                         await call
                     codes.append(failed.value.code())
-                assert codes == [grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE]
+                assert codes == [
+                    grpc.StatusCode.NOT_FOUND,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    grpc.StatusCode.OUT_OF_RANGE,
+                ]
         finally:
             await aio.stop_all_aio()
 
@@ -205,7 +222,9 @@ def test_async_kv_watch_streams_changes_until_the_deadline():
                     seen.append(change.key)
                     if len(seen) == 2:
                         break
-                assert watch.cancel()  # an aio call cancelled inside its own `async for` raises CancelledError
+                assert (
+                    watch.cancel()
+                )  # an aio call cancelled inside its own `async for` raises CancelledError
                 assert seen == ["a1", "a2"]
                 assert await watch.code() is grpc.StatusCode.CANCELLED
         finally:

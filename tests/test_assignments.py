@@ -1,4 +1,5 @@
-"""The graded assignments: solutions pass, student versions fail, wrong answers lose exactly the right points.
+"""The graded assignments: solutions pass, student versions fail, wrong answers lose exactly the
+right points.
 
 Runs nbgrader's own commands (`generate_assignment`, `autograde`) on a copy of
 assignments/ in a temporary folder, never in assignments/ itself:
@@ -30,7 +31,9 @@ import pytest
 import yaml
 from nbclient import NotebookClient
 
-from rpclab import background, framing, grading
+from rpclab import grading
+from rpclab.byhand import framing
+from rpclab.runtime import background
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = ROOT / "assignments"
@@ -54,7 +57,12 @@ def _env() -> dict[str, str]:
 
 def _nbgrader(course: Path, *args: str) -> str:
     done = subprocess.run(
-        [str(BIN / "nbgrader"), *args], cwd=course, env=_env(), capture_output=True, text=True, timeout=600
+        [str(BIN / "nbgrader"), *args],
+        cwd=course,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     log = done.stdout + done.stderr
     assert done.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{log[-4000:]}"
@@ -75,8 +83,13 @@ def _graded(nb) -> list:
 
 def _run(nb, cwd: Path):
     """Execute a notebook in a fresh kernel, carrying on past errors; return it with its outputs."""
-    NotebookClient(nb, timeout=KERNEL_TIMEOUT, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(cwd)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=KERNEL_TIMEOUT,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(cwd)}},
+    ).execute()
     return nb
 
 
@@ -85,8 +98,11 @@ def _errors(cell) -> list[str]:
 
 
 def _solution_code(cell) -> str:
-    """An answer cell of the source with its solution markers taken out: the code a right submission holds."""
-    return "\n".join(line for line in cell.source.splitlines() if not any(m in line for m in SOLUTION_MARKERS))
+    """An answer cell of the source with its solution markers taken out: the code a right submission
+    holds."""
+    return "\n".join(
+        line for line in cell.source.splitlines() if not any(m in line for m in SOLUTION_MARKERS)
+    )
 
 
 def _wrong_answers(assignment: str) -> dict:
@@ -108,16 +124,27 @@ def _path_with_bin():
 
 
 def _submissions(root: Path, assignment: str) -> dict[str, dict]:
-    """Write the solution and every wrong answer as submitted/<student>/<assignment>/; return them by student."""
+    """Write the solution and every wrong answer as submitted/<student>/<assignment>/; return them
+    by student."""
     source = nbformat.read(_source(assignment), as_version=4)
-    solutions = {_meta(c)["grade_id"]: _solution_code(c) for c in source.cells if _meta(c).get("solution")}
+    solutions = {
+        _meta(c)["grade_id"]: _solution_code(c) for c in source.cells if _meta(c).get("solution")
+    }
     release = nbformat.read(root / "release" / assignment / f"{assignment}.ipynb", as_version=4)
-    students = {"solution": {}} | {name: entry for name, entry in _wrong_answers(assignment).items()}
+    students = {"solution": {}} | {
+        name: entry for name, entry in _wrong_answers(assignment).items()
+    }
     for student, entry in students.items():
         answers, edits = entry.get("answers", {}), entry.get("edits", {})
-        others = {_meta(c)["grade_id"] for c in release.cells if _meta(c) and not _meta(c).get("solution")}
-        assert set(answers) <= set(solutions), f"{student}: {sorted(set(answers) - set(solutions))} are not answer cells"
-        assert set(edits) <= others, f"{student}: {sorted(set(edits) - others)} are not cells of {assignment}"
+        others = {
+            _meta(c)["grade_id"] for c in release.cells if _meta(c) and not _meta(c).get("solution")
+        }
+        assert set(answers) <= set(solutions), (
+            f"{student}: {sorted(set(answers) - set(solutions))} are not answer cells"
+        )
+        assert set(edits) <= others, (
+            f"{student}: {sorted(set(edits) - others)} are not cells of {assignment}"
+        )
         submission = nbformat.from_dict(release)  # a copy of the student version ...
         for cell in submission.cells:  # ... with every answer filled in, and the edits made
             grade_id = _meta(cell).get("grade_id")
@@ -133,7 +160,8 @@ def _submissions(root: Path, assignment: str) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    """A copy of the course with the student versions generated and the submissions being autograded.
+    """A copy of the course with the student versions generated and the submissions being
+    autograded.
 
     `nbgrader autograde` for every assignment and student starts here, in the
     background, so that it runs side by side with the tests that execute
@@ -145,8 +173,13 @@ def course(tmp_path_factory):
     _nbgrader(root, "generate_assignment", "*", "--force")  # a glob: every assignment in one run
     students = {assignment: _submissions(root, assignment) for assignment in ASSIGNMENTS}
     log = open(root / "autograde.log", "w")
-    process = subprocess.Popen([str(BIN / "nbgrader"), "autograde", "*", "--force"], cwd=root, env=_env(),
-                               stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [str(BIN / "nbgrader"), "autograde", "*", "--force"],
+        cwd=root,
+        env=_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         yield {"root": root, "students": students, "autograde": process}
     finally:
@@ -158,26 +191,41 @@ def course(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def autograded(course) -> dict:
-    """Scores from the gradebook once autograding is done: assignment -> student -> grade id -> (score, max)."""
+    """Scores from the gradebook once autograding is done: assignment -> student -> grade id ->
+    (score, max)."""
     from nbgrader.api import Gradebook
 
     root, process = course["root"], course["autograde"]
     returncode = process.wait(timeout=900)
-    assert returncode == 0, f"nbgrader autograde failed:\n{(root / 'autograde.log').read_text()[-4000:]}"
+    assert returncode == 0, (
+        f"nbgrader autograde failed:\n{(root / 'autograde.log').read_text()[-4000:]}"
+    )
     scores: dict = {}
-    with _path_with_bin(), Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id="rpclab") as gradebook:
+    with (
+        _path_with_bin(),
+        Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id="rpclab") as gradebook,
+    ):
         for assignment, students in course["students"].items():
             scores[assignment] = {"max": gradebook.find_assignment(assignment).max_score}
             for student in students:
                 notebook = gradebook.find_submission_notebook(assignment, assignment, student)
-                scores[assignment][student] = {g.name: (g.score, g.max_score) for g in notebook.grades}
+                scores[assignment][student] = {
+                    g.name: (g.score, g.max_score) for g in notebook.grades
+                }
     return scores
 
 
 def test_there_are_four_assignments_each_with_wrong_answers_to_catch():
-    assert ASSIGNMENTS == ["a1-framing", "a2-stub-and-dispatch", "a3-at-most-once", "a4-grpc-service"]
+    assert ASSIGNMENTS == [
+        "a1-framing",
+        "a2-stub-and-dispatch",
+        "a3-at-most-once",
+        "a4-grpc-service",
+    ]
     for assignment in ASSIGNMENTS:
-        assert _wrong_answers(assignment), f"assignments/tests_data/{assignment}.yml has no wrong answers"
+        assert _wrong_answers(assignment), (
+            f"assignments/tests_data/{assignment}.yml has no wrong answers"
+        )
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -185,45 +233,62 @@ def test_source_notebook_is_tidy_and_states_its_time_and_points(assignment):
     nb = nbformat.read(_source(assignment), as_version=4)
     nbformat.validate(nb)
     assert nb.metadata.kernelspec.name == "python3"
-    assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code"), \
-        "clear outputs before committing"
+    assert all(
+        not c.get("outputs") and not c.get("execution_count")
+        for c in nb.cells
+        if c.cell_type == "code"
+    ), "clear outputs before committing"
     ids = [_meta(c)["grade_id"] for c in nb.cells if _meta(c)]
     assert len(ids) == len(set(ids)), f"grade ids repeat: {ids}"
 
     intro = nb.cells[0].source
     assert re.search(r"^# A\d · ", intro, re.M), "the first cell is the title"
-    assert re.search(r"^\*Time: about \d+ minutes\.\*", intro, re.M), "the title cell gives a time estimate"
+    assert re.search(r"^\*Time: about \d+ minutes\.\*", intro, re.M), (
+        "the title cell gives a time estimate"
+    )
     rows = re.findall(r"^\| (\d+) \|.*\| (\d+) \|$", intro, re.M)
     total = re.search(r"\*\*total\*\* \| \*\*(\d+)\*\*", intro)
     points = [_meta(c)["points"] for c in _graded(nb)]
-    assert total and int(total[1]) == sum(int(p) for _, p in rows) == sum(points), \
-        f"the points table ({rows}, total {total and total[1]}) disagrees with the graded cells ({points})"
+    assert total and int(total[1]) == sum(int(p) for _, p in rows) == sum(points), (
+        f"the points table ({rows}, total {total and total[1]}) disagrees with the graded cells "
+        f"({points})"
+    )
 
     table = {int(n): int(p) for n, p in rows}
     headings = 0
     for i, cell in enumerate(nb.cells):
-        heading = re.match(r"## Parts? (\d+)(?:–(\d+))? · .*\((\d+) points", cell.source) if cell.cell_type == "markdown" else None
+        heading = (
+            re.match(r"## Parts? (\d+)(?:–(\d+))? · .*\((\d+) points", cell.source)
+            if cell.cell_type == "markdown"
+            else None
+        )
         if not heading:
             continue
         headings += 1
         first, last, stated = int(heading[1]), int(heading[2] or heading[1]), int(heading[3])
         following = []
-        for later in nb.cells[i + 1:]:
+        for later in nb.cells[i + 1 :]:
             if later.cell_type == "markdown" and later.source.startswith("## "):
                 break
             if _meta(later).get("grade"):
                 following.append(_meta(later)["points"])
-        assert stated == sum(following) == sum(table[n] for n in range(first, last + 1)), \
+        assert stated == sum(following) == sum(table[n] for n in range(first, last + 1)), (
             f"{cell.source.splitlines()[0]!r}: its graded cells give {following}, the table {table}"
+        )
     assert sum(table.values()) and headings, "every part has a heading '## Part N · ... (P points)'"
 
     answers = [c for c in nb.cells if _meta(c).get("solution")]
-    assert answers and all(SOLUTION_MARKERS[0] in c.source for c in answers), "every answer cell holds a solution"
+    assert answers and all(SOLUTION_MARKERS[0] in c.source for c in answers), (
+        "every answer cell holds a solution"
+    )
     for cell in _graded(nb):
-        assert cell.source.count(HIDDEN_MARKERS[0]) == 1 == cell.source.count(HIDDEN_MARKERS[1]), \
+        assert cell.source.count(HIDDEN_MARKERS[0]) == 1 == cell.source.count(HIDDEN_MARKERS[1]), (
             f"{_meta(cell)['grade_id']}: every graded cell has one block of hidden tests"
+        )
         visible = cell.source.split(HIDDEN_MARKERS[0])[0]
-        assert visible.strip(), f"{_meta(cell)['grade_id']}: every graded cell has visible tests too"
+        assert visible.strip(), (
+            f"{_meta(cell)['grade_id']}: every graded cell has visible tests too"
+        )
 
 
 @pytest.mark.notebook
@@ -244,14 +309,18 @@ def test_student_version_hides_the_answers_and_fails_every_graded_cell(assignmen
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_source_notebook_passes_every_graded_cell(assignment, tmp_path):
     nb = _run(nbformat.read(_source(assignment), as_version=4), tmp_path)
-    failures = {_meta(c).get("grade_id", i): _errors(c) for i, c in enumerate(nb.cells) if _errors(c)}
+    failures = {
+        _meta(c).get("grade_id", i): _errors(c) for i, c in enumerate(nb.cells) if _errors(c)
+    }
     assert not failures, f"the solution fails: {failures}"
     assert _graded(nb)
 
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_autograde_gives_the_solution_full_marks_and_wrong_answers_lose_their_points(assignment, course, autograded):
+def test_autograde_gives_the_solution_full_marks_and_wrong_answers_lose_their_points(
+    assignment, course, autograded
+):
     scores = autograded[assignment]
     source = nbformat.read(_source(assignment), as_version=4)
 
@@ -261,7 +330,9 @@ def test_autograde_gives_the_solution_full_marks_and_wrong_answers_lose_their_po
     def why(student: str) -> str:
         path = course["root"] / "autograded" / student / assignment / f"{assignment}.ipynb"
         graded = nbformat.read(path, as_version=4)
-        return "; ".join(f"{_meta(c)['grade_id']}: {_errors(c)[-1][:300]}" for c in _graded(graded) if _errors(c))
+        return "; ".join(
+            f"{_meta(c)['grade_id']}: {_errors(c)[-1][:300]}" for c in _graded(graded) if _errors(c)
+        )
 
     assert scores["max"] == sum(_meta(c)["points"] for c in _graded(source))
     assert set(scores["solution"]) == {_meta(c)["grade_id"] for c in _graded(source)}
@@ -281,14 +352,21 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
 
 
 def test_receive_from_chunks_delivers_each_chunk_separately():
-    sizes = grading.receive_from_chunks(lambda sock: [len(sock.recv(100)) for _ in range(3)], [b"a", b"bc", b"def"])
+    sizes = grading.receive_from_chunks(
+        lambda sock: [len(sock.recv(100)) for _ in range(3)], [b"a", b"bc", b"def"]
+    )
     assert sizes == [1, 2, 3]
 
 
 def test_receive_from_chunks_hangs_up_after_the_chunks_unless_told_not_to():
-    assert grading.receive_from_chunks(lambda sock: (sock.recv(10), sock.recv(10)), [b"xy"]) == (b"xy", b"")
+    assert grading.receive_from_chunks(lambda sock: (sock.recv(10), sock.recv(10)), [b"xy"]) == (
+        b"xy",
+        b"",
+    )
     with pytest.raises(grading.TookTooLong, match="kept its end open"):
-        grading.receive_from_chunks(lambda sock: _recv_exactly(sock, 3), [b"xy"], close=False, timeout=0.3)
+        grading.receive_from_chunks(
+            lambda sock: _recv_exactly(sock, 3), [b"xy"], close=False, timeout=0.3
+        )
 
 
 def test_receive_from_chunks_passes_on_the_receivers_exception():
@@ -304,7 +382,9 @@ def test_receive_from_chunks_stops_a_receiver_that_spins_on_a_closed_socket():
     before = threading.active_count()
     with pytest.raises(grading.TookTooLong, match="returned b''"):
         grading.receive_from_chunks(spin, [b"x"], timeout=0.3)
-    assert threading.active_count() == before, "the helper's threads must end once the sockets are shut"
+    assert threading.active_count() == before, (
+        "the helper's threads must end once the sockets are shut"
+    )
 
 
 def test_bytes_sent_by_shows_what_a_partial_send_loses():
@@ -321,7 +401,10 @@ def test_frame_server_answers_frames_and_stays_silent_for_none():
         seen.append(payload)
         return None if payload.startswith(b"quiet") else payload.upper()
 
-    with grading.serve_frames("grading-echo", handle) as server, grading.FramedConnection(server.address) as conn:
+    with (
+        grading.serve_frames("grading-echo", handle) as server,
+        grading.FramedConnection(server.address) as conn,
+    ):
         conn.send(b"quiet please")
         assert conn.request(b"hello") == b"HELLO"
         with pytest.raises(TimeoutError):
@@ -351,7 +434,10 @@ def test_frame_server_closes_a_connection_whose_handler_raises(caplog):
     def handle(payload: bytes) -> bytes:
         raise NotImplementedError
 
-    with grading.serve_frames("grading-broken", handle) as server, grading.FramedConnection(server.address) as conn:
+    with (
+        grading.serve_frames("grading-broken", handle) as server,
+        grading.FramedConnection(server.address) as conn,
+    ):
         with pytest.raises(ConnectionError):
             conn.request(b"anything", timeout=2)
     assert "handle(payload) raised" in caplog.text

@@ -1,4 +1,5 @@
-"""Retries over a lossy network: naive retries count wrong, retries with request ids and server de-dup count right.
+"""Retries over a lossy network: naive retries count wrong, retries with request ids and server
+de-dup count right.
 
 The KV store's ``increment`` is not idempotent. Through a proxy that drops 20%
 of the frames both ways, a call whose *reply* was lost has already run on the
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from rpclab import faults, kv, socketrpc
+from rpclab import faults, kv
+from rpclab.byhand import socketrpc
 from rpclab.faults import Faults
 
 CALLS = 100
@@ -17,14 +19,17 @@ LOSSY = Faults(drop=0.2, seed=2024)  # 20% of frames lost, both ways, the same o
 
 
 def increments_through_a_lossy_proxy(at_most_once: bool) -> tuple[int, faults.ProxyStats, int]:
-    """Increment a counter CALLS times through the lossy proxy; return the counter, the proxy's stats, replays."""
+    """Increment a counter CALLS times through the lossy proxy; return the counter, the proxy's
+    stats, replays."""
     store = kv.KVStore()
     server = socketrpc.serve(store, name="kv", at_most_once=at_most_once)
     proxy = faults.serve_proxy("lossy", server, LOSSY)
     try:
         with socketrpc.connect(proxy.address, timeout=0.05, retries=30, backoff=0.001) as client:
             for _ in range(CALLS):
-                client.increment("hits")  # retried with the same request id until a reply gets through
+                client.increment(
+                    "hits"
+                )  # retried with the same request id until a reply gets through
         replays = server.dedup.replays if server.dedup is not None else 0
         return int(store.get("hits")), proxy.stats, replays
     finally:
@@ -52,7 +57,9 @@ def test_a_new_id_for_each_try_counts_wrong_even_with_server_dedup():
     try:
         with socketrpc.connect(proxy.address, timeout=0.05, retries=0) as client:
             for _ in range(CALLS):
-                for _attempt in range(30):  # a hand-written retry loop: each try is a new call, with a new id
+                for _attempt in range(
+                    30
+                ):  # a hand-written retry loop: each try is a new call, with a new id
                     try:
                         client.increment("hits")
                         break

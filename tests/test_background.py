@@ -1,4 +1,5 @@
-"""rpclab.background: servers in threads of this process, replaced by name, stopped for good."""
+"""rpclab.runtime.background: servers in threads of this process, replaced by name, stopped for
+good."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from xmlrpc.server import SimpleXMLRPCServer
 import grpc
 import pytest
 
-from rpclab import background, process
-from rpclab.background import BackgroundServerError
+from rpclab.runtime import background, process
+from rpclab.runtime.background import BackgroundServerError
 
 
 class EchoHandler(socketserver.BaseRequestHandler):
@@ -64,7 +65,10 @@ def test_serve_works_with_xmlrpc_and_http_servers():
         def log_message(self, *args: object) -> None:
             pass
 
-    with background.serve("xml", make_xmlrpc) as xml, background.serve("http", lambda a: ThreadingHTTPServer(a, Hello)) as http:
+    with (
+        background.serve("xml", make_xmlrpc) as xml,
+        background.serve("http", lambda a: ThreadingHTTPServer(a, Hello)) as http,
+    ):
         with xmlrpc.client.ServerProxy(f"http://{xml.host}:{xml.port}") as proxy:
             assert proxy.add(2, 3) == 5
         with socket.create_connection(http.address, timeout=2) as conn:
@@ -115,7 +119,9 @@ def test_after_stop_the_same_port_can_be_bound_again():
 def test_port_in_use_gives_a_clear_error():
     with socket.create_server(("127.0.0.1", 0)) as squatter:
         port = squatter.getsockname()[1]
-        with pytest.raises(BackgroundServerError, match=f"port {port} on 127.0.0.1 is already in use"):
+        with pytest.raises(
+            BackgroundServerError, match=f"port {port} on 127.0.0.1 is already in use"
+        ):
             background.serve("echo", lambda a: socketserver.TCPServer(a, EchoHandler), port=port)
     assert background.running() == {}
 
@@ -124,7 +130,9 @@ def test_a_factory_that_raises_is_explained():
     def broken(address):
         raise ValueError("no handler configured")
 
-    with pytest.raises(BackgroundServerError, match="cannot start 'broken'.*ValueError: no handler configured"):
+    with pytest.raises(
+        BackgroundServerError, match="cannot start 'broken'.*ValueError: no handler configured"
+    ):
         background.serve("broken", broken)
 
 
@@ -141,12 +149,15 @@ def test_a_name_must_be_a_non_empty_string(name):
         background.serve_grpc(name, lambda server: None)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"port": -1}, "between 0 and 65535"),
-    ({"port": 70000}, "between 0 and 65535"),
-    ({"port": "80"}, "port must be an int"),
-    ({"host": ""}, "host must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"port": -1}, "between 0 and 65535"),
+        ({"port": 70000}, "between 0 and 65535"),
+        ({"port": "80"}, "port must be an int"),
+        ({"host": ""}, "host must be"),
+    ],
+)
 def test_bad_host_or_port_is_refused(kwargs, match):
     with pytest.raises((TypeError, ValueError), match=match):
         background.serve("echo", make_echo, **kwargs)
@@ -174,9 +185,12 @@ def test_stop_all_stops_everything():
 
 # --------------------------------------------------------------------------- gRPC
 
+
 def _generic_echo(server: grpc.Server) -> None:
     handler = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.Echo", {"Say": handler})])
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("test.Echo", {"Say": handler})]
+    )
 
 
 def grpc_echo(address, payload: bytes = b"hi") -> bytes:
@@ -219,7 +233,9 @@ def test_grpc_register_that_raises_is_explained():
     def broken(server):
         raise RuntimeError("servicer missing")
 
-    with pytest.raises(BackgroundServerError, match="register\\(server\\) raised RuntimeError: servicer missing"):
+    with pytest.raises(
+        BackgroundServerError, match="register\\(server\\) raised RuntimeError: servicer missing"
+    ):
         background.serve_grpc("broken", broken)
     assert background.running() == {}
 

@@ -1,4 +1,5 @@
-"""rpclab.balancer: a round-robin TCP (L4) balancer that passes bytes through untouched and stops cleanly."""
+"""rpclab.grpcstack.balancer: a round-robin TCP (L4) balancer that passes bytes through untouched
+and stops cleanly."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import threading
 
 import pytest
 
-from rpclab import background, balancer
+from rpclab.grpcstack import balancer
+from rpclab.runtime import background
 
 
 def _recv_all(sock: socket.socket) -> bytes:
@@ -24,7 +26,8 @@ class _Server(socketserver.ThreadingTCPServer):
 
 
 def named_echo(name: str) -> background.ServerHandle:
-    """A server that sends its name, then echoes everything until the client half-closes, then closes."""
+    """A server that sends its name, then echoes everything until the client half-closes, then
+    closes."""
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
@@ -81,7 +84,9 @@ def test_a_megabyte_passes_through_intact_both_ways_with_half_close(upstreams):
     with balancer.serve_balancer("lb-test", upstreams[:1]) as lb:
         with socket.create_connection(lb.address, timeout=5) as sock:
             assert greeting_of(sock) == "up-1"
-            sender = threading.Thread(target=lambda: (sock.sendall(payload), sock.shutdown(socket.SHUT_WR)))
+            sender = threading.Thread(
+                target=lambda: (sock.sendall(payload), sock.shutdown(socket.SHUT_WR))
+            )
             sender.start()
             echoed = _recv_all(sock)  # the upstream closes after our half-close reaches it
             sender.join(5)

@@ -1,13 +1,16 @@
-"""The capstone's shop (rpclab.shop), its tracing (rpclab.tracing) and its retry budget (rpclab.retrybudget)."""
+"""The capstone's shop (rpclab.capstone.shop), its tracing (rpclab.lab.tracing) and its retry budget
+(rpclab.capstone.retrybudget)."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
 
-from rpclab import faults, shop, tracing
-from rpclab.retrybudget import RetryBudget
-from rpclab.shop import shop_pb2, shop_pb2_grpc
+from rpclab import faults
+from rpclab.capstone import shop
+from rpclab.capstone.retrybudget import RetryBudget
+from rpclab.capstone.shop import shop_pb2, shop_pb2_grpc
+from rpclab.lab import tracing
 
 FAST = {"gateway": 0.0, "orders": 0.002, "inventory": 0.005, "payments": 0.002}
 ORDER = shop_pb2.PlaceOrderRequest(customer="ada", item="teapot", quantity=1)
@@ -26,7 +29,9 @@ def running():
 
 def place(stub, timeout=2.0, trace_id=None):
     trace_id = trace_id or tracing.new_trace_id()
-    return stub.PlaceOrder(ORDER, timeout=timeout, metadata=[(tracing.TRACE_ID_KEY, trace_id)]), trace_id
+    return stub.PlaceOrder(
+        ORDER, timeout=timeout, metadata=[(tracing.TRACE_ID_KEY, trace_id)]
+    ), trace_id
 
 
 def server_spans(services, trace_id):
@@ -49,7 +54,9 @@ def test_each_hop_sees_a_smaller_budget(running):
     assert reply.order.transaction_id and reply.attempts == 1
     spans = server_spans(services, trace_id)
     budgets = [spans[name].budget for name in ("gateway", "orders", "inventory", "payments")]
-    assert 0.81 > budgets[0] > budgets[1] > budgets[2] > budgets[3] > 0  # payments is called after inventory
+    assert (
+        0.81 > budgets[0] > budgets[1] > budgets[2] > budgets[3] > 0
+    )  # payments is called after inventory
 
 
 def test_when_the_budget_runs_out_the_work_downstream_stops(running):
@@ -64,7 +71,9 @@ def test_when_the_budget_runs_out_the_work_downstream_stops(running):
     assert spans["inventory"].status == "DEADLINE_EXCEEDED" and spans["inventory"].duration < 0.5
     assert "payments" not in spans  # orders never got as far as charging
     assert services.inventory.stock["teapot"] == before  # nothing reserved
-    assert any(n.service == "inventory" and "stopped after" in n.text for n in services.journal.notes())
+    assert any(
+        n.service == "inventory" and "stopped after" in n.text for n in services.journal.notes()
+    )
 
 
 def test_without_propagation_the_work_goes_on_after_the_client_gave_up(running):
@@ -114,7 +123,11 @@ def test_a_missing_or_malformed_trace_id_starts_a_new_trace(running):
 def test_the_recorder_is_bounded_and_counts_what_it_forgot():
     recorder = tracing.SpanRecorder(maxlen=3)
     for i in range(5):
-        recorder.record(tracing.Span("a" * 32, f"{i + 1:016x}", None, "svc", "/p.S/M", "server", i, i + 1, "OK", None))
+        recorder.record(
+            tracing.Span(
+                "a" * 32, f"{i + 1:016x}", None, "svc", "/p.S/M", "server", i, i + 1, "OK", None
+            )
+        )
     assert len(recorder) == 3 and recorder.forgotten == 2
     assert [s.start for s in recorder.spans()] == [2, 3, 4]
     assert recorder.calls() == {"svc": 3}
@@ -124,9 +137,16 @@ def test_the_recorder_is_bounded_and_counts_what_it_forgot():
 
 def test_tree_puts_children_under_parents_and_survives_loops():
     def span(span_id, parent, start):
-        return tracing.Span("a" * 32, span_id, parent, "s", "/p.S/M", "server", start, start + 1, "OK", None)
+        return tracing.Span(
+            "a" * 32, span_id, parent, "s", "/p.S/M", "server", start, start + 1, "OK", None
+        )
 
-    root, child, late, orphan = span("1", None, 0), span("2", "1", 1), span("3", "1", 3), span("4", "zz", 2)
+    root, child, late, orphan = (
+        span("1", None, 0),
+        span("2", "1", 1),
+        span("3", "1", 3),
+        span("4", "zz", 2),
+    )
     grandchild = span("5", "2", 2)
     rows = tracing.tree([late, grandchild, orphan, child, root])
     assert [(d, s.span_id) for d, s in rows] == [(0, "1"), (1, "2"), (2, "5"), (1, "3"), (0, "4")]
@@ -152,7 +172,9 @@ def test_the_retry_budget_caps_retries_at_the_ratio_after_the_initial_tokens():
     allowed = 0
     for _ in range(100):
         budget.record_call()
-        allowed += sum(budget.try_retry() for _ in range(2))  # every call fails twice and wants two retries
+        allowed += sum(
+            budget.try_retry() for _ in range(2)
+        )  # every call fails twice and wants two retries
     assert allowed == 2 + 10  # the initial tokens plus 10% of 100 calls
     assert budget.stats == (100, allowed, 200 - allowed, 0.0)
 
@@ -166,8 +188,16 @@ def test_the_retry_budget_saves_up_at_most_max_tokens():
     assert [budget.try_retry() for _ in range(4)] == [True, True, True, False]
 
 
-@pytest.mark.parametrize("kwargs", [{"ratio": -0.1}, {"ratio": float("nan")}, {"max_tokens": 0},
-                                    {"initial_tokens": 11}, {"ratio": True}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"ratio": -0.1},
+        {"ratio": float("nan")},
+        {"max_tokens": 0},
+        {"initial_tokens": 11},
+        {"ratio": True},
+    ],
+)
 def test_the_retry_budget_refuses_bad_settings(kwargs):
     with pytest.raises(ValueError):
         RetryBudget(**kwargs)
@@ -203,7 +233,9 @@ def test_orders_is_idempotent_per_order_id(running):
     services, _ = running
     with grpc.insecure_channel(f"127.0.0.1:{services.handles['orders'].port}") as channel:
         orders = shop_pb2_grpc.OrdersStub(channel)
-        request = shop_pb2.CreateOrderRequest(order_id="ord-x", customer="ada", item="mug", quantity=2)
+        request = shop_pb2.CreateOrderRequest(
+            order_id="ord-x", customer="ada", item="mug", quantity=2
+        )
         first, second = (orders.Create(request, timeout=2.0) for _ in range(2))
     assert first == second and first.amount_cents == 2 * shop.PRICES["mug"]
     assert services.inventory.stock["mug"] == shop.DEFAULT_STOCK["mug"] - 2
@@ -214,8 +246,12 @@ def test_orders_is_idempotent_per_order_id(running):
 
 def test_a_reset_at_inventory_surfaces_as_unavailable_at_the_gateway(running):
     services, stub = running
-    proxy = faults.serve_proxy("test-inventory-proxy", target=services.handles["inventory"],
-                               faults=faults.Faults(reset=1.0), mode="bytes")
+    proxy = faults.serve_proxy(
+        "test-inventory-proxy",
+        target=services.handles["inventory"],
+        faults=faults.Faults(reset=1.0),
+        mode="bytes",
+    )
     try:
         services.reroute("inventory", proxy.address)
         with pytest.raises(grpc.RpcError) as caught:
@@ -231,14 +267,18 @@ def test_a_reset_at_inventory_surfaces_as_unavailable_at_the_gateway(running):
 
 def test_bad_orders_are_refused_at_the_gateway(running):
     _, stub = running
-    for request in (shop_pb2.PlaceOrderRequest(customer="", item="teapot", quantity=1),
-                    shop_pb2.PlaceOrderRequest(customer="ada", item="teapot", quantity=0),
-                    shop_pb2.PlaceOrderRequest(customer="ada", item="x" * 100, quantity=1)):
+    for request in (
+        shop_pb2.PlaceOrderRequest(customer="", item="teapot", quantity=1),
+        shop_pb2.PlaceOrderRequest(customer="ada", item="teapot", quantity=0),
+        shop_pb2.PlaceOrderRequest(customer="ada", item="x" * 100, quantity=1),
+    ):
         with pytest.raises(grpc.RpcError) as caught:
             stub.PlaceOrder(request, timeout=2.0)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.RpcError) as caught:
-        stub.PlaceOrder(shop_pb2.PlaceOrderRequest(customer="ada", item="spaceship", quantity=1), timeout=2.0)
+        stub.PlaceOrder(
+            shop_pb2.PlaceOrderRequest(customer="ada", item="spaceship", quantity=1), timeout=2.0
+        )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -257,7 +297,9 @@ def test_the_gateway_reports_degraded_when_a_dependency_is_not_serving(running):
     services.set_serving("inventory", True)
     services.handles["payments"].stop()
     gone = stub.Status(shop_pb2.StatusRequest(), timeout=2.0)
-    assert gone.status == "DEGRADED" and gone.dependencies["payments"] == "UNREACHABLE (UNAVAILABLE)"
+    assert (
+        gone.status == "DEGRADED" and gone.dependencies["payments"] == "UNREACHABLE (UNAVAILABLE)"
+    )
 
 
 # --------------------------------------------------------------------------- running it

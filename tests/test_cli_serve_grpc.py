@@ -1,4 +1,5 @@
-"""`rpclab serve grpc` in a subprocess: one line, real clients, a clean exit on SIGTERM and SIGINT."""
+"""`rpclab serve grpc` in a subprocess: one line, real clients, a clean exit on SIGTERM and
+SIGINT."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from rpclab.protos import load
+from rpclab.grpcstack.protos import load
 
-START_TIMEOUT = 60.0  # a cold start imports grpc and may compile the protos: generous, never reached normally
+START_TIMEOUT = (
+    60.0  # a cold start imports grpc and may compile the protos: generous, never reached normally
+)
 EXIT_TIMEOUT = 10.0
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +38,11 @@ def served():
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "rpclab.cli", "serve", "grpc"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
     )
     try:
         yield proc
@@ -53,12 +60,16 @@ def call_everything(address: str) -> None:
     route_guide_pb2, route_guide_pb2_grpc = load("route_guide")
     kv_pb2, kv_pb2_grpc = load("kv")
     with grpc.insecure_channel(address) as channel:
-        greeting = helloworld_pb2_grpc.GreeterStub(channel).SayHello(helloworld_pb2.HelloRequest(name="CLI"), timeout=5)
+        greeting = helloworld_pb2_grpc.GreeterStub(channel).SayHello(
+            helloworld_pb2.HelloRequest(name="CLI"), timeout=5
+        )
         assert greeting.message == "Hello, CLI!"
         kv = kv_pb2_grpc.KVStub(channel)
         kv.Put(kv_pb2.PutRequest(key="from", value="cli"), timeout=5)
         assert kv.Get(kv_pb2.GetRequest(key="from"), timeout=5).value == "cli"
-        feature = route_guide_pb2_grpc.RouteGuideStub(channel).GetFeature(route_guide_pb2.Point(), timeout=5)
+        feature = route_guide_pb2_grpc.RouteGuideStub(channel).GetFeature(
+            route_guide_pb2.Point(), timeout=5
+        )
         assert feature.name == ""
 
 

@@ -1,4 +1,5 @@
-"""`rpclab serve socket`: prints where it listens, serves the KV store, and exits 0 on SIGTERM or Ctrl-C."""
+"""`rpclab serve socket`: prints where it listens, serves the KV store, and exits 0 on SIGTERM or
+Ctrl-C."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 
-from rpclab import socketrpc
+from rpclab.byhand import socketrpc
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -18,9 +19,13 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def start_server() -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "rpclab.cli", "serve", "socket"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    ready, _, _ = select.select([proc.stdout], [], [], 20.0)  # startup imports can be slow on a busy machine
+    ready, _, _ = select.select(
+        [proc.stdout], [], [], 20.0
+    )  # startup imports can be slow on a busy machine
     if not ready:
         proc.kill()
         proc.communicate(timeout=5)

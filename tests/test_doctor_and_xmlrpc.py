@@ -16,7 +16,13 @@ from rpclab.kv import KVStore
 
 def test_doctor_passes_on_this_installation():
     results = doctor.check()
-    assert {r.name for r in results} >= {"Python", "grpc import", "protoc in process", "loopback", "widgets extension"}
+    assert {r.name for r in results} >= {
+        "Python",
+        "grpc import",
+        "protoc in process",
+        "loopback",
+        "widgets extension",
+    }
     assert all(r.ok for r in results), [r for r in results if not r.ok]
 
 
@@ -32,7 +38,9 @@ def test_doctor_reports_a_failure_with_what_to_do(monkeypatch):
 
 
 def test_doctor_command_exits_zero_when_all_is_well():
-    done = subprocess.run([sys.executable, "-m", "rpclab.cli", "doctor"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "rpclab.cli", "doctor"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "All good" in done.stdout
 

@@ -1,13 +1,15 @@
-"""rpclab.explorer (reflection, requests built from text, dynamic calls) and the call-explorer widget, against real servers."""
+"""rpclab.grpcstack.explorer (reflection, requests built from text, dynamic calls) and the call-
+explorer widget, against real servers."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
 
-from rpclab import background, explorer
-from rpclab.grpcservices import add_greeter, serve_all
+from rpclab.grpcstack import explorer
+from rpclab.grpcstack.services import add_greeter, serve_all
 from rpclab.kv import KVStore
+from rpclab.runtime import background
 from rpclab.widgets.call_explorer import CallExplorer
 
 
@@ -37,7 +39,10 @@ def test_reflection_lists_every_method_with_its_kind(methods):
     assert "rpclab.kv.KV/Watch" in names and "grpc.health.v1.Health/Check" in names
     increment = explorer.find_method(methods, "KV/Increment")
     assert increment.path == "/rpclab.kv.KV/Increment"
-    assert str(increment) == "rpc rpclab.kv.KV.Increment(rpclab.kv.IncrementRequest) returns (rpclab.kv.IncrementReply)"
+    assert (
+        str(increment) == "rpc rpclab.kv.KV.Increment(rpclab.kv.IncrementRequest) returns "
+        "(rpclab.kv.IncrementReply)"
+    )
     with pytest.raises(KeyError, match="no method 'KV/Nope'"):
         explorer.find_method(methods, "KV/Nope")
 
@@ -51,26 +56,40 @@ def test_describe_writes_the_messages_back_as_proto_text(methods):
     text = explorer.describe(explorer.find_method(methods, "KV/Increment"))
     assert "message rpclab.kv.IncrementRequest {" in text
     assert "  optional int64 amount = 2;" in text and "  string request_id = 3;" in text
-    reflection = explorer.describe(explorer.find_method(methods, "ServerReflection/ServerReflectionInfo"))
-    assert "  oneof message_request {" in reflection and "    string list_services = 7;" in reflection
+    reflection = explorer.describe(
+        explorer.find_method(methods, "ServerReflection/ServerReflectionInfo")
+    )
+    assert (
+        "  oneof message_request {" in reflection and "    string list_services = 7;" in reflection
+    )
 
 
 def test_request_fields_flatten_nested_messages(methods):
     fields = explorer.request_fields(explorer.find_method(methods, "RouteGuide/ListFeatures"))
     assert [(f.path, f.type) for f in fields] == [
-        ("lo.latitude", "int32"), ("lo.longitude", "int32"), ("hi.latitude", "int32"), ("hi.longitude", "int32")]
-    increment = {f.path: f for f in explorer.request_fields(explorer.find_method(methods, "KV/Increment"))}
+        ("lo.latitude", "int32"),
+        ("lo.longitude", "int32"),
+        ("hi.latitude", "int32"),
+        ("hi.longitude", "int32"),
+    ]
+    increment = {
+        f.path: f for f in explorer.request_fields(explorer.find_method(methods, "KV/Increment"))
+    }
     assert increment["amount"].optional and not increment["key"].optional
     assert str(increment["amount"]) == "amount (optional int64)"
 
 
 def test_build_request_converts_text_and_leaves_empty_fields_unset(methods):
     increment = explorer.find_method(methods, "KV/Increment")
-    request = explorer.build_request(increment, {"key": "visits", "amount": " -5 ", "request_id": ""})
+    request = explorer.build_request(
+        increment, {"key": "visits", "amount": " -5 ", "request_id": ""}
+    )
     assert (request.key, request.amount, request.HasField("amount")) == ("visits", -5, True)
     assert not explorer.build_request(increment, {"key": "visits", "amount": ""}).HasField("amount")
-    box = explorer.build_request(explorer.find_method(methods, "RouteGuide/ListFeatures"),
-                                 {"lo.latitude": "1", "hi.longitude": 2})
+    box = explorer.build_request(
+        explorer.find_method(methods, "RouteGuide/ListFeatures"),
+        {"lo.latitude": "1", "hi.longitude": 2},
+    )
     assert (box.lo.latitude, box.hi.longitude) == (1, 2)
 
 
@@ -85,20 +104,29 @@ def test_build_request_names_every_bad_field(methods):
     with pytest.raises(explorer.RequestError, match="out of range for int32"):
         explorer.build_request(point, {"latitude": str(2**31)})
     health = explorer.find_method(methods, "Health/Check")
-    assert explorer.build_request(health, {"service": "helloworld.Greeter"}).service == "helloworld.Greeter"
+    assert (
+        explorer.build_request(health, {"service": "helloworld.Greeter"}).service
+        == "helloworld.Greeter"
+    )
     reflection = explorer.find_method(methods, "ServerReflection/ServerReflectionInfo")
     with pytest.raises(explorer.RequestError, match="fill only one of them"):
-        explorer.build_request(reflection, {"list_services": "*", "file_containing_extension.containing_type": "x"})
+        explorer.build_request(
+            reflection, {"list_services": "*", "file_containing_extension.containing_type": "x"}
+        )
 
 
 def test_call_a_unary_method_by_reflection(channel, methods, store):
     increment = explorer.find_method(methods, "KV/Increment")
-    result = explorer.call(channel, increment, explorer.build_request(increment, {"key": "visits", "amount": "5"}))
+    result = explorer.call(
+        channel, increment, explorer.build_request(increment, {"key": "visits", "amount": "5"})
+    )
     assert result.ok and result.code == "OK" and store.get("visits") == "5"
     assert result.as_dicts() == [{"value": "5"}]  # proto3 JSON writes int64 as a string
     assert result.seconds > 0 and not result.streams_replies
     text = explorer.format_result(result)
-    assert text.startswith("OK in ") and '"value": "5"' in text and "trailing metadata: (none)" in text
+    assert (
+        text.startswith("OK in ") and '"value": "5"' in text and "trailing metadata: (none)" in text
+    )
 
 
 def test_a_failed_call_is_a_result_with_its_status(channel, methods):
@@ -111,15 +139,26 @@ def test_a_failed_call_is_a_result_with_its_status(channel, methods):
 def test_streams_are_collected_and_bounded(channel, methods, store):
     stream = explorer.find_method(methods, "Greeter/SayHelloStreamReply")
     result = explorer.call(channel, stream, explorer.build_request(stream, {"name": "Ada"}))
-    assert result.ok and [d["message"] for d in result.as_dicts()] == [f"Hello number {i}, Ada!" for i in (1, 2, 3)]
-    cut = explorer.call(channel, stream, explorer.build_request(stream, {"name": "Ada"}), max_responses=2)
-    assert cut.truncated and len(cut.responses) == 2 and "stopped reading after 2" in explorer.format_result(cut)
+    assert result.ok and [d["message"] for d in result.as_dicts()] == [
+        f"Hello number {i}, Ada!" for i in (1, 2, 3)
+    ]
+    cut = explorer.call(
+        channel, stream, explorer.build_request(stream, {"name": "Ada"}), max_responses=2
+    )
+    assert (
+        cut.truncated
+        and len(cut.responses) == 2
+        and "stopped reading after 2" in explorer.format_result(cut)
+    )
     chat = explorer.find_method(methods, "Greeter/SayHelloBidiStream")
-    assert explorer.call(channel, chat, explorer.build_request(chat, {"name": "Bo"})).as_dicts() == [
-        {"message": "Hello, Bo!"}]
+    assert explorer.call(
+        channel, chat, explorer.build_request(chat, {"name": "Bo"})
+    ).as_dicts() == [{"message": "Hello, Bo!"}]
     store.put("seen", "yes")
     watch = explorer.find_method(methods, "KV/Watch")
-    ended = explorer.call(channel, watch, explorer.build_request(watch, {"since_version": "0"}), timeout=0.3)
+    ended = explorer.call(
+        channel, watch, explorer.build_request(watch, {"since_version": "0"}), timeout=0.3
+    )
     assert ended.code == "DEADLINE_EXCEEDED" and ended.as_dicts()[0]["key"] == "seen"
     assert ended.initial_metadata == (("rpclab-version", "0"),)
 
@@ -145,7 +184,9 @@ def test_a_server_without_reflection_says_unimplemented():
 
 def test_widget_lists_methods_and_calls_the_one_picked(channel, store):
     panel = CallExplorer(channel)
-    assert "grpc.reflection.v1alpha.ServerReflection" not in panel.service.options  # skipped by default
+    assert (
+        "grpc.reflection.v1alpha.ServerReflection" not in panel.service.options
+    )  # skipped by default
     assert panel.service.value == "helloworld.Greeter"  # the first service that is not gRPC's own
     assert panel.selected.name == "SayHello" and list(panel.fields) == ["name"]
     panel.service.value = "rpclab.kv.KV"
@@ -159,7 +200,11 @@ def test_widget_lists_methods_and_calls_the_one_picked(channel, store):
     panel.fields["key"].value = "clicks"
     panel.fields["amount"].value = "3"
     panel.button.click()
-    assert panel.output.value != before and "OK in" in panel.output.value and "&quot;value&quot;: &quot;3&quot;" in panel.output.value
+    assert (
+        panel.output.value != before
+        and "OK in" in panel.output.value
+        and "&quot;value&quot;: &quot;3&quot;" in panel.output.value
+    )
     assert store.get("clicks") == "3" and panel.last_result.ok
 
 

@@ -1,4 +1,5 @@
-"""rpclab.faults: a proxy that delays, drops, duplicates and resets traffic, reproducibly, and stops cleanly."""
+"""rpclab.faults: a proxy that delays, drops, duplicates and resets traffic, reproducibly, and stops
+cleanly."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from xmlrpc.server import SimpleXMLRPCServer
 
 import pytest
 
-from rpclab import background, faults, framing
+from rpclab import faults
+from rpclab.byhand import framing
 from rpclab.faults import Faults
+from rpclab.runtime import background
 
-# --------------------------------------------------------------------------- a framed echo server that counts
+# ----------------------------------------------------------------- a framed echo server that counts
 
 
 class EchoCounter:
@@ -76,13 +79,18 @@ class Tap:
             self.seen.append((direction, payload, fate))
             self.cond.notify_all()
 
-    def wait_for(self, n: int, direction: str | None = None, timeout: float = 5.0) -> list[tuple[str, bytes, str]]:
+    def wait_for(
+        self, n: int, direction: str | None = None, timeout: float = 5.0
+    ) -> list[tuple[str, bytes, str]]:
         """The reports so far, once ``n`` of them (going ``direction``, if given) have come."""
+
         def count() -> int:
             return sum(1 for d, _, _ in self.seen if direction in (None, d))
 
         with self.cond:
-            assert self.cond.wait_for(lambda: count() >= n, timeout), f"only {count()} of {n} frames seen"
+            assert self.cond.wait_for(lambda: count() >= n, timeout), (
+                f"only {count()} of {n} frames seen"
+            )
             return list(self.seen)
 
 
@@ -97,7 +105,10 @@ def test_no_faults_forwards_frames_both_ways(echo):
 
 
 def test_delay_really_delays_each_direction(echo):
-    with faults.serve_proxy("proxy", echo.handle, Faults(delay=0.1)) as proxy, connect(proxy) as sock:
+    with (
+        faults.serve_proxy("proxy", echo.handle, Faults(delay=0.1)) as proxy,
+        connect(proxy) as sock,
+    ):
         start = time.monotonic()
         assert call(sock, b"slow") == b"slow"
         assert time.monotonic() - start >= 0.2  # 0.1 s on the way there, 0.1 s on the way back
@@ -119,11 +130,16 @@ def test_delay_keeps_order_and_does_not_hold_up_other_connections(echo):
         with connect(proxy) as stuck, connect(proxy) as other:
             framing.send_frame(stuck, b"held back 5 s")
             proxy.configure(delay=0.0)
-            assert call(other, b"quick") == b"quick"  # not queued behind the other connection's frame
+            assert (
+                call(other, b"quick") == b"quick"
+            )  # not queued behind the other connection's frame
 
 
 def test_drop_everything_makes_a_call_time_out(echo):
-    with faults.serve_proxy("proxy", echo.handle, Faults(drop=1.0)) as proxy, connect(proxy, timeout=0.3) as sock:
+    with (
+        faults.serve_proxy("proxy", echo.handle, Faults(drop=1.0)) as proxy,
+        connect(proxy, timeout=0.3) as sock,
+    ):
         with pytest.raises(socket.timeout):
             call(sock, b"lost")
         assert proxy.stats.request.dropped == 1
@@ -140,12 +156,16 @@ def test_dropped_replies_reach_the_server_but_not_the_client(echo):
 
 def fates_of_twenty_frames(echo, seed: int) -> list[str]:
     tap = Tap()
-    with faults.serve_proxy("proxy", echo.handle, Faults(drop=0.5, seed=seed, direction="request"), on_frame=tap) as proxy:
+    with faults.serve_proxy(
+        "proxy", echo.handle, Faults(drop=0.5, seed=seed, direction="request"), on_frame=tap
+    ) as proxy:
         with connect(proxy) as sock:
             for i in range(20):
                 framing.send_frame(sock, b"%d" % i)
             seen = tap.wait_for(20, "request")
-    requests = sorted((int(payload), fate) for direction, payload, fate in seen if direction == "request")
+    requests = sorted(
+        (int(payload), fate) for direction, payload, fate in seen if direction == "request"
+    )
     return [fate for _, fate in requests]
 
 
@@ -165,12 +185,16 @@ def test_the_decision_rule_draws_four_numbers_per_frame_whatever_the_settings():
         faults.decide(Faults(drop=0.5, jitter=0.1), "request", faulty)
     assert plain.random() == faulty.random()  # so a setting change never shifts later fates
     assert faults.decide(Faults(drop=1.0, direction="reply"), "request", plain).fate == "forwarded"
-    assert faults.decide(Faults(duplicate=1.0), "reply", plain) == faults.Decision("duplicated", 2, 0.0)
+    assert faults.decide(Faults(duplicate=1.0), "reply", plain) == faults.Decision(
+        "duplicated", 2, 0.0
+    )
     assert faults.decide(Faults(reset=1.0, drop=1.0), "reply", plain).fate == "reset"
 
 
 def test_duplicate_delivers_the_request_twice(echo):
-    with faults.serve_proxy("proxy", echo.handle, Faults(duplicate=1.0, direction="request")) as proxy:
+    with faults.serve_proxy(
+        "proxy", echo.handle, Faults(duplicate=1.0, direction="request")
+    ) as proxy:
         with connect(proxy) as sock:
             assert call(sock, b"once") == b"once"
             assert framing.recv_frame(sock) == b"once"  # the server answered both copies
@@ -228,13 +252,19 @@ def test_stats_count_every_frame_and_can_be_reset(echo):
 
 def test_the_tap_sees_every_frame_with_its_fate(echo):
     tap = Tap()
-    with faults.serve_proxy("proxy", echo.handle, Faults(duplicate=1.0, direction="reply"), on_frame=tap) as proxy:
+    with faults.serve_proxy(
+        "proxy", echo.handle, Faults(duplicate=1.0, direction="reply"), on_frame=tap
+    ) as proxy:
         with connect(proxy) as sock:
             call(sock, b"x")
             framing.recv_frame(sock)
             seen = tap.wait_for(3)
         proxy.on_frame = None
-    assert seen == [("request", b"x", "forwarded"), ("reply", b"x", "forwarded"), ("reply", b"x", "duplicated")]
+    assert seen == [
+        ("request", b"x", "forwarded"),
+        ("reply", b"x", "forwarded"),
+        ("reply", b"x", "duplicated"),
+    ]
 
 
 def test_a_tap_that_raises_does_not_break_the_traffic(echo):
@@ -290,7 +320,9 @@ def test_stop_ends_every_thread_and_closes_every_connection(echo):
     busy = connect(proxy)
     proxy.configure(delay=10.0)
     framing.send_frame(busy, b"held back")  # its writer now waits out the delay
-    assert any(name.startswith("rpclab-proxy:proxy#") for name in (t.name for t in threading.enumerate()))
+    assert any(
+        name.startswith("rpclab-proxy:proxy#") for name in (t.name for t in threading.enumerate())
+    )
     proxy.stop()
     echo.handle.stop()
     assert {t.name for t in threading.enumerate()} <= before
@@ -298,7 +330,9 @@ def test_stop_ends_every_thread_and_closes_every_connection(echo):
         with sock:
             try:
                 left = sock.recv(10)
-            except ConnectionResetError:  # the proxy may close before it has read all the client sent
+            except (
+                ConnectionResetError
+            ):  # the proxy may close before it has read all the client sent
                 left = b""
             assert left == b""  # closed by the proxy, and nothing delivered
     assert b"held back" not in echo.received
@@ -328,17 +362,20 @@ def test_target_may_be_a_handle_or_an_address(echo):
 # --------------------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"drop": 1.5}, "drop is a probability and must be between 0 and 1"),
-    ({"duplicate": -0.1}, "duplicate is a probability"),
-    ({"reset": float("nan")}, "reset must be a finite number"),
-    ({"delay": -1}, "delay is in seconds and must be between 0 and 30"),
-    ({"jitter": 31}, "jitter is in seconds"),
-    ({"delay": "0.1"}, "delay must be a number"),
-    ({"drop": True}, "drop must be a number"),
-    ({"seed": 1.5}, "seed must be an int"),
-    ({"direction": "sideways"}, "direction must be one of 'both', 'request', 'reply'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"drop": 1.5}, "drop is a probability and must be between 0 and 1"),
+        ({"duplicate": -0.1}, "duplicate is a probability"),
+        ({"reset": float("nan")}, "reset must be a finite number"),
+        ({"delay": -1}, "delay is in seconds and must be between 0 and 30"),
+        ({"jitter": 31}, "jitter is in seconds"),
+        ({"delay": "0.1"}, "delay must be a number"),
+        ({"drop": True}, "drop must be a number"),
+        ({"seed": 1.5}, "seed must be an int"),
+        ({"direction": "sideways"}, "direction must be one of 'both', 'request', 'reply'"),
+    ],
+)
 def test_invalid_faults_are_refused_clearly(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Faults(**kwargs)

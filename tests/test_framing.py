@@ -1,4 +1,5 @@
-"""rpclab.framing: frames survive any split of the byte stream; sizes are checked before anything is read."""
+"""rpclab.byhand.framing: frames survive any split of the byte stream; sizes are checked before
+anything is read."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rpclab import framing
-from rpclab.framing import ConnectionClosed, FrameDecoder, FrameTooLarge
+from rpclab.byhand import framing
+from rpclab.byhand.framing import ConnectionClosed, FrameDecoder, FrameTooLarge
 
 payloads = st.lists(st.binary(max_size=300), max_size=12)
 
@@ -71,16 +72,26 @@ def test_frames_survive_any_chunking(messages, cuts):
 @given(payloads)
 def test_frames_survive_one_byte_at_a_time(messages):
     stream = b"".join(framing.encode_frame(m) for m in messages)
-    assert decode_all([stream[i:i + 1] for i in range(len(stream))]) == messages
+    assert decode_all([stream[i : i + 1] for i in range(len(stream))]) == messages
 
 
 @settings(max_examples=100, deadline=None)
-@given(payloads, st.integers(min_value=11, max_value=2**32 - 1), st.binary(max_size=20),
-       st.lists(st.integers(min_value=0, max_value=5000), max_size=30))
-def test_an_oversized_header_is_refused_the_same_way_however_the_stream_is_cut(good, size, junk, cuts):
+@given(
+    payloads,
+    st.integers(min_value=11, max_value=2**32 - 1),
+    st.binary(max_size=20),
+    st.lists(st.integers(min_value=0, max_value=5000), max_size=30),
+)
+def test_an_oversized_header_is_refused_the_same_way_however_the_stream_is_cut(
+    good, size, junk, cuts
+):
     """Every frame before the bad header comes out, then FrameTooLarge, never the bytes after it."""
     good = [m[:10] for m in good]
-    stream = b"".join(framing.encode_frame(m, max_size=10) for m in good) + struct.pack(">I", size) + junk
+    stream = (
+        b"".join(framing.encode_frame(m, max_size=10) for m in good)
+        + struct.pack(">I", size)
+        + junk
+    )
     decoder = FrameDecoder(max_size=10)
     frames = []
     with pytest.raises(FrameTooLarge) as info:

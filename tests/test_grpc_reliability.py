@@ -1,4 +1,5 @@
-"""rpclab.grpcextras and rpclab.balancer with gRPC: retries, load balancing, deadline propagation, rich errors."""
+"""rpclab.grpcstack (callproxy, deadlines, errors, flowcontrol), rpclab.faults.flaky and
+rpclab.grpcstack.balancer with gRPC: retries, load balancing, deadline propagation, rich errors."""
 
 from __future__ import annotations
 
@@ -8,29 +9,47 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
-from rpclab import background, balancer, grpcextras
-from rpclab.grpcservices import add_greeter
-from rpclab.grpcservices.greeter import helloworld_pb2 as pb2, helloworld_pb2_grpc as pb2_grpc
+from rpclab.faults.flaky import Attempt, Flaky
+from rpclab.grpcstack import balancer, callproxy, deadlines, errors, flowcontrol
+from rpclab.grpcstack.greeter import helloworld_pb2 as pb2
+from rpclab.grpcstack.greeter import helloworld_pb2_grpc as pb2_grpc
+from rpclab.grpcstack.services import add_greeter
+from rpclab.runtime import background
 
 SAY_HELLO = "/helloworld.Greeter/SayHello"
 
 
 def retry_config(max_attempts: int) -> str:
-    return json.dumps({"methodConfig": [{
-        "name": [{"service": "helloworld.Greeter"}],
-        "retryPolicy": {"maxAttempts": max_attempts, "initialBackoff": "0.01s", "maxBackoff": "0.05s",
-                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
-    }]})
+    return json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": [{"service": "helloworld.Greeter"}],
+                    "retryPolicy": {
+                        "maxAttempts": max_attempts,
+                        "initialBackoff": "0.01s",
+                        "maxBackoff": "0.05s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ]
+        }
+    )
 
 
 def say_hello(target: str, name: str = "Ada", options=(), timeout: float = 2.0) -> str:
     with grpc.insecure_channel(target, options=list(options)) as channel:
-        return pb2_grpc.GreeterStub(channel).SayHello(pb2.HelloRequest(name=name), timeout=timeout).message
+        return (
+            pb2_grpc.GreeterStub(channel)
+            .SayHello(pb2.HelloRequest(name=name), timeout=timeout)
+            .message
+        )
 
 
 @pytest.fixture
 def flaky():
-    interceptor = grpcextras.Flaky(fail_first=2)
+    interceptor = Flaky(fail_first=2)
     handle = background.serve_grpc("flaky", add_greeter, interceptors=[interceptor])
     yield interceptor, f"127.0.0.1:{handle.port}"
     handle.stop()
@@ -44,13 +63,17 @@ def test_without_a_retry_policy_the_flaky_server_fails_the_call(flaky):
     with pytest.raises(grpc.RpcError) as caught:
         say_hello(target)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert interceptor.attempts == [grpcextras.Attempt(SAY_HELLO, 1, True)]
+    assert interceptor.attempts == [Attempt(SAY_HELLO, 1, True)]
 
 
 def test_a_retry_policy_recovers_and_the_server_sees_the_attempt_numbers(flaky):
     interceptor, target = flaky
     assert say_hello(target, options=[("grpc.service_config", retry_config(3))]) == "Hello, Ada!"
-    assert [(a.number, a.failed) for a in interceptor.attempts] == [(1, True), (2, True), (3, False)]
+    assert [(a.number, a.failed) for a in interceptor.attempts] == [
+        (1, True),
+        (2, True),
+        (3, False),
+    ]
 
 
 def test_too_few_attempts_still_fail(flaky):
@@ -63,7 +86,7 @@ def test_too_few_attempts_still_fail(flaky):
 
 def test_a_seeded_fraction_fails_the_same_attempts_every_time():
     def pattern(seed: int) -> list[bool]:
-        interceptor = grpcextras.Flaky(fail_fraction=0.5, seed=seed)
+        interceptor = Flaky(fail_fraction=0.5, seed=seed)
         with background.serve_grpc("flaky", add_greeter, interceptors=[interceptor]) as handle:
             for _ in range(12):
                 try:
@@ -79,11 +102,11 @@ def test_a_seeded_fraction_fails_the_same_attempts_every_time():
 
 def test_flaky_refuses_bad_settings():
     with pytest.raises(ValueError, match="fail_first"):
-        grpcextras.Flaky(fail_first=-1)
+        Flaky(fail_first=-1)
     with pytest.raises(ValueError, match="probability"):
-        grpcextras.Flaky(fail_fraction=1.5)
+        Flaky(fail_fraction=1.5)
     with pytest.raises(ValueError, match="OK"):
-        grpcextras.Flaky(code=grpc.StatusCode.OK)
+        Flaky(code=grpc.StatusCode.OK)
 
 
 # --------------------------------------------------------------------------- load balancing
@@ -91,9 +114,11 @@ def test_flaky_refuses_bad_settings():
 
 @pytest.fixture
 def three_servers():
-    counter = grpcextras.CallCounter(methods=[SAY_HELLO])
-    handles = [background.serve_grpc(name, add_greeter, interceptors=[counter.interceptor(name)])
-               for name in ("lb-1", "lb-2", "lb-3")]
+    counter = callproxy.CallCounter(methods=[SAY_HELLO])
+    handles = [
+        background.serve_grpc(name, add_greeter, interceptors=[counter.interceptor(name)])
+        for name in ("lb-1", "lb-2", "lb-3")
+    ]
     yield counter, handles
     for h in handles:
         h.stop()
@@ -132,8 +157,12 @@ def test_an_l4_balancer_sends_every_call_of_one_connection_to_one_server(three_s
         assert sorted(counter.by_server().values()) == [0, 0, 30]
         assert sum(lb.connections.values()) == 1
         counter.reset()
-        channels = [grpc.insecure_channel(f"127.0.0.1:{lb.port}", options=[("grpc.use_local_subchannel_pool", 1)])
-                    for _ in range(3)]
+        channels = [
+            grpc.insecure_channel(
+                f"127.0.0.1:{lb.port}", options=[("grpc.use_local_subchannel_pool", 1)]
+            )
+            for _ in range(3)
+        ]
         try:
             for channel in channels:
                 calls(channel, 10)
@@ -145,7 +174,7 @@ def test_an_l4_balancer_sends_every_call_of_one_connection_to_one_server(three_s
 
 def test_an_l7_proxy_spreads_the_calls_of_one_connection(three_servers):
     counter, handles = three_servers
-    with grpcextras.serve_call_proxy("lb-l7", {h.name: h for h in handles}) as proxy:
+    with callproxy.serve_call_proxy("lb-l7", {h.name: h for h in handles}) as proxy:
         assert say_hello(f"127.0.0.1:{proxy.port}", "Grace") == "Hello, Grace!"
         with grpc.insecure_channel(f"127.0.0.1:{proxy.port}") as channel:
             calls(channel, 29)
@@ -155,8 +184,10 @@ def test_an_l7_proxy_spreads_the_calls_of_one_connection(three_servers):
 
 
 def test_the_l7_proxy_passes_errors_through():
-    with background.serve_grpc("strict", lambda s: pb2_grpc.add_GreeterServicer_to_server(grpcextras.CheckedGreeter(), s)) as h:
-        with grpcextras.serve_call_proxy("lb-l7", [h]) as proxy:
+    with background.serve_grpc(
+        "strict", lambda s: pb2_grpc.add_GreeterServicer_to_server(errors.CheckedGreeter(), s)
+    ) as h:
+        with callproxy.serve_call_proxy("lb-l7", [h]) as proxy:
             with pytest.raises(grpc.RpcError) as caught:
                 say_hello(f"127.0.0.1:{proxy.port}", "")
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -166,12 +197,12 @@ def test_the_l7_proxy_passes_errors_through():
 
 
 def chain(propagate: bool, work: float):
-    log: list[grpcextras.HopRecord] = []
-    c = grpcextras.Hop("C", work=work, propagate=propagate, log=log)
+    log: list[deadlines.HopRecord] = []
+    c = deadlines.Hop("C", work=work, propagate=propagate, log=log)
     hc = background.serve_grpc("hop-c", lambda s: pb2_grpc.add_GreeterServicer_to_server(c, s))
-    b = grpcextras.Hop("B", hc.address, work=work, propagate=propagate, log=log)
+    b = deadlines.Hop("B", hc.address, work=work, propagate=propagate, log=log)
     hb = background.serve_grpc("hop-b", lambda s: pb2_grpc.add_GreeterServicer_to_server(b, s))
-    a = grpcextras.Hop("A", hb.address, work=work, propagate=propagate, log=log)
+    a = deadlines.Hop("A", hb.address, work=work, propagate=propagate, log=log)
     ha = background.serve_grpc("hop-a", lambda s: pb2_grpc.add_GreeterServicer_to_server(a, s))
     return log, f"127.0.0.1:{ha.port}", (a, b, c), (ha, hb, hc)
 
@@ -223,8 +254,10 @@ def test_a_deadline_too_short_for_the_chain_stops_the_work_downstream():
 
 
 def test_rich_error_details_round_trip():
-    servicer = grpcextras.CheckedGreeter()
-    with background.serve_grpc("strict", lambda s: pb2_grpc.add_GreeterServicer_to_server(servicer, s)) as h:
+    servicer = errors.CheckedGreeter()
+    with background.serve_grpc(
+        "strict", lambda s: pb2_grpc.add_GreeterServicer_to_server(servicer, s)
+    ) as h:
         target = f"127.0.0.1:{h.port}"
         assert say_hello(target, "Ada") == "Hello, Ada!"
         with pytest.raises(grpc.RpcError) as caught:
@@ -232,7 +265,7 @@ def test_rich_error_details_round_trip():
     error = caught.value
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details() == "the request has 2 problem(s)"
-    (bad,) = grpcextras.error_details(error)
+    (bad,) = errors.error_details(error)
     assert isinstance(bad, error_details_pb2.BadRequest)
     assert [(v.field, v.description) for v in bad.field_violations] == [
         ("name", "must be at most 40 characters, not 80"),
@@ -244,28 +277,36 @@ def test_a_plain_error_has_no_details(flaky):
     _, target = flaky
     with pytest.raises(grpc.RpcError) as caught:
         say_hello(target)
-    assert grpcextras.error_details(caught.value) == []
+    assert errors.error_details(caught.value) == []
 
 
 # --------------------------------------------------------------------------- the firehose
 
 
 def test_the_firehose_sends_every_reply_and_counts_them():
-    firehose = grpcextras.Firehose(size=1000, count=50)
-    with background.serve_grpc("firehose", lambda s: pb2_grpc.add_GreeterServicer_to_server(firehose, s)) as h:
+    firehose = flowcontrol.Firehose(size=1000, count=50)
+    with background.serve_grpc(
+        "firehose", lambda s: pb2_grpc.add_GreeterServicer_to_server(firehose, s)
+    ) as h:
         with grpc.insecure_channel(f"127.0.0.1:{h.port}") as channel:
-            replies = list(pb2_grpc.GreeterStub(channel).SayHelloStreamReply(pb2.HelloRequest(name="x"), timeout=5))
+            replies = list(
+                pb2_grpc.GreeterStub(channel).SayHelloStreamReply(
+                    pb2.HelloRequest(name="x"), timeout=5
+                )
+            )
         assert firehose.finished.wait(5)
     assert len(replies) == 50 and all(len(r.message) == 1000 for r in replies)
     assert firehose.produced == 50
 
 
-# --------------------------------------------------------------------------- a call without a deadline
+# ------------------------------------------------------------------------ a call without a deadline
 
 
 def test_an_increment_with_a_request_id_and_no_deadline_runs_once():
-    """Regression: grpcio reports ~9.2e18 s left for a call without a deadline, too long for Lock.acquire."""
-    from rpclab.grpcservices import add_kv, kv_service
+    """Regression: grpcio reports ~9.2e18 s left for a call without a deadline, too long for
+    Lock.acquire."""
+    from rpclab.grpcstack import kv_service
+    from rpclab.grpcstack.services import add_kv
 
     kv_pb2, kv_pb2_grpc = kv_service.kv_pb2, kv_service.kv_pb2_grpc
     with background.serve_grpc("kv-no-deadline", add_kv) as handle:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import math
 import queue
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
-from rpclab import background, grpcservices
-from rpclab.grpcservices.kv_service import VERSION_METADATA_KEY, ReplyCache
-from rpclab.grpcservices.route_guide_db import PLACES
+from rpclab.grpcstack import services as grpcservices
+from rpclab.grpcstack.kv_service import VERSION_METADATA_KEY, ReplyCache
+from rpclab.grpcstack.protos import load
+from rpclab.grpcstack.route_guide_db import PLACES
 from rpclab.kv import KVStore
-from rpclab.protos import load
+from rpclab.runtime import background
 
 helloworld_pb2, helloworld_pb2_grpc = load("helloworld")
 route_guide_pb2, route_guide_pb2_grpc = load("route_guide")
@@ -52,7 +55,7 @@ def status_of(call, *args, **kwargs) -> grpc.StatusCode:
     return caught.value.code()
 
 
-def feeder(items: "queue.Queue[object]") -> Iterator[object]:
+def feeder(items: queue.Queue[object]) -> Iterator[object]:
     """A request stream fed from a queue, ending at None (or after TIMEOUT without a message)."""
     while True:
         item = items.get(timeout=TIMEOUT)
@@ -70,12 +73,18 @@ def point(lat: int, lon: int):
 
 def test_say_hello(channel):
     stub = helloworld_pb2_grpc.GreeterStub(channel)
-    assert stub.SayHello(helloworld_pb2.HelloRequest(name="Ada"), timeout=TIMEOUT).message == "Hello, Ada!"
+    assert (
+        stub.SayHello(helloworld_pb2.HelloRequest(name="Ada"), timeout=TIMEOUT).message
+        == "Hello, Ada!"
+    )
 
 
 def test_say_hello_stream_reply_sends_several_greetings(channel):
     stub = helloworld_pb2_grpc.GreeterStub(channel)
-    replies = [r.message for r in stub.SayHelloStreamReply(helloworld_pb2.HelloRequest(name="Ada"), timeout=TIMEOUT)]
+    replies = [
+        r.message
+        for r in stub.SayHelloStreamReply(helloworld_pb2.HelloRequest(name="Ada"), timeout=TIMEOUT)
+    ]
     assert replies == ["Hello number 1, Ada!", "Hello number 2, Ada!", "Hello number 3, Ada!"]
 
 
@@ -85,7 +94,9 @@ def test_say_hello_bidi_answers_each_request_as_it_arrives(channel):
     replies = stub.SayHelloBidiStream(feeder(requests), timeout=TIMEOUT)
     for name in ("Ada", "Grace", "Linus"):
         requests.put(helloworld_pb2.HelloRequest(name=name))
-        assert next(replies).message == f"Hello, {name}!"  # answered before the next request is sent
+        assert (
+            next(replies).message == f"Hello, {name}!"
+        )  # answered before the next request is sent
     requests.put(None)
     assert list(replies) == []
 
@@ -93,7 +104,9 @@ def test_say_hello_bidi_answers_each_request_as_it_arrives(channel):
 def test_greeter_alone_via_background():
     with background.serve_grpc("test-greeter", grpcservices.add_greeter) as handle:
         with grpc.insecure_channel(f"{handle.host}:{handle.port}") as ch:
-            reply = helloworld_pb2_grpc.GreeterStub(ch).SayHello(helloworld_pb2.HelloRequest(name=""), timeout=TIMEOUT)
+            reply = helloworld_pb2_grpc.GreeterStub(ch).SayHello(
+                helloworld_pb2.HelloRequest(name=""), timeout=TIMEOUT
+            )
     assert reply.message == "Hello, !"
 
 
@@ -105,7 +118,10 @@ def test_get_feature_at_a_known_place(channel):
     place = PLACES[3]
     feature = stub.GetFeature(point(place.latitude, place.longitude), timeout=TIMEOUT)
     assert feature.name == place.name
-    assert (feature.location.latitude, feature.location.longitude) == (place.latitude, place.longitude)
+    assert (feature.location.latitude, feature.location.longitude) == (
+        place.latitude,
+        place.longitude,
+    )
 
 
 def test_get_feature_elsewhere_is_unnamed(channel):
@@ -119,7 +135,9 @@ def test_get_feature_elsewhere_is_unnamed(channel):
 def test_list_features_streams_those_inside_the_rectangle(channel):
     stub = route_guide_pb2_grpc.RouteGuideStub(channel)
     south, north, west, east = 474000000, 476000000, -1224000000, -1221000000
-    expected = {p.name for p in PLACES if south <= p.latitude <= north and west <= p.longitude <= east}
+    expected = {
+        p.name for p in PLACES if south <= p.latitude <= north and west <= p.longitude <= east
+    }
     assert 3 <= len(expected) < len(PLACES)
     # corners given "the wrong way round": the server normalises them
     rectangle = route_guide_pb2.Rectangle(lo=point(north, east), hi=point(south, west))
@@ -130,9 +148,10 @@ def test_list_features_includes_the_edges(channel):
     stub = route_guide_pb2_grpc.RouteGuideStub(channel)
     place = PLACES[0]
     here = point(place.latitude, place.longitude)
-    assert [f.name for f in stub.ListFeatures(route_guide_pb2.Rectangle(lo=here, hi=here), timeout=TIMEOUT)] == [
-        place.name
-    ]
+    assert [
+        f.name
+        for f in stub.ListFeatures(route_guide_pb2.Rectangle(lo=here, hi=here), timeout=TIMEOUT)
+    ] == [place.name]
 
 
 def test_record_route_summarises_a_known_route(channel):
@@ -149,7 +168,12 @@ def test_record_route_summarises_a_known_route(channel):
 def test_record_route_counts_features_on_the_way(channel):
     stub = route_guide_pb2_grpc.RouteGuideStub(channel)
     a, b = PLACES[0], PLACES[1]
-    route = [point(a.latitude, a.longitude), point(1, 1), point(b.latitude, b.longitude), point(a.latitude, a.longitude)]
+    route = [
+        point(a.latitude, a.longitude),
+        point(1, 1),
+        point(b.latitude, b.longitude),
+        point(a.latitude, a.longitude),
+    ]
     summary = stub.RecordRoute(iter(route), timeout=TIMEOUT)
     assert (summary.point_count, summary.feature_count) == (4, 3)
     assert summary.distance > 2 * 10_000_000  # out to (0, 0) and back: thousands of km
@@ -184,7 +208,10 @@ def test_route_chat_answers_with_earlier_notes_at_the_same_place(channel):
 
 def test_put_get_delete(channel, store):
     stub = kv_pb2_grpc.KVStub(channel)
-    assert stub.Put(kv_pb2.PutRequest(key="colour", value="blue"), timeout=TIMEOUT) == kv_pb2.PutReply()
+    assert (
+        stub.Put(kv_pb2.PutRequest(key="colour", value="blue"), timeout=TIMEOUT)
+        == kv_pb2.PutReply()
+    )
     assert stub.Get(kv_pb2.GetRequest(key="colour"), timeout=TIMEOUT).value == "blue"
     assert store.get("colour") == "blue"  # the very store the server was given
     assert stub.Delete(kv_pb2.DeleteRequest(key="colour"), timeout=TIMEOUT).existed is True
@@ -213,14 +240,21 @@ def test_get_missing_key_is_not_found(channel):
     ],
 )
 def test_bad_input_is_invalid_argument(channel, method, request_):
-    assert status_of(getattr(kv_pb2_grpc.KVStub(channel), method), request_) == grpc.StatusCode.INVALID_ARGUMENT
+    assert (
+        status_of(getattr(kv_pb2_grpc.KVStub(channel), method), request_)
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
 
 
 def test_increment(channel):
     stub = kv_pb2_grpc.KVStub(channel)
-    assert stub.Increment(kv_pb2.IncrementRequest(key="n"), timeout=TIMEOUT).value == 1  # missing key: 0, amount: 1
+    assert (
+        stub.Increment(kv_pb2.IncrementRequest(key="n"), timeout=TIMEOUT).value == 1
+    )  # missing key: 0, amount: 1
     assert stub.Increment(kv_pb2.IncrementRequest(key="n", amount=41), timeout=TIMEOUT).value == 42
-    assert stub.Increment(kv_pb2.IncrementRequest(key="n", amount=0), timeout=TIMEOUT).value == 42  # sent as 0
+    assert (
+        stub.Increment(kv_pb2.IncrementRequest(key="n", amount=0), timeout=TIMEOUT).value == 42
+    )  # sent as 0
     assert stub.Increment(kv_pb2.IncrementRequest(key="n", amount=-50), timeout=TIMEOUT).value == -8
     assert stub.Get(kv_pb2.GetRequest(key="n"), timeout=TIMEOUT).value == "-8"
 
@@ -255,10 +289,14 @@ def test_increment_with_request_id_runs_at_most_once(channel, store):
     stub = kv_pb2_grpc.KVStub(channel)
     request = kv_pb2.IncrementRequest(key="hits", amount=5, request_id="3f1c-retry-me")
     first = stub.Increment(request, timeout=TIMEOUT)
-    again = stub.Increment(request, timeout=TIMEOUT)  # a retry: the saved reply, no second increment
+    again = stub.Increment(
+        request, timeout=TIMEOUT
+    )  # a retry: the saved reply, no second increment
     assert first.value == again.value == 5
     assert store.get("hits") == "5"
-    fresh = stub.Increment(kv_pb2.IncrementRequest(key="hits", amount=5, request_id="another"), timeout=TIMEOUT)
+    fresh = stub.Increment(
+        kv_pb2.IncrementRequest(key="hits", amount=5, request_id="another"), timeout=TIMEOUT
+    )
     assert fresh.value == 10
 
 
@@ -284,7 +322,9 @@ def test_failed_increment_is_not_remembered(channel, store):
     request = kv_pb2.IncrementRequest(key="n", request_id="try-again")
     assert status_of(stub.Increment, request) == grpc.StatusCode.INVALID_ARGUMENT
     store.put("n", "1")
-    assert stub.Increment(request, timeout=TIMEOUT).value == 2  # the retry runs: nothing had happened
+    assert (
+        stub.Increment(request, timeout=TIMEOUT).value == 2
+    )  # the retry runs: nothing had happened
 
 
 def test_reply_cache_forgets_the_oldest_beyond_capacity():
@@ -299,7 +339,9 @@ def test_reply_cache_forgets_the_oldest_beyond_capacity():
 
 
 def test_slow_call_past_its_deadline_is_deadline_exceeded_and_does_no_work(store):
-    with background.serve_grpc("test-slow-kv", lambda s: grpcservices.add_kv(s, store, delay=10.0)) as handle:
+    with background.serve_grpc(
+        "test-slow-kv", lambda s: grpcservices.add_kv(s, store, delay=10.0)
+    ) as handle:
         with grpc.insecure_channel(f"{handle.host}:{handle.port}") as ch:
             stub = kv_pb2_grpc.KVStub(ch)
             code = status_of(stub.Put, kv_pb2.PutRequest(key="late", value="x"), timeout=0.3)
@@ -390,7 +432,10 @@ def test_health_reports_every_service_serving(channel):
     for service in ("", *grpcservices.SERVICE_NAMES):
         reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=TIMEOUT)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
-    assert status_of(stub.Check, health_pb2.HealthCheckRequest(service="no.Such")) == grpc.StatusCode.NOT_FOUND
+    assert (
+        status_of(stub.Check, health_pb2.HealthCheckRequest(service="no.Such"))
+        == grpc.StatusCode.NOT_FOUND
+    )
 
 
 def test_health_status_can_be_changed():
@@ -420,4 +465,3 @@ def test_reflection_lists_the_services(channel):
         "grpc.reflection.v1alpha.ServerReflection",
     }
     assert database.FindFileContainingSymbol("rpclab.kv.KV").name == "kv.proto"
-

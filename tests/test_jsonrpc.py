@@ -1,4 +1,5 @@
-"""rpclab.jsonrpc: the JSON-RPC 2.0 message model, checked against the specification's own examples."""
+"""rpclab.byhand.jsonrpc: the JSON-RPC 2.0 message model, checked against the specification's own
+examples."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rpclab import jsonrpc
-from rpclab.jsonrpc import Dispatcher, Notification, Request
+from rpclab.byhand import jsonrpc
+from rpclab.byhand.jsonrpc import Dispatcher, Notification, Request
 
 
 def subtract(minuend, subtrahend):
@@ -26,60 +27,107 @@ SPEC_HANDLERS = {
     "get_data": lambda: ["hello", 5],
 }
 
-# Section 7 of https://www.jsonrpc.org/specification, every example: (name, request, expected reply or None).
+# Section 7 of https://www.jsonrpc.org/specification, every example: (name, request, expected reply
+# or None).
 SPEC_EXAMPLES = [
-    ("positional params", '{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}',
-     '{"jsonrpc": "2.0", "result": 19, "id": 1}'),
-    ("positional params, swapped", '{"jsonrpc": "2.0", "method": "subtract", "params": [23, 42], "id": 2}',
-     '{"jsonrpc": "2.0", "result": -19, "id": 2}'),
-    ("named params", '{"jsonrpc": "2.0", "method": "subtract", "params": {"subtrahend": 23, "minuend": 42}, "id": 3}',
-     '{"jsonrpc": "2.0", "result": 19, "id": 3}'),
-    ("named params, reordered", '{"jsonrpc": "2.0", "method": "subtract", "params": {"minuend": 42, "subtrahend": 23}, "id": 4}',
-     '{"jsonrpc": "2.0", "result": 19, "id": 4}'),
+    (
+        "positional params",
+        '{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}',
+        '{"jsonrpc": "2.0", "result": 19, "id": 1}',
+    ),
+    (
+        "positional params, swapped",
+        '{"jsonrpc": "2.0", "method": "subtract", "params": [23, 42], "id": 2}',
+        '{"jsonrpc": "2.0", "result": -19, "id": 2}',
+    ),
+    (
+        "named params",
+        '{"jsonrpc": "2.0", "method": "subtract", "params": {"subtrahend": 23, "minuend": 42}, '
+        '"id": 3}',
+        '{"jsonrpc": "2.0", "result": 19, "id": 3}',
+    ),
+    (
+        "named params, reordered",
+        '{"jsonrpc": "2.0", "method": "subtract", "params": {"minuend": 42, "subtrahend": 23}, '
+        '"id": 4}',
+        '{"jsonrpc": "2.0", "result": 19, "id": 4}',
+    ),
     ("notification", '{"jsonrpc": "2.0", "method": "update", "params": [1,2,3,4,5]}', None),
     ("notification of a missing method", '{"jsonrpc": "2.0", "method": "foobar"}', None),
-    ("non-existent method", '{"jsonrpc": "2.0", "method": "foobar", "id": "1"}',
-     '{"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "1"}'),
-    ("invalid JSON", '{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]',
-     '{"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": null}'),
-    ("invalid Request object", '{"jsonrpc": "2.0", "method": 1, "params": "bar"}',
-     '{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}'),
-    ("batch, invalid JSON", '''[
+    (
+        "non-existent method",
+        '{"jsonrpc": "2.0", "method": "foobar", "id": "1"}',
+        '{"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "1"}',
+    ),
+    (
+        "invalid JSON",
+        '{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]',
+        '{"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": null}',
+    ),
+    (
+        "invalid Request object",
+        '{"jsonrpc": "2.0", "method": 1, "params": "bar"}',
+        '{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}',
+    ),
+    (
+        "batch, invalid JSON",
+        """[
         {"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},
         {"jsonrpc": "2.0", "method"
-     ]''',
-     '{"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": null}'),
-    ("empty array", "[]", '{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}'),
-    ("invalid batch (but not empty)", "[1]",
-     '[{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}]'),
-    ("invalid batch", "[1,2,3]", '''[
+     ]""",
+        '{"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": null}',
+    ),
+    (
+        "empty array",
+        "[]",
+        '{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}',
+    ),
+    (
+        "invalid batch (but not empty)",
+        "[1]",
+        '[{"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}]',
+    ),
+    (
+        "invalid batch",
+        "[1,2,3]",
+        """[
         {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null},
         {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null},
         {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null}
-     ]'''),
-    ("batch", '''[
+     ]""",
+    ),
+    (
+        "batch",
+        """[
         {"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},
         {"jsonrpc": "2.0", "method": "notify_hello", "params": [7]},
         {"jsonrpc": "2.0", "method": "subtract", "params": [42,23], "id": "2"},
         {"foo": "boo"},
         {"jsonrpc": "2.0", "method": "foo.get", "params": {"name": "myself"}, "id": "5"},
         {"jsonrpc": "2.0", "method": "get_data", "id": "9"}
-     ]''', '''[
+     ]""",
+        """[
         {"jsonrpc": "2.0", "result": 7, "id": "1"},
         {"jsonrpc": "2.0", "result": 19, "id": "2"},
         {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request"}, "id": null},
         {"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": "5"},
         {"jsonrpc": "2.0", "result": ["hello", 5], "id": "9"}
-     ]'''),
-    ("batch of notifications", '''[
+     ]""",
+    ),
+    (
+        "batch of notifications",
+        """[
         {"jsonrpc": "2.0", "method": "notify_sum", "params": [1,2,4]},
         {"jsonrpc": "2.0", "method": "notify_hello", "params": [7]}
-     ]''', None),
+     ]""",
+        None,
+    ),
 ]
 
 
 def without_data(value):
-    """The reply with each error's optional "data" member removed (the spec's examples show none)."""
+    """The reply with each error's optional "data" member removed (the spec's examples show
+    none)."""
     if isinstance(value, list):
         return [without_data(v) for v in value]
     if isinstance(value, dict) and isinstance(value.get("error"), dict):
@@ -87,7 +135,9 @@ def without_data(value):
     return value
 
 
-@pytest.mark.parametrize("name, request_text, expected", SPEC_EXAMPLES, ids=[e[0] for e in SPEC_EXAMPLES])
+@pytest.mark.parametrize(
+    "name, request_text, expected", SPEC_EXAMPLES, ids=[e[0] for e in SPEC_EXAMPLES]
+)
 def test_specification_examples(name, request_text, expected):
     reply = Dispatcher(SPEC_HANDLERS).handle(request_text.encode())
     if expected is None:
@@ -98,7 +148,9 @@ def test_specification_examples(name, request_text, expected):
 
 
 def test_errors_explain_themselves_in_data():
-    reply = json.loads(Dispatcher(SPEC_HANDLERS).handle(b'{"jsonrpc": "2.0", "method": 1, "id": 7}'))
+    reply = json.loads(
+        Dispatcher(SPEC_HANDLERS).handle(b'{"jsonrpc": "2.0", "method": 1, "id": 7}')
+    )
     assert reply["error"]["code"] == jsonrpc.INVALID_REQUEST
     assert reply["error"]["data"] == '"method" must be a string'
     assert reply["id"] == 7  # the id could be read, so the reply quotes it
@@ -108,19 +160,42 @@ def test_errors_explain_themselves_in_data():
 
 
 def test_builders_make_the_wire_objects():
-    assert jsonrpc.request("subtract", [42, 23], id=1) == {"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}
-    assert jsonrpc.request("get_data", id="a") == {"jsonrpc": "2.0", "method": "get_data", "id": "a"}
-    assert jsonrpc.notification("update", [1]) == {"jsonrpc": "2.0", "method": "update", "params": [1]}
+    assert jsonrpc.request("subtract", [42, 23], id=1) == {
+        "jsonrpc": "2.0",
+        "method": "subtract",
+        "params": [42, 23],
+        "id": 1,
+    }
+    assert jsonrpc.request("get_data", id="a") == {
+        "jsonrpc": "2.0",
+        "method": "get_data",
+        "id": "a",
+    }
+    assert jsonrpc.notification("update", [1]) == {
+        "jsonrpc": "2.0",
+        "method": "update",
+        "params": [1],
+    }
     assert jsonrpc.response(1, 19) == {"jsonrpc": "2.0", "result": 19, "id": 1}
     assert jsonrpc.error_response(None, jsonrpc.PARSE_ERROR) == {
-        "jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": None}
+        "jsonrpc": "2.0",
+        "error": {"code": -32700, "message": "Parse error"},
+        "id": None,
+    }
     assert jsonrpc.error_response(3, jsonrpc.InvalidParams("missing b")) == {
-        "jsonrpc": "2.0", "error": {"code": -32602, "message": "Invalid params", "data": "missing b"}, "id": 3}
+        "jsonrpc": "2.0",
+        "error": {"code": -32602, "message": "Invalid params", "data": "missing b"},
+        "id": 3,
+    }
 
 
 def test_message_objects_round_trip_through_parse():
-    assert jsonrpc.parse(Request("subtract", [42, 23], 1).to_dict()) == Request("subtract", [42, 23], 1)
-    assert jsonrpc.parse(Notification("update", {"a": 1}).to_dict()) == Notification("update", {"a": 1})
+    assert jsonrpc.parse(Request("subtract", [42, 23], 1).to_dict()) == Request(
+        "subtract", [42, 23], 1
+    )
+    assert jsonrpc.parse(Notification("update", {"a": 1}).to_dict()) == Notification(
+        "update", {"a": 1}
+    )
 
 
 def test_encode_is_compact_utf8_json():
@@ -151,19 +226,22 @@ def test_decode_accepts_bytes_and_str():
     assert jsonrpc.decode(bytearray(b"[1]")) == [1]
 
 
-@pytest.mark.parametrize("data, fragment", [
-    (b"[" * 100_000, "deeper than 64"),
-    (b"[" * 65 + b"]" * 65, "deeper than 64"),
-    (b'{"a":' * 200 + b"1" + b"}" * 200, "deeper than 64"),
-    (b"1" * 100_000, "4300-digit limit"),
-    (b'{"n": ' + b"9" * 5000 + b"}", "4300-digit limit"),
-    (b"1e999", "infinity"),
-    (b'["\xff"]', "UTF-8"),
-    (b"\xef\xbb\xbf[]", "BOM"),
-    (b"NaN", ""),
-    (b"", ""),
-    (b"[1, 2", ""),
-])
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (b"[" * 100_000, "deeper than 64"),
+        (b"[" * 65 + b"]" * 65, "deeper than 64"),
+        (b'{"a":' * 200 + b"1" + b"}" * 200, "deeper than 64"),
+        (b"1" * 100_000, "4300-digit limit"),
+        (b'{"n": ' + b"9" * 5000 + b"}", "4300-digit limit"),
+        (b"1e999", "infinity"),
+        (b'["\xff"]', "UTF-8"),
+        (b"\xef\xbb\xbf[]", "BOM"),
+        (b"NaN", ""),
+        (b"", ""),
+        (b"[1, 2", ""),
+    ],
+)
 def test_decode_refuses_with_parse_error(data, fragment):
     with pytest.raises(jsonrpc.ParseError) as info:
         jsonrpc.decode(data)
@@ -183,14 +261,26 @@ def test_decode_allows_nesting_up_to_the_limit_and_counts_brackets_only_outside_
 
 def test_decode_keeps_long_integers_exact():
     assert jsonrpc.decode(b"[123456789012345678901234567890, -9223372036854775809]") == [
-        123456789012345678901234567890, -9223372036854775809]
+        123456789012345678901234567890,
+        -9223372036854775809,
+    ]
     assert jsonrpc.decode(b'["1234567890123456789012345"]') == ["1234567890123456789012345"]
 
 
-_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
-                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8))
-_JSON = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner,
-                                                                                           max_size=4), max_leaves=12)
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -204,54 +294,91 @@ def test_decode_plain_gives_what_decode_gives_or_nothing(value):
 
 
 @settings(max_examples=100, deadline=None)
-@given(value=st.dictionaries(st.text(max_size=6), st.one_of(
-    st.none(), st.booleans(), st.text(), st.integers(min_value=-(2**63), max_value=2**64 - 1),
-    st.lists(st.one_of(st.none(), st.booleans(), st.text(), st.integers(min_value=-(2**63), max_value=2**63))))))
+@given(
+    value=st.dictionaries(
+        st.text(max_size=6),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.text(),
+            st.integers(min_value=-(2**63), max_value=2**64 - 1),
+            st.lists(
+                st.one_of(
+                    st.none(),
+                    st.booleans(),
+                    st.text(),
+                    st.integers(min_value=-(2**63), max_value=2**63),
+                )
+            ),
+        ),
+    )
+)
 def test_decode_plain_takes_every_plain_object(value):
     assert jsonrpc.decode_plain(json.dumps(value).encode()) == value
 
 
-@pytest.mark.parametrize("data", [
-    b'{"id": 123456789012345678901234567890}',  # orjson would round it to a float
-    b'{"params": [-9223372036854775809]}',
-    b'{"result": 1.5}',
-    b'{"result": {"a": 1}}',
-    b'{"params": [[1]]}',
-    b'[1, 2]',
-    b'{"a": "\xff"}',  # not UTF-8
-    b'{"a": 1',
-    b"",
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"id": 123456789012345678901234567890}',  # orjson would round it to a float
+        b'{"params": [-9223372036854775809]}',
+        b'{"result": 1.5}',
+        b'{"result": {"a": 1}}',
+        b'{"params": [[1]]}',
+        b"[1, 2]",
+        b'{"a": "\xff"}',  # not UTF-8
+        b'{"a": 1',
+        b"",
+    ],
+)
 def test_decode_plain_leaves_everything_else_to_decode(data):
     assert jsonrpc.decode_plain(data) is None
 
 
-@pytest.mark.parametrize("data, expected", [
-    (b'{"jsonrpc": "2.0", "result": "x", "id": "c:1"}', "x"),
-    (b'{"id": "c:1", "result": null, "jsonrpc": "2.0"}', None),
-    (b'{"jsonrpc": "2.0", "result": 18446744073709551615, "id": "c:1"}', 18446744073709551615),
-    (b'{"jsonrpc": "2.0", "result": 123456789012345678901234567890, "id": "c:1"}', jsonrpc.NOT_PLAIN),
-    (b'{"jsonrpc": "2.0", "result": 1.5, "id": "c:1"}', jsonrpc.NOT_PLAIN),
-    (b'{"jsonrpc": "2.0", "result": [1], "id": "c:1"}', jsonrpc.NOT_PLAIN),
-    (b'{"jsonrpc": "2.0", "result": "x", "id": "c:2"}', jsonrpc.NOT_PLAIN),
-    (b'{"jsonrpc": "2.0", "result": "x", "id": "c:1", "extra": [[[]]]}', jsonrpc.NOT_PLAIN),
-    (b'{"jsonrpc": "2.0", "error": {"code": 1, "message": "no"}, "id": "c:1"}', jsonrpc.NOT_PLAIN),
-    (b'{"jsonrpc": "1.0", "result": "x", "id": "c:1"}', jsonrpc.NOT_PLAIN),
-    (b'{"jsonrpc": "2.0", "result": "x", "id": "c:1"', jsonrpc.NOT_PLAIN),
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (b'{"jsonrpc": "2.0", "result": "x", "id": "c:1"}', "x"),
+        (b'{"id": "c:1", "result": null, "jsonrpc": "2.0"}', None),
+        (b'{"jsonrpc": "2.0", "result": 18446744073709551615, "id": "c:1"}', 18446744073709551615),
+        (
+            b'{"jsonrpc": "2.0", "result": 123456789012345678901234567890, "id": "c:1"}',
+            jsonrpc.NOT_PLAIN,
+        ),
+        (b'{"jsonrpc": "2.0", "result": 1.5, "id": "c:1"}', jsonrpc.NOT_PLAIN),
+        (b'{"jsonrpc": "2.0", "result": [1], "id": "c:1"}', jsonrpc.NOT_PLAIN),
+        (b'{"jsonrpc": "2.0", "result": "x", "id": "c:2"}', jsonrpc.NOT_PLAIN),
+        (b'{"jsonrpc": "2.0", "result": "x", "id": "c:1", "extra": [[[]]]}', jsonrpc.NOT_PLAIN),
+        (
+            b'{"jsonrpc": "2.0", "error": {"code": 1, "message": "no"}, "id": "c:1"}',
+            jsonrpc.NOT_PLAIN,
+        ),
+        (b'{"jsonrpc": "1.0", "result": "x", "id": "c:1"}', jsonrpc.NOT_PLAIN),
+        (b'{"jsonrpc": "2.0", "result": "x", "id": "c:1"', jsonrpc.NOT_PLAIN),
+    ],
+)
 def test_plain_result_finds_only_a_plain_success_reply_to_the_id(data, expected):
     assert jsonrpc.plain_result(data, "c:1") == expected
 
 
-_PARAM = st.one_of(_SCALARS, st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.none(),
-                                                                                    max_size=1))
+_PARAM = st.one_of(
+    _SCALARS,
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.none(), max_size=1),
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(params=st.lists(_PARAM, max_size=3),
-       request_id=st.one_of(st.text(max_size=4), st.integers(min_value=-(10**25), max_value=10**25), st.none(),
-                            st.floats(allow_nan=False, allow_infinity=False)),
-       extra=st.booleans())
+@given(
+    params=st.lists(_PARAM, max_size=3),
+    request_id=st.one_of(
+        st.text(max_size=4),
+        st.integers(min_value=-(10**25), max_value=10**25),
+        st.none(),
+        st.floats(allow_nan=False, allow_infinity=False),
+    ),
+    extra=st.booleans(),
+)
 def test_the_dispatchers_quick_path_answers_as_the_general_path_does(params, request_id, extra):
     dispatcher = Dispatcher({"echo": lambda *args: list(args), "two": lambda a, b=0: [a, b]})
     for method in ("echo", "two", "missing"):
@@ -265,8 +392,13 @@ def test_the_dispatchers_quick_path_answers_as_the_general_path_does(params, req
 
 def test_dispatcher_answers_hostile_input_with_error_replies():
     dispatcher = Dispatcher(SPEC_HANDLERS)
-    for data, code in [(b"[" * 100_000, -32700), (b"1" * 100_000, -32700), (b"\xff\xfe", -32700),
-                       (b'"just a string"', -32600), (b"null", -32600)]:
+    for data, code in [
+        (b"[" * 100_000, -32700),
+        (b"1" * 100_000, -32700),
+        (b"\xff\xfe", -32700),
+        (b'"just a string"', -32600),
+        (b"null", -32600),
+    ]:
         reply = json.loads(dispatcher.handle(data))
         assert reply["error"]["code"] == code and reply["id"] is None
 
@@ -274,15 +406,24 @@ def test_dispatcher_answers_hostile_input_with_error_replies():
 # --------------------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize("message, reason", [
-    ({"method": "a", "id": 1}, '"jsonrpc" must be exactly "2.0"'),
-    ({"jsonrpc": "1.0", "method": "a", "id": 1}, '"jsonrpc" must be exactly "2.0"'),
-    ({"jsonrpc": "2.0", "id": 1}, '"method" must be a string'),
-    ({"jsonrpc": "2.0", "method": "a", "params": 3, "id": 1}, '"params" must be an array or an object'),
-    ({"jsonrpc": "2.0", "method": "a", "params": None, "id": 1}, '"params" must be an array or an object'),
-    ({"jsonrpc": "2.0", "method": "a", "id": [1]}, '"id" must be a string, a number or null'),
-    ({"jsonrpc": "2.0", "method": "a", "id": True}, '"id" must be a string, a number or null'),
-])
+@pytest.mark.parametrize(
+    "message, reason",
+    [
+        ({"method": "a", "id": 1}, '"jsonrpc" must be exactly "2.0"'),
+        ({"jsonrpc": "1.0", "method": "a", "id": 1}, '"jsonrpc" must be exactly "2.0"'),
+        ({"jsonrpc": "2.0", "id": 1}, '"method" must be a string'),
+        (
+            {"jsonrpc": "2.0", "method": "a", "params": 3, "id": 1},
+            '"params" must be an array or an object',
+        ),
+        (
+            {"jsonrpc": "2.0", "method": "a", "params": None, "id": 1},
+            '"params" must be an array or an object',
+        ),
+        ({"jsonrpc": "2.0", "method": "a", "id": [1]}, '"id" must be a string, a number or null'),
+        ({"jsonrpc": "2.0", "method": "a", "id": True}, '"id" must be a string, a number or null'),
+    ],
+)
 def test_parse_refuses_invalid_requests(message, reason):
     with pytest.raises(jsonrpc.InvalidRequest) as info:
         jsonrpc.parse(message)
@@ -304,7 +445,9 @@ def test_parse_bounds_batches():
 
 
 def test_an_oversized_batch_gets_one_invalid_request_reply():
-    batch = json.dumps([{"jsonrpc": "2.0", "method": "sum", "params": [1], "id": i} for i in range(150)])
+    batch = json.dumps(
+        [{"jsonrpc": "2.0", "method": "sum", "params": [1], "id": i} for i in range(150)]
+    )
     reply = json.loads(Dispatcher(SPEC_HANDLERS).handle(batch.encode()))
     assert reply["error"]["code"] == jsonrpc.INVALID_REQUEST and reply["id"] is None
     small = Dispatcher(SPEC_HANDLERS, max_batch=2)
@@ -313,21 +456,37 @@ def test_an_oversized_batch_gets_one_invalid_request_reply():
 
 def test_parse_response():
     assert jsonrpc.parse_response({"jsonrpc": "2.0", "result": 19, "id": 1}).unwrap() == 19
-    failed = jsonrpc.parse_response({"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": 1})
+    failed = jsonrpc.parse_response(
+        {"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": 1}
+    )
     assert not failed.ok
     with pytest.raises(jsonrpc.RemoteError) as info:
         failed.unwrap()
-    assert (info.value.code, info.value.message, info.value.data) == (-32601, "Method not found", None)
-    for bad in [{"jsonrpc": "2.0", "id": 1}, {"jsonrpc": "2.0", "result": 1, "error": {}, "id": 1},
-                {"result": 1, "id": 1}, {"jsonrpc": "2.0", "error": {"code": "x"}, "id": 1}, [1]]:
+    assert (info.value.code, info.value.message, info.value.data) == (
+        -32601,
+        "Method not found",
+        None,
+    )
+    for bad in [
+        {"jsonrpc": "2.0", "id": 1},
+        {"jsonrpc": "2.0", "result": 1, "error": {}, "id": 1},
+        {"result": 1, "id": 1},
+        {"jsonrpc": "2.0", "error": {"code": "x"}, "id": 1},
+        [1],
+    ]:
         with pytest.raises(jsonrpc.InvalidResponse):
             jsonrpc.parse_response(bad)
 
 
 def test_remote_error_reads_well():
-    error = jsonrpc.RemoteError(-32000, "Server error", {"type": "KeyNotFound", "message": "no such key: 'x'"})
+    error = jsonrpc.RemoteError(
+        -32000, "Server error", {"type": "KeyNotFound", "message": "no such key: 'x'"}
+    )
     assert str(error) == "[-32000] Server error: KeyNotFound: no such key: 'x'"
-    assert repr(jsonrpc.RemoteError(-32601, "Method not found")) == "RemoteError(-32601, 'Method not found', None)"
+    assert (
+        repr(jsonrpc.RemoteError(-32601, "Method not found"))
+        == "RemoteError(-32601, 'Method not found', None)"
+    )
     assert isinstance(error, jsonrpc.RPCError)
 
 
@@ -371,7 +530,15 @@ def test_an_object_offers_its_public_methods_only():
     assert calc.reads == 0  # the property was not read to find out
     assert call(dispatcher, "add", [2, 3])["result"] == 5
     assert call(dispatcher, "double", {"x": 4})["result"] == 8
-    for name in ["_secret", "total", "Helper", "helper", "__init__", "__class__", "add.__globals__"]:
+    for name in [
+        "_secret",
+        "total",
+        "Helper",
+        "helper",
+        "__init__",
+        "__class__",
+        "add.__globals__",
+    ]:
         assert call(dispatcher, name)["error"]["code"] == jsonrpc.METHOD_NOT_FOUND, name
 
 
@@ -390,14 +557,21 @@ def test_registration_checks_handlers():
         Dispatcher({"rpc.discover": lambda: None})
 
 
-@pytest.mark.parametrize("params, expected", [
-    ([42, 23], 19), ({"minuend": 42, "subtrahend": 23}, 19), ({"subtrahend": 23, "minuend": 42}, 19),
-])
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ([42, 23], 19),
+        ({"minuend": 42, "subtrahend": 23}, 19),
+        ({"subtrahend": 23, "minuend": 42}, 19),
+    ],
+)
 def test_params_by_position_or_by_name(params, expected):
     assert call(Dispatcher({"subtract": subtract}), "subtract", params)["result"] == expected
 
 
-@pytest.mark.parametrize("params", [[1], [1, 2, 3], {"minuend": 1}, {"minuend": 1, "subtrahend": 2, "extra": 3}, None])
+@pytest.mark.parametrize(
+    "params", [[1], [1, 2, 3], {"minuend": 1}, {"minuend": 1, "subtrahend": 2, "extra": 3}, None]
+)
 def test_params_that_do_not_bind_are_invalid_params(params):
     reply = call(Dispatcher({"subtract": subtract}), "subtract", params)
     assert reply["error"]["code"] == jsonrpc.INVALID_PARAMS
@@ -410,8 +584,13 @@ def test_params_are_checked_against_every_kind_of_signature():
         return [a, b, list(rest), c, d, more]
 
     dispatcher = Dispatcher({"kinds": kinds, "opt": lambda a=1: a})
-    assert call(dispatcher, "kinds", [1, 2, 3])["error"]["code"] == jsonrpc.INVALID_PARAMS  # c is keyword-only
-    assert call(dispatcher, "kinds", {"a": 1, "b": 2, "c": 3})["error"]["code"] == jsonrpc.INVALID_PARAMS  # a is positional-only
+    assert (
+        call(dispatcher, "kinds", [1, 2, 3])["error"]["code"] == jsonrpc.INVALID_PARAMS
+    )  # c is keyword-only
+    assert (
+        call(dispatcher, "kinds", {"a": 1, "b": 2, "c": 3})["error"]["code"]
+        == jsonrpc.INVALID_PARAMS
+    )  # a is positional-only
     assert call(dispatcher, "opt")["result"] == 1
     assert call(dispatcher, "opt", [5])["result"] == 5
     assert call(dispatcher, "opt", {"a": 6})["result"] == 6
@@ -432,8 +611,15 @@ def test_a_handler_exception_becomes_a_server_error_with_its_type_and_message():
         raise KeyError("nope")
 
     reply = call(Dispatcher({"fail": fail}), "fail", id="x")
-    assert reply == {"jsonrpc": "2.0", "id": "x", "error": {
-        "code": -32000, "message": "Server error", "data": {"type": "KeyError", "message": "'nope'"}}}
+    assert reply == {
+        "jsonrpc": "2.0",
+        "id": "x",
+        "error": {
+            "code": -32000,
+            "message": "Server error",
+            "data": {"type": "KeyError", "message": "'nope'"},
+        },
+    }
 
 
 def test_a_handler_may_choose_its_error():
@@ -444,8 +630,16 @@ def test_a_handler_may_choose_its_error():
         raise jsonrpc.InvalidParams("x must be positive")
 
     dispatcher = Dispatcher({"refuse": refuse, "picky": picky})
-    assert call(dispatcher, "refuse", [3])["error"] == {"code": -32050, "message": "Insufficient funds", "data": {"amount": 3}}
-    assert call(dispatcher, "picky", [-1])["error"] == {"code": -32602, "message": "Invalid params", "data": "x must be positive"}
+    assert call(dispatcher, "refuse", [3])["error"] == {
+        "code": -32050,
+        "message": "Insufficient funds",
+        "data": {"amount": 3},
+    }
+    assert call(dispatcher, "picky", [-1])["error"] == {
+        "code": -32602,
+        "message": "Invalid params",
+        "data": "x must be positive",
+    }
 
 
 def test_a_result_that_is_not_json_is_an_internal_error():
@@ -486,8 +680,13 @@ def test_once_hook_runs_each_request_through_it():
         return run()
 
     dispatcher = Dispatcher({"sum": lambda *n: sum(n)})
-    batch = jsonrpc.encode([jsonrpc.request("sum", [1, 2], id="a"), jsonrpc.notification("sum", [1]),
-                            jsonrpc.request("sum", [3], id=None)])
+    batch = jsonrpc.encode(
+        [
+            jsonrpc.request("sum", [1, 2], id="a"),
+            jsonrpc.notification("sum", [1]),
+            jsonrpc.request("sum", [3], id=None),
+        ]
+    )
     replies = json.loads(dispatcher.handle(batch, once=once))
     assert [r["result"] for r in replies] == [3, 3]
     assert runs == ["a"]  # notifications and null ids have nothing to de-duplicate by
@@ -495,6 +694,7 @@ def test_once_hook_runs_each_request_through_it():
 
 def test_handle_value_takes_decoded_json():
     dispatcher = Dispatcher({"sum": lambda *n: sum(n)})
-    assert dispatcher.handle_value({"jsonrpc": "2.0", "method": "sum", "params": [1, 2], "id": 1}) == {
-        "jsonrpc": "2.0", "result": 3, "id": 1}
+    assert dispatcher.handle_value(
+        {"jsonrpc": "2.0", "method": "sum", "params": [1, 2], "id": 1}
+    ) == {"jsonrpc": "2.0", "result": 3, "id": 1}
     assert repr(dispatcher) == "<Dispatcher of sum>"

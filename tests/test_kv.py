@@ -47,7 +47,9 @@ def test_increment_refuses_a_non_integer_value_and_amount():
     assert store.get("name") == "ada"
 
 
-@pytest.mark.parametrize("key, error", [(1, TypeError), ("", ValueError), ("k" * (MAX_KEY_LENGTH + 1), ValueError)])
+@pytest.mark.parametrize(
+    "key, error", [(1, TypeError), ("", ValueError), ("k" * (MAX_KEY_LENGTH + 1), ValueError)]
+)
 def test_bad_keys_are_refused(key, error):
     with pytest.raises(error):
         KVStore().put(key, "v")

@@ -10,9 +10,10 @@ import os
 
 import pytest
 
-from rpclab import background, grpcservices
 from rpclab.adapters import node_client
+from rpclab.grpcstack import services as grpcservices
 from rpclab.kv import KVStore
+from rpclab.runtime import background
 
 
 @pytest.fixture
@@ -35,7 +36,14 @@ def kv_server():
 def test_node_demo_makes_every_call_on_the_python_server(node, kv_server):
     handle, store = kv_server
     lines = node_client.run_node_client(handle.address, "demo")
-    assert [line["call"] for line in lines] == ["put", "get", "increment", "increment", "delete", "get"]
+    assert [line["call"] for line in lines] == [
+        "put",
+        "get",
+        "increment",
+        "increment",
+        "delete",
+        "get",
+    ]
     assert lines[1]["value"] == "hello from Node.js"
     assert lines[3]["value"] == "42"  # int64 reaches JavaScript as a string
     assert lines[4]["existed"] is True
@@ -81,7 +89,11 @@ def test_a_missing_node_is_explained(monkeypatch):
     with pytest.raises(node_client.NodeMissing) as caught:
         node_client.run_node_client(("127.0.0.1", 1), "get", "a")
     message = str(caught.value)
-    assert "conda install" in message and "apt-get install nodejs npm" in message and "npm ci" in message
+    assert (
+        "conda install" in message
+        and "apt-get install nodejs npm" in message
+        and "npm ci" in message
+    )
     assert node_client.node_available() is None
 
 

@@ -19,7 +19,9 @@ NOTEBOOKS = ROOT / "notebooks"
 
 
 def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"rpclab_tools_{name}", ROOT / "tools" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"rpclab_tools_{name}", ROOT / "tools" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -48,8 +50,14 @@ def test_numbers_run_from_00_without_gaps_or_repeats():
 @pytest.mark.parametrize("path", ALL, ids=ids)
 def test_no_outputs_or_execution_counts_are_committed(path):
     nb = nbformat.read(path, as_version=4)
-    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
-    assert not dirty, f"cells {dirty} carry outputs or execution counts: clear them before committing"
+    dirty = [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and (c.outputs or c.execution_count)
+    ]
+    assert not dirty, (
+        f"cells {dirty} carry outputs or execution counts: clear them before committing"
+    )
 
 
 @pytest.mark.parametrize("path", ALL, ids=ids)
@@ -68,14 +76,19 @@ def test_title_cell_says_what_you_will_learn_and_how_long(path):
 
 @pytest.mark.parametrize("path", NUMBERED, ids=[p.name for p in NUMBERED])
 def test_notebook_has_try_it_prompts_and_a_summary(path):
-    text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+    text = "\n".join(
+        c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"
+    )
     assert "**Try it" in text, "a notebook needs at least one 'Try it' prompt"
     assert re.search(r"^## Summary", text, re.M), "a notebook needs a '## Summary' section"
 
 
 def test_navigation_index_and_readme_map_are_current():
-    stale = [str(p.relative_to(ROOT)) for p, text in nav.planned_files().items()
-             if not p.exists() or p.read_text() != text]
+    stale = [
+        str(p.relative_to(ROOT))
+        for p, text in nav.planned_files().items()
+        if not p.exists() or p.read_text() != text
+    ]
     assert not stale, f"out of date, run `python tools/nav.py`: {stale}"
 
 

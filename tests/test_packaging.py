@@ -28,8 +28,8 @@ def _conda_specs() -> dict[str, str]:
     specs = {}
     for dep in env["dependencies"]:
         if isinstance(dep, str):
-            name = re.split(r"[<>=! ]", dep, 1)[0]
-            specs[name.lower()] = dep[len(name):].strip()
+            name = re.split(r"[<>=! ]", dep, maxsplit=1)[0]
+            specs[name.lower()] = dep[len(name) :].strip()
     return specs
 
 
@@ -39,9 +39,11 @@ def test_environment_yml_lists_every_learner_dependency_with_the_same_bounds():
         req = Requirement(line)
         name = req.name.lower()
         assert name in conda, f"{req.name} is in pyproject.toml but not in environment.yml"
-        assert conda[name].replace(" ", "") == str(req.specifier).replace(" ", "") or \
-            set(conda[name].replace(" ", "").split(",")) == set(str(req.specifier).split(",")), \
+        assert conda[name].replace(" ", "") == str(req.specifier).replace(" ", "") or set(
+            conda[name].replace(" ", "").split(",")
+        ) == set(str(req.specifier).split(",")), (
             f"{req.name}: pyproject says {req.specifier!s}, environment.yml says {conda[name]}"
+        )
 
 
 def test_environment_yml_has_nothing_pyproject_lacks():
@@ -58,7 +60,10 @@ def test_environment_yml_installs_this_package_and_python_bounds_agree():
 
 
 def test_grpc_packages_move_in_step():
-    deps = {Requirement(d).name: Requirement(d).specifier for d in _pyproject()["project"]["dependencies"]}
+    deps = {
+        Requirement(d).name: Requirement(d).specifier
+        for d in _pyproject()["project"]["dependencies"]
+    }
     grpc_family = {n: str(s) for n, s in deps.items() if n.startswith("grpcio")}
     assert len(set(grpc_family.values())) == 1, f"grpc packages must share one bound: {grpc_family}"
 
@@ -77,35 +82,68 @@ def _uv() -> str:
 
 
 def test_an_installed_wheel_finds_its_protos_without_the_source_tree(tmp_path):
-    """A non-editable install carries protos/ in <prefix>/share/rpclab/protos, and rpclab finds it there."""
+    """A non-editable install carries protos/ in <prefix>/share/rpclab/protos, and rpclab finds it
+    there."""
     uv = _uv()
     source = tmp_path / "source"
     for part in ("lib", "protos"):
-        shutil.copytree(ROOT / part, source / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(
+            ROOT / part, source / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
     for part in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / part, source / part)
-    subprocess.run([uv, "build", "--wheel", "--out-dir", str(tmp_path / "dist"), str(source)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [uv, "build", "--wheel", "--out-dir", str(tmp_path / "dist"), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wheel = next((tmp_path / "dist").glob("rpclab-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
-        shipped = {Path(name).name for name in archive.namelist() if "/data/share/rpclab/protos/" in name}
-    assert shipped == {p.name for p in (ROOT / "protos").iterdir() if p.suffix in (".proto", ".thrift")}
+        shipped = {
+            Path(name).name for name in archive.namelist() if "/data/share/rpclab/protos/" in name
+        }
+    assert shipped == {
+        p.name for p in (ROOT / "protos").iterdir() if p.suffix in (".proto", ".thrift")
+    }
 
     # A venv with the wheel installed and, for its dependencies only, this environment's packages.
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+    )
     python = venv / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     (site / "zz_rpclab_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([uv, "pip", "install", "--no-deps", "--python", str(python), str(wheel)],
-                   check=True, capture_output=True, timeout=300)
-    check = ("from rpclab import protos; from rpclab.adapters import thrift; "
-             "print(protos.__file__); print(protos.protos_dir()); print(protos.load('kv')[0].GetRequest.__name__); "
-             "print(thrift.THRIFT_FILE.is_file())")
+    subprocess.run(
+        [uv, "pip", "install", "--no-deps", "--python", str(python), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    check = (
+        "from rpclab.grpcstack import protos; from rpclab.adapters import thrift; "
+        "print(protos.__file__); print(protos.protos_dir()); "
+        "print(protos.load('kv')[0].GetRequest.__name__); "
+        "print(thrift.THRIFT_FILE.is_file())"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("RPCLAB_PROTOS", "PYTHONPATH")}
-    out = subprocess.run([str(python), "-c", check], check=True, capture_output=True, text=True, timeout=120,
-                         cwd=tmp_path, env=env).stdout.split("\n")
+    out = subprocess.run(
+        [str(python), "-c", check],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    ).stdout.split("\n")
     assert out[0].startswith(str(site))  # the installed copy, not this source tree
     assert Path(out[1]) == venv / "share" / "rpclab" / "protos"
     assert out[2:4] == ["GetRequest", "True"]

@@ -1,14 +1,17 @@
-"""Plot functions added to rpclab.plots for later notebooks: each returns a Figure that renders as PNG."""
+"""Plot functions added to rpclab.lab.plots for later notebooks: each returns a Figure that renders
+as PNG."""
 
 from __future__ import annotations
 
 import pytest
 
-from rpclab import plots
+from rpclab.lab import plots
 
 
 def test_calls_per_server_draws_one_panel_per_group_with_labelled_bars():
-    fig = plots.calls_per_server({"round_robin": {"a": 10, "b": 10, "c": 10}, "pick_first": {"a": 30, "b": 0, "c": 0}})
+    fig = plots.calls_per_server(
+        {"round_robin": {"a": 10, "b": 10, "c": 10}, "pick_first": {"a": 30, "b": 0, "c": 0}}
+    )
     assert len(fig.axes) == 2
     assert [a.get_title() for a in fig.axes] == ["round_robin", "pick_first"]
     assert [t.get_text() for t in fig.axes[1].texts] == ["30", "0", "0"]
@@ -40,8 +43,13 @@ def test_stream_progress_refuses_a_run_without_samples():
 
 
 def test_rate_bars_draws_one_panel_per_group_with_each_rate_written_on_its_bar():
-    fig = plots.rate_bars({"1 connection": {"raw": 30000.4, "socketrpc": 9000}, "8 connections": {"raw": 25000, "socketrpc": 11000}},
-                          title="round trips per second")
+    fig = plots.rate_bars(
+        {
+            "1 connection": {"raw": 30000.4, "socketrpc": 9000},
+            "8 connections": {"raw": 25000, "socketrpc": 11000},
+        },
+        title="round trips per second",
+    )
     assert [a.get_title() for a in fig.axes] == ["1 connection", "8 connections"]
     assert [t.get_text().strip() for t in fig.axes[0].texts] == ["30,000", "9,000"]
     assert [tick.get_text() for tick in fig.axes[1].get_yticklabels()] == ["raw", "socketrpc"]
@@ -57,12 +65,13 @@ def test_rate_bars_refuses_empty_groups_or_negative_rates():
         plots.rate_bars({"x": {"raw": -1.0}})
 
 
-
-# --------------------------------------------------------------------------- span_timeline (notebook 14)
+# ---------------------------------------------------------------------- span_timeline (notebook 14)
 
 
 class _Span:
-    def __init__(self, span_id, parent_id, service, start, end, kind="server", status="OK", label=None):
+    def __init__(
+        self, span_id, parent_id, service, start, end, kind="server", status="OK", label=None
+    ):
         self.span_id, self.parent_id, self.service = span_id, parent_id, service
         self.start, self.end, self.kind, self.status = start, end, kind, status
         self.label = label or f"{service} {span_id}"
@@ -70,9 +79,18 @@ class _Span:
 
 def _trace(status="OK"):
     return [
-        _Span("c2", "s1", "orders", 0.012, 0.040, status=status),   # listed out of order on purpose
+        _Span("c2", "s1", "orders", 0.012, 0.040, status=status),  # listed out of order on purpose
         _Span("s1", None, "gateway", 0.010, 0.050, status=status),
-        _Span("c1", "s1", "gateway", 0.011, 0.045, kind="client", status=status, label="gateway → Orders.Create"),
+        _Span(
+            "c1",
+            "s1",
+            "gateway",
+            0.011,
+            0.045,
+            kind="client",
+            status=status,
+            label="gateway → Orders.Create",
+        ),
     ]
 
 
@@ -83,7 +101,9 @@ def test_span_timeline_draws_one_row_per_span_in_tree_order_indented():
     assert labels == ["gateway s1", "  gateway → Orders.Create", "  orders c2"]
     bars = ax.patches
     assert len(bars) == 3
-    assert bars[0].get_x() == 0 and abs(bars[0].get_width() - 40) < 1e-6  # milliseconds from the first start
+    assert (
+        bars[0].get_x() == 0 and abs(bars[0].get_width() - 40) < 1e-6
+    )  # milliseconds from the first start
     assert bars[1].get_alpha() < 1 and bars[0].get_alpha() in (None, 1.0)  # a client span is pale
     assert fig._repr_png_().startswith(b"\x89PNG")
 
@@ -105,7 +125,7 @@ def test_span_timeline_refuses_no_spans_or_a_bad_deadline():
         plots.span_timeline(_trace(), deadline=0)
 
 
-# --------------------------------------------------------------------------- performance lab (notebook 13)
+# -------------------------------------------------------------------- performance lab (notebook 13)
 
 
 def test_latency_bars_draw_medians_with_whiskers_to_the_99th_percentile():
@@ -127,15 +147,29 @@ def test_latency_bars_refuse_empty_or_impossible_latencies():
 
 
 def test_payload_sweep_draws_time_and_rate_on_log_log_axes_with_byte_labels():
-    fig = plots.payload_sweep({"raw": {16: 20e-6, 1 << 20: 500e-6}, "grpc": {16: 500e-6, 1024: 510e-6, 1 << 20: 5e-3}},
-                              baseline="raw")
+    fig = plots.payload_sweep(
+        {"raw": {16: 20e-6, 1 << 20: 500e-6}, "grpc": {16: 500e-6, 1024: 510e-6, 1 << 20: 5e-3}},
+        baseline="raw",
+    )
     time_ax, rate_ax = fig.axes[:2]
-    assert time_ax.get_xscale() == rate_ax.get_xscale() == "log" == time_ax.get_yscale() == rate_ax.get_yscale()
+    assert (
+        time_ax.get_xscale()
+        == rate_ax.get_xscale()
+        == "log"
+        == time_ax.get_yscale()
+        == rate_ax.get_yscale()
+    )
     assert [t.get_text() for t in time_ax.get_xticklabels()] == ["16 B", "1 KiB", "1 MiB"]
     raw, grpc = time_ax.get_lines()
-    assert list(grpc.get_xdata()) == [16, 1024, 1 << 20] and list(grpc.get_ydata()) == [500e-6, 510e-6, 5e-3]
+    assert list(grpc.get_xdata()) == [16, 1024, 1 << 20] and list(grpc.get_ydata()) == [
+        500e-6,
+        510e-6,
+        5e-3,
+    ]
     assert raw.get_linestyle() == "--" and grpc.get_linestyle() == "-"
-    assert rate_ax.get_lines()[0].get_ydata()[1] == pytest.approx(2 * 2**20 / 500e-6 / 2**20)  # MiB/s both ways
+    assert rate_ax.get_lines()[0].get_ydata()[1] == pytest.approx(
+        2 * 2**20 / 500e-6 / 2**20
+    )  # MiB/s both ways
     assert fig._repr_png_().startswith(b"\x89PNG")
 
 
@@ -146,12 +180,23 @@ def test_payload_sweep_refuses_empty_series_and_non_positive_points():
 
 
 def test_stacked_bars_stack_each_rows_parts_in_microseconds_with_one_colour_per_part():
-    fig = plots.stacked_bars({"socketrpc, client": {"socket": 30e-6, "JSON": 5e-6, "rest": 10e-6},
-                              "raw, client": {"socket": 20e-6, "rest": 2e-6}})
+    fig = plots.stacked_bars(
+        {
+            "socketrpc, client": {"socket": 30e-6, "JSON": 5e-6, "rest": 10e-6},
+            "raw, client": {"socket": 20e-6, "rest": 2e-6},
+        }
+    )
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["socketrpc, client", "raw, client"]
     lefts = [(round(b.get_x(), 6), round(b.get_width(), 6)) for b in ax.patches]
-    assert lefts == [(0, 30), (0, 20), (30, 5), (20, 0), (35, 10), (20, 2)]  # part by part, a missing part is 0
+    assert lefts == [
+        (0, 30),
+        (0, 20),
+        (30, 5),
+        (20, 0),
+        (35, 10),
+        (20, 2),
+    ]  # part by part, a missing part is 0
     assert len({b.get_facecolor() for b in ax.patches}) == 3
     assert [t.get_text().strip() for t in ax.texts] == ["45", "22"]
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["socket", "JSON", "rest"]

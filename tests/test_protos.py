@@ -1,4 +1,5 @@
-"""rpclab.protos: compiling .proto files in the process, and the three protos of the series."""
+"""rpclab.grpcstack.protos: compiling .proto files in the process, and the three protos of the
+series."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from rpclab import protos
+from rpclab.grpcstack import protos
 
 REPO_PROTOS = Path(__file__).resolve().parents[1] / "protos"
 
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
-    """Compile into this test's own temporary folder, so scratch protos do not pile up in the real cache."""
+    """Compile into this test's own temporary folder, so scratch protos do not pile up in the real
+    cache."""
     folder = tmp_path / "tmp"
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
@@ -23,7 +25,8 @@ def private_cache(tmp_path, monkeypatch):
 
 
 def scratch_proto(folder: Path, body: str = "string text = 1;") -> Path:
-    """A .proto with a name and package used nowhere else in this process (protobuf's pool is global)."""
+    """A .proto with a name and package used nowhere else in this process (protobuf's pool is
+    global)."""
     tag = uuid.uuid4().hex[:12]
     path = folder / f"scratch_{tag}.proto"
     path.write_text(
@@ -58,7 +61,9 @@ def test_different_protos_do_not_collide():
     assert len(names) == 6
     kv_pb2, kv_pb2_grpc = modules[2]
     assert kv_pb2_grpc.kv__pb2 is kv_pb2  # the stubs use this very message module
-    assert not any(p.suffix == ".py" for p in REPO_PROTOS.iterdir()), "generated code must not land in protos/"
+    assert not any(p.suffix == ".py" for p in REPO_PROTOS.iterdir()), (
+        "generated code must not land in protos/"
+    )
 
 
 def test_available_lists_the_series_protos():
@@ -92,13 +97,19 @@ def test_generated_code_is_cached_by_content(private_cache, tmp_path):
     path = scratch_proto(tmp_path)
     protos.load(path)
     (folder,) = private_cache.glob(f"rpclab-protos-*/{path.stem}-*")  # <name>-<hash of content>
-    assert sorted(p.name for p in folder.glob("*.py")) == ["__init__.py", f"{path.stem}_pb2.py", f"{path.stem}_pb2_grpc.py"]
+    assert sorted(p.name for p in folder.glob("*.py")) == [
+        "__init__.py",
+        f"{path.stem}_pb2.py",
+        f"{path.stem}_pb2_grpc.py",
+    ]
 
 
 def test_changed_proto_gives_a_clear_error(tmp_path):
     path = scratch_proto(tmp_path)
     pb2, _ = protos.load(path)
-    path.write_text(path.read_text().replace("string text = 1;", "string text = 1; int32 size = 2;"))
+    path.write_text(
+        path.read_text().replace("string text = 1;", "string text = 1; int32 size = 2;")
+    )
     with pytest.raises(protos.ProtoError) as caught:
         protos.load(path)
     message = str(caught.value)
@@ -115,7 +126,9 @@ def test_another_file_of_the_same_name_gives_a_clear_error(tmp_path):
     other = tmp_path / "other" / original.name
     other.parent.mkdir()
     other.write_text(original.read_text().replace("string text = 1;", "bytes text = 1;"))
-    with pytest.raises(protos.ProtoError, match=r"a different scratch_\w+\.proto \(from .*\) was loaded"):
+    with pytest.raises(
+        protos.ProtoError, match=r"a different scratch_\w+\.proto \(from .*\) was loaded"
+    ):
         protos.load(other)
 
 
@@ -124,7 +137,9 @@ def test_same_package_under_another_file_name_gives_a_clear_error(tmp_path):
     protos.load(original)
     twin = tmp_path / f"twin_{original.name}"
     twin.write_text(original.read_text())
-    with pytest.raises(protos.ProtoError, match="descriptor pool already holds a different definition"):
+    with pytest.raises(
+        protos.ProtoError, match="descriptor pool already holds a different definition"
+    ):
         protos.load(twin)
 
 
@@ -157,8 +172,10 @@ def test_importing_another_local_proto_is_explained(tmp_path):
     tag = uuid.uuid4().hex[:12]
     user = tmp_path / f"user_{tag}.proto"
     package = base.read_text().split("package ")[1].split(";")[0]
-    user.write_text(f'syntax = "proto3";\npackage user{tag};\nimport "{base.name}";\n'
-                    f"message Wrapper {{ {package}.Note note = 1; }}\n")
+    user.write_text(
+        f'syntax = "proto3";\npackage user{tag};\nimport "{base.name}";\n'
+        f"message Wrapper {{ {package}.Note note = 1; }}\n"
+    )
     with pytest.raises(protos.ProtoError, match="imports of other protos do not"):
         protos.load(user)
 
@@ -192,7 +209,12 @@ def _fields(message_descriptor) -> dict[str, tuple[int, str]]:
 def _methods(file_descriptor, service: str) -> dict[str, tuple[str, str, bool, bool]]:
     s = file_descriptor.services_by_name[service]
     return {
-        m.name: (m.input_type.full_name, m.output_type.full_name, m.client_streaming, m.server_streaming)
+        m.name: (
+            m.input_type.full_name,
+            m.output_type.full_name,
+            m.client_streaming,
+            m.server_streaming,
+        )
         for m in s.methods
     }
 
@@ -209,7 +231,9 @@ def test_helloworld_matches_the_canonical_interface():
     string = pb2.DESCRIPTOR.message_types_by_name["HelloRequest"].fields[0].TYPE_STRING
     assert _fields(fd.message_types_by_name["HelloRequest"]) == {"name": (1, string)}
     assert _fields(fd.message_types_by_name["HelloReply"]) == {"message": (1, string)}
-    assert pb2.HelloRequest(name="x").SerializeToString() == b"\x0a\x01x"  # field 1, length-delimited
+    assert (
+        pb2.HelloRequest(name="x").SerializeToString() == b"\x0a\x01x"
+    )  # field 1, length-delimited
 
 
 def test_route_guide_matches_the_canonical_interface():
@@ -225,12 +249,27 @@ def test_route_guide_matches_the_canonical_interface():
     }
     f = fd.message_types_by_name["Point"].fields[0]
     int32, string, message = f.TYPE_INT32, f.TYPE_STRING, f.TYPE_MESSAGE
-    assert _fields(fd.message_types_by_name["Point"]) == {"latitude": (1, int32), "longitude": (2, int32)}
-    assert _fields(fd.message_types_by_name["Rectangle"]) == {"lo": (1, message), "hi": (2, message)}
-    assert _fields(fd.message_types_by_name["Feature"]) == {"name": (1, string), "location": (2, message)}
-    assert _fields(fd.message_types_by_name["RouteNote"]) == {"location": (1, message), "message": (2, string)}
+    assert _fields(fd.message_types_by_name["Point"]) == {
+        "latitude": (1, int32),
+        "longitude": (2, int32),
+    }
+    assert _fields(fd.message_types_by_name["Rectangle"]) == {
+        "lo": (1, message),
+        "hi": (2, message),
+    }
+    assert _fields(fd.message_types_by_name["Feature"]) == {
+        "name": (1, string),
+        "location": (2, message),
+    }
+    assert _fields(fd.message_types_by_name["RouteNote"]) == {
+        "location": (1, message),
+        "message": (2, string),
+    }
     assert _fields(fd.message_types_by_name["RouteSummary"]) == {
-        "point_count": (1, int32), "feature_count": (2, int32), "distance": (3, int32), "elapsed_time": (4, int32),
+        "point_count": (1, int32),
+        "feature_count": (2, int32),
+        "distance": (3, int32),
+        "elapsed_time": (4, int32),
     }
 
 

@@ -1,4 +1,5 @@
-"""rpclab.protowire: the protobuf wire format by hand, checked against protobuf's own serialisation."""
+"""rpclab.byhand.protowire: the protobuf wire format by hand, checked against protobuf's own
+serialisation."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rpclab import protos, protowire
-from rpclab.protowire import Field, WireError, WireType
+from rpclab.byhand import protowire
+from rpclab.byhand.protowire import Field, WireError, WireType
+from rpclab.grpcstack import protos
 
 INT32 = st.integers(-(2**31), 2**31 - 1)
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -57,19 +59,22 @@ def pb2(tmp_path_factory):
 # --------------------------------------------------------------------------- varints
 
 
-@pytest.mark.parametrize("value, encoded", [
-    (0, b"\x00"),
-    (1, b"\x01"),
-    (127, b"\x7f"),
-    (128, b"\x80\x01"),
-    (150, b"\x96\x01"),
-    (300, b"\xac\x02"),
-    (16_383, b"\xff\x7f"),
-    (16_384, b"\x80\x80\x01"),
-    (2**64 - 1, b"\xff" * 9 + b"\x01"),
-    (-1, b"\xff" * 9 + b"\x01"),
-    (-(2**63), b"\x80" * 9 + b"\x01"),
-])
+@pytest.mark.parametrize(
+    "value, encoded",
+    [
+        (0, b"\x00"),
+        (1, b"\x01"),
+        (127, b"\x7f"),
+        (128, b"\x80\x01"),
+        (150, b"\x96\x01"),
+        (300, b"\xac\x02"),
+        (16_383, b"\xff\x7f"),
+        (16_384, b"\x80\x80\x01"),
+        (2**64 - 1, b"\xff" * 9 + b"\x01"),
+        (-1, b"\xff" * 9 + b"\x01"),
+        (-(2**63), b"\x80" * 9 + b"\x01"),
+    ],
+)
 def test_varints_encode_and_decode_as_the_protobuf_documentation_shows(value, encoded):
     assert protowire.encode_varint(value) == encoded
     unsigned = value % 2**64
@@ -95,15 +100,18 @@ def test_encode_varint_refuses_what_is_not_an_int(value):
         protowire.encode_varint(value)
 
 
-@pytest.mark.parametrize("data, pos, message", [
-    (b"", 0, "truncated input"),
-    (b"\x01", 1, "truncated input"),
-    (b"\x80", 0, "truncated varint at offset 0"),
-    (b"\x01\xff\xff", 1, "truncated varint at offset 1: the input ends after 2 bytes"),
-    (b"\x80" * 10 + b"\x01", 0, "longer than 10 bytes"),
-    (b"\xff" * 20, 0, "longer than 10 bytes"),
-    (b"\xff" * 9 + b"\x02", 0, "does not fit in 64 bits"),
-])
+@pytest.mark.parametrize(
+    "data, pos, message",
+    [
+        (b"", 0, "truncated input"),
+        (b"\x01", 1, "truncated input"),
+        (b"\x80", 0, "truncated varint at offset 0"),
+        (b"\x01\xff\xff", 1, "truncated varint at offset 1: the input ends after 2 bytes"),
+        (b"\x80" * 10 + b"\x01", 0, "longer than 10 bytes"),
+        (b"\xff" * 20, 0, "longer than 10 bytes"),
+        (b"\xff" * 9 + b"\x02", 0, "does not fit in 64 bits"),
+    ],
+)
 def test_decode_varint_says_what_is_wrong_with_bad_input(data, pos, message):
     with pytest.raises(WireError, match=message):
         protowire.decode_varint(data, pos)
@@ -117,9 +125,18 @@ def test_decode_varint_refuses_text():
 # --------------------------------------------------------------------------- signed numbers
 
 
-@pytest.mark.parametrize("value, encoded", [
-    (0, 0), (-1, 1), (1, 2), (-2, 3), (2, 4), (2**31 - 1, 2**32 - 2), (-(2**31), 2**32 - 1),
-])
+@pytest.mark.parametrize(
+    "value, encoded",
+    [
+        (0, 0),
+        (-1, 1),
+        (1, 2),
+        (-2, 3),
+        (2, 4),
+        (2**31 - 1, 2**32 - 2),
+        (-(2**31), 2**32 - 1),
+    ],
+)
 def test_zigzag_maps_small_magnitudes_to_small_numbers(value, encoded):
     assert protowire.zigzag_encode(value, 32) == encoded
     assert protowire.zigzag_decode(encoded) == value
@@ -141,7 +158,9 @@ def test_zigzag_round_trips_every_int64(value):
 
 def test_to_signed_reads_twos_complement():
     assert protowire.to_signed(2**64 - 1) == -1
-    assert protowire.to_signed(2**64 - 2, 32) == -2  # an int32 on the wire is sign-extended to 64 bits
+    assert (
+        protowire.to_signed(2**64 - 2, 32) == -2
+    )  # an int32 on the wire is sign-extended to 64 bits
     assert protowire.to_signed(2**31 - 1, 32) == 2**31 - 1
     assert protowire.to_signed(2**31, 32) == -(2**31)
 
@@ -157,8 +176,10 @@ def test_tags_pack_the_field_number_and_the_wire_type():
     assert protowire.parse_tag(0x35) == (6, WireType.I32)
 
 
-@pytest.mark.parametrize("tag, message", [(0x00, "field number 0"), (0x0E, "wire type 6"), (0x0F, "wire type 7"),
-                                          (2**32, "32 bits")])
+@pytest.mark.parametrize(
+    "tag, message",
+    [(0x00, "field number 0"), (0x0E, "wire type 6"), (0x0F, "wire type 7"), (2**32, "32 bits")],
+)
 def test_parse_tag_refuses_what_no_message_can_hold(tag, message):
     with pytest.raises(WireError, match=message):
         protowire.parse_tag(tag)
@@ -191,14 +212,17 @@ def test_iter_fields_reads_each_wire_type_in_order():
     assert list(protowire.iter_fields(b"")) == []
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"\x12\x05hi", "field 2 at offset 0 says 5 bytes follow, but only 2 remain"),
-    (b"\x08\x01\x19\x00", "field 3 at offset 2 says 8 bytes follow, but only 1 remain"),
-    (b"\x08", "truncated input: expected a varint at offset 1"),
-    (b"\x08\x01\x00", "at offset 2: tag 0x0 has field number 0"),
-    (b"\x0b", "groups are proto2's deprecated encoding"),
-    (b"\x12\xff\xff\xff\xff\x0f", "says 4294967295 bytes follow"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"\x12\x05hi", "field 2 at offset 0 says 5 bytes follow, but only 2 remain"),
+        (b"\x08\x01\x19\x00", "field 3 at offset 2 says 8 bytes follow, but only 1 remain"),
+        (b"\x08", "truncated input: expected a varint at offset 1"),
+        (b"\x08\x01\x00", "at offset 2: tag 0x0 has field number 0"),
+        (b"\x0b", "groups are proto2's deprecated encoding"),
+        (b"\x12\xff\xff\xff\xff\x0f", "says 4294967295 bytes follow"),
+    ],
+)
 def test_iter_fields_names_the_offset_of_malformed_input(data, message):
     with pytest.raises(WireError, match=message):
         list(protowire.iter_fields(data))
@@ -218,7 +242,7 @@ def test_any_bytes_parse_or_fail_cleanly_and_explain_never_raises(data):
         assert text.count("tag: field") == len(fields)
 
 
-# --------------------------------------------------------------------------- against protobuf itself
+# -------------------------------------------------------------------------- against protobuf itself
 
 
 @given(INT64)
@@ -311,7 +335,9 @@ def test_nested_messages_are_length_delimited_messages(pb2, a, b):
 
 
 def test_field_numbers_from_16_take_a_two_byte_tag(pb2):
-    assert pb2.Check(f=1.5).SerializeToString() == protowire.encode_tag(16, WireType.I32) + struct.pack("<f", 1.5)
+    assert pb2.Check(f=1.5).SerializeToString() == protowire.encode_tag(
+        16, WireType.I32
+    ) + struct.pack("<f", 1.5)
     assert pb2.Check(u32=1).SerializeToString() == b"\x80\x7d\x01"  # 2000 << 3 = 16000 = 0x80 0x7d
 
 
@@ -330,8 +356,16 @@ def test_explain_without_a_schema_shows_only_what_the_wire_says():
 
 
 def test_explain_with_a_descriptor_names_fields_and_reads_their_types(pb2):
-    message = pb2.Check(i32=-2, s64=-2, d=21.5, text="Zürich", colour=pb2.Check.GREEN,
-                        inner=pb2.Inner(a=7, b="x"), many=[1, -1], flag=True)
+    message = pb2.Check(
+        i32=-2,
+        s64=-2,
+        d=21.5,
+        text="Zürich",
+        colour=pb2.Check.GREEN,
+        inner=pb2.Inner(a=7, b="x"),
+        many=[1, -1],
+        flag=True,
+    )
     text = protowire.explain(message.SerializeToString(), pb2.Check.DESCRIPTOR)
     assert "tag: field 1 i32 (int32), wire type 0 VARINT" in text
     assert "varint 18446744073709551614 -> -2 (two's complement)" in text
@@ -340,15 +374,21 @@ def test_explain_with_a_descriptor_names_fields_and_reads_their_types(pb2):
     assert "string 'Zürich'" in text
     assert "varint 2 -> GREEN (2)" in text
     assert "tag: field 13 inner (Inner), wire type 2 LEN" in text
-    assert re.search(r"^37    08 +tag: field 1 a \(int32\)", text, re.M)  # nested lines are indented
+    assert re.search(
+        r"^37    08 +tag: field 1 a \(int32\)", text, re.M
+    )  # nested lines are indented
     assert "length: 1 byte\n" in text
-    assert "element 0: varint 2 -> 1 (zigzag)" in text and "element 1: varint 1 -> -1 (zigzag)" in text
+    assert (
+        "element 0: varint 2 -> 1 (zigzag)" in text and "element 1: varint 1 -> -1 (zigzag)" in text
+    )
     assert "varint 1 -> True" in text
     assert "error" not in text
 
 
 def test_explain_marks_unknown_fields_and_fields_of_the_wrong_wire_type(pb2):
-    data = protowire.encode_field(99, WireType.VARINT, 5) + protowire.encode_field(1, WireType.LEN, b"oops")
+    data = protowire.encode_field(99, WireType.VARINT, 5) + protowire.encode_field(
+        1, WireType.LEN, b"oops"
+    )
     text = protowire.explain(data, pb2.Check.DESCRIPTOR)
     assert "tag: field 99 (not in this schema: an unknown field), wire type 0 VARINT" in text
     assert "the schema says VARINT: kept as an unknown field" in text
@@ -359,12 +399,17 @@ def test_explain_shows_what_it_could_read_then_the_error():
     text = protowire.explain(b"\x08\x01\x12\x05hi")
     lines = text.splitlines()
     assert lines[0].endswith("tag: field 1, wire type 0 VARINT")
-    assert lines[-1] == "error: truncated input: field 2 at offset 2 says 5 bytes follow, but only 2 remain"
+    assert (
+        lines[-1]
+        == "error: truncated input: field 2 at offset 2 says 5 bytes follow, but only 2 remain"
+    )
 
 
 def test_explain_reports_a_broken_nested_message_and_an_empty_one(pb2):
     broken = protowire.encode_field(13, WireType.LEN, b"\x08")  # inner: a tag with no value
-    assert "error: inside field 13 (inner): truncated input" in protowire.explain(broken, pb2.Check.DESCRIPTOR)
+    assert "error: inside field 13 (inner): truncated input" in protowire.explain(
+        broken, pb2.Check.DESCRIPTOR
+    )
     assert "empty message" in protowire.explain(b"", pb2.Check.DESCRIPTOR)
 
 

@@ -1,4 +1,4 @@
-"""rpclab.socketrpc: the hand-built RPC over TCP, as notebooks 04-05 use it."""
+"""rpclab.byhand.socketrpc: the hand-built RPC over TCP, as notebooks 04-05 use it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import threading
 
 import pytest
 
-from rpclab import framing, jsonrpc, kv, process, socketrpc
-from rpclab.socketrpc import CallTimeout, ConnectionLost, DedupTable, RemoteError
+from rpclab import kv
+from rpclab.byhand import framing, jsonrpc, socketrpc
+from rpclab.byhand.socketrpc import CallTimeout, ConnectionLost, DedupTable, RemoteError
+from rpclab.runtime import process
 
 
 def subtract(minuend, subtrahend):
@@ -18,8 +20,16 @@ def subtract(minuend, subtrahend):
 
 @pytest.fixture
 def server():
-    handle = socketrpc.serve({"subtract": subtract, "echo": lambda x: x, "sum": lambda *n: sum(n),
-                              "close": lambda: "remote close", "call": lambda: "remote call"}, name="test-rpc")
+    handle = socketrpc.serve(
+        {
+            "subtract": subtract,
+            "echo": lambda x: x,
+            "sum": lambda *n: sum(n),
+            "close": lambda: "remote close",
+            "call": lambda: "remote call",
+        },
+        name="test-rpc",
+    )
     yield handle
     handle.stop()
 
@@ -123,12 +133,31 @@ def test_remote_methods_read_like_local_ones(client):
         client._private  # noqa: B018
 
 
-@pytest.mark.parametrize("value", [
-    "x", "é ☃", "", 0, -(2**63), 2**64 - 1, 2**64, -(2**63) - 1, 10**40, 1.5, True, False, None,
-    [], [1, [2, [3]]], {"a": {"b": [None, 2.5]}}, ["x" * 1000] * 50,
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "x",
+        "é ☃",
+        "",
+        0,
+        -(2**63),
+        2**64 - 1,
+        2**64,
+        -(2**63) - 1,
+        10**40,
+        1.5,
+        True,
+        False,
+        None,
+        [],
+        [1, [2, [3]]],
+        {"a": {"b": [None, 2.5]}},
+        ["x" * 1000] * 50,
+    ],
+)
 def test_every_kind_of_result_comes_back_whole(client, value):
-    # Plain results take the client's quick path; the rest are decoded in full: the caller cannot tell.
+    # Plain results take the client's quick path; the rest are decoded in full: the caller cannot
+    # tell.
     result = client.echo(value)
     assert result == value and type(result) is type(value)
 
@@ -190,7 +219,7 @@ def test_batch_of_notifications_and_empty_batch_send_without_waiting(client):
     assert client.sum(3) == 3
 
 
-# --------------------------------------------------------------------------- timeouts, failures, retries
+# ---------------------------------------------------------------------- timeouts, failures, retries
 
 
 def test_a_call_that_takes_too_long_raises_call_timeout_and_the_connection_recovers():
@@ -201,7 +230,9 @@ def test_a_call_that_takes_too_long_raises_call_timeout_and_the_connection_recov
                 c.slow("late")
             assert isinstance(info.value, TimeoutError)
             gate.release.set()
-            assert c.echo("fresh") == "fresh"  # the late reply to "slow" is dropped, not mistaken for this one
+            assert (
+                c.echo("fresh") == "fresh"
+            )  # the late reply to "slow" is dropped, not mistaken for this one
             assert c.invoke("slow", ["in time"], timeout=2.0) == "in time"
 
 
@@ -233,7 +264,9 @@ def test_retries_reconnect_when_the_connection_broke():
         assert c.echo("before") == "before"
         server.stop()
         server = socketrpc.serve({"echo": lambda x: x}, name="test-retry-reconnect", port=port)
-        assert c.echo("after") == "after"  # the first attempt finds the old connection dead; the retry reconnects
+        assert (
+            c.echo("after") == "after"
+        )  # the first attempt finds the old connection dead; the retry reconnects
     finally:
         c.close()
         server.stop()
@@ -250,9 +283,13 @@ def test_a_retry_reuses_the_request_id_so_an_at_most_once_server_runs_it_once():
                 gate.release.set()  # let the first attempt finish once the retry is on its way
 
     with socketrpc.serve({"slow": gate}, name="test-retry-once", at_most_once=True) as server:
-        with socketrpc.connect(server.address, timeout=0.3, retries=3, backoff=0.01, on_frame=on_frame) as c:
+        with socketrpc.connect(
+            server.address, timeout=0.3, retries=3, backoff=0.01, on_frame=on_frame
+        ) as c:
             assert c.slow("done") == "done"
-            assert c.slow("next") == "next"  # answered after the duplicate: the server has handled both by now
+            assert (
+                c.slow("next") == "next"
+            )  # answered after the duplicate: the server has handled both by now
     assert len(sent) == 3
     assert sent[0]["id"] == sent[1]["id"] != sent[2]["id"]
     assert gate.runs == 2  # "done" once, despite two requests; then "next"
@@ -263,7 +300,9 @@ def test_without_retries_a_timeout_is_raised_at_once():
     gate = Gate()
     with socketrpc.serve({"slow": gate}, name="test-no-retry") as server:
         sent = []
-        with socketrpc.connect(server.address, timeout=0.2, on_frame=lambda d, p: sent.append(d)) as c:
+        with socketrpc.connect(
+            server.address, timeout=0.2, on_frame=lambda d, p: sent.append(d)
+        ) as c:
             with pytest.raises(CallTimeout):
                 c.slow(1)
         gate.release.set()
@@ -313,7 +352,8 @@ def test_pipelined_calls_from_many_threads_share_one_connection(client, run_thre
 
 
 def test_replies_are_matched_by_id_when_they_come_back_out_of_order():
-    """Two callers on one connection: whoever reads the socket hands each reply to its own caller."""
+    """Two callers on one connection: whoever reads the socket hands each reply to its own
+    caller."""
     gate = Gate()
     with socketrpc.serve({"slow": gate, "echo": lambda x: x}, name="test-order") as server:
         with socketrpc.connect(server.address, timeout=3.0) as c:
@@ -334,7 +374,9 @@ def test_replies_are_matched_by_id_when_they_come_back_out_of_order():
 def test_with_workers_a_quick_reply_overtakes_a_slow_one_on_the_same_connection():
     gate = Gate()
     order = []
-    with socketrpc.serve({"slow": gate, "echo": lambda x: x}, name="test-workers", workers=4) as server:
+    with socketrpc.serve(
+        {"slow": gate, "echo": lambda x: x}, name="test-workers", workers=4
+    ) as server:
         with socketrpc.connect(server.address, timeout=3.0) as c:
             slow = threading.Thread(target=lambda: order.append(c.slow("S")))
             slow.start()
@@ -348,7 +390,9 @@ def test_with_workers_a_quick_reply_overtakes_a_slow_one_on_the_same_connection(
 
 def test_with_workers_a_connection_has_at_most_that_many_requests_in_flight_and_no_more_threads():
     gate = Gate()
-    with socketrpc.serve({"slow": gate, "echo": lambda x: x}, name="test-workers-bound", workers=2) as server:
+    with socketrpc.serve(
+        {"slow": gate, "echo": lambda x: x}, name="test-workers-bound", workers=2
+    ) as server:
         with socketrpc.connect(server.address, timeout=5.0) as c:
             callers = [threading.Thread(target=c.slow, args=(n,)) for n in range(5)]
             for t in callers:
@@ -359,7 +403,11 @@ def test_with_workers_a_connection_has_at_most_that_many_requests_in_flight_and_
             with socketrpc.connect(server.address, timeout=2.0) as other:
                 assert other.echo("not held up") == "not held up"
             assert gate.runs == 2
-            pool_threads = [t for t in threading.enumerate() if t.name.startswith("rpclab-socketrpc:test-workers")]
+            pool_threads = [
+                t
+                for t in threading.enumerate()
+                if t.name.startswith("rpclab-socketrpc:test-workers")
+            ]
             assert len(pool_threads) <= 3  # this connection's 2, and at most 1 of the other's
             gate.release.set()
             for t in callers:
@@ -404,7 +452,9 @@ def test_with_workers_stop_waits_for_calls_in_flight_and_leaves_no_thread():
     assert gate.runs == 1
     caller.join(5)
     c.close()
-    assert len(outcome) == 1 and isinstance(outcome[0], ConnectionLost)  # its connection was closed under it
+    assert len(outcome) == 1 and isinstance(
+        outcome[0], ConnectionLost
+    )  # its connection was closed under it
     assert {t for t in threading.enumerate() if t.name.startswith("rpclab-socketrpc")} == set()
     assert not server.running
 
@@ -421,7 +471,9 @@ def test_the_client_starts_no_threads(server):
         for i in range(20):
             c.echo(i)
         new = set(threading.enumerate()) - before
-    assert [t.name for t in new if "process_request_thread" not in t.name] == []  # only the server's own
+    assert [
+        t.name for t in new if "process_request_thread" not in t.name
+    ] == []  # only the server's own
 
 
 # --------------------------------------------------------------------------- at-most-once
@@ -465,14 +517,20 @@ def test_a_duplicate_that_arrives_while_the_first_still_runs_waits_for_it():
             if len(received) == 2:
                 duplicate_in.set()
 
-    with socketrpc.serve({"slow": handler}, name="test-dedup-inflight", at_most_once=True, on_frame=on_frame) as server:
+    with socketrpc.serve(
+        {"slow": handler}, name="test-dedup-inflight", at_most_once=True, on_frame=on_frame
+    ) as server:
         request = {"jsonrpc": "2.0", "method": "slow", "params": ["once"], "id": "c:7"}
         with raw_socket(server.address) as a, raw_socket(server.address) as b:
             framing.send_frame(a, json.dumps(request).encode())
             assert gate.entered.wait(2.0)
-            framing.send_frame(b, json.dumps(request).encode())  # the duplicate, while the first is running
+            framing.send_frame(
+                b, json.dumps(request).encode()
+            )  # the duplicate, while the first is running
             assert duplicate_in.wait(2.0)
-            assert not second_run.wait(0.3)  # it waits for the first instead of running the handler again
+            assert not second_run.wait(
+                0.3
+            )  # it waits for the first instead of running the handler again
             gate.release.set()
             replies = [json.loads(framing.recv_frame(s)) for s in (a, b)]
     assert replies[0] == replies[1] == {"jsonrpc": "2.0", "result": "once", "id": "c:7"}
@@ -499,7 +557,9 @@ def test_dedup_table_is_bounded_and_forgets_the_least_recently_used():
 
     def run_for(request_id):
         request = jsonrpc.Request("f", None, request_id)
-        return table.once(request, lambda: runs.append(request_id) or {"id": request_id, "n": len(runs)})
+        return table.once(
+            request, lambda: runs.append(request_id) or {"id": request_id, "n": len(runs)}
+        )
 
     for request_id in ["a", "b", "c"]:
         run_for(request_id)
@@ -520,14 +580,19 @@ def test_dedup_table_keys_ids_by_type():
     assert table.once(jsonrpc.Request("f", None, "1"), lambda: {"n": 2}) == {"n": 2}
 
 
-# --------------------------------------------------------------------------- observing frames and lifecycle
+# ------------------------------------------------------------------- observing frames and lifecycle
 
 
 def test_on_frame_hooks_see_every_frame_both_ways():
     client_frames, server_frames = [], []
-    with socketrpc.serve({"echo": lambda x: x}, name="test-frames",
-                         on_frame=lambda d, p: server_frames.append((d, json.loads(p)))) as server:
-        with socketrpc.connect(server.address, on_frame=lambda d, p: client_frames.append((d, json.loads(p)))) as c:
+    with socketrpc.serve(
+        {"echo": lambda x: x},
+        name="test-frames",
+        on_frame=lambda d, p: server_frames.append((d, json.loads(p))),
+    ) as server:
+        with socketrpc.connect(
+            server.address, on_frame=lambda d, p: client_frames.append((d, json.loads(p)))
+        ) as c:
             c.echo("hi")
             c.notify("echo", "note")
             c.echo("bye")  # the server has answered this, so it has seen the notification before it

@@ -1,4 +1,5 @@
-"""rpclab.socketrpc under bad input and load: every bad peer is answered or dropped, and everyone else is still served."""
+"""rpclab.byhand.socketrpc under bad input and load: every bad peer is answered or dropped, and
+everyone else is still served."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from rpclab import framing, socketrpc
+from rpclab.byhand import framing, socketrpc
 
 FRAME_TIMEOUT = 0.3  # seconds a peer may take to finish a frame, in these tests
 
@@ -24,8 +25,13 @@ def server(request):
         gate.wait(5.0)  # a deliberately slow handler, released by the test
         return value
 
-    handle = socketrpc.serve({"echo": lambda x: x, "slow": wait_for_gate, "big": lambda n: "x" * n}, name="test-robust",
-                             frame_timeout=FRAME_TIMEOUT, max_frame_size=64 * 1024, workers=request.param)
+    handle = socketrpc.serve(
+        {"echo": lambda x: x, "slow": wait_for_gate, "big": lambda n: "x" * n},
+        name="test-robust",
+        frame_timeout=FRAME_TIMEOUT,
+        max_frame_size=64 * 1024,
+        workers=request.param,
+    )
     handle.gate = gate
     yield handle
     gate.set()
@@ -49,7 +55,8 @@ def reply_to(sock: socket.socket) -> dict:
 
 
 def closed_by_peer(sock: socket.socket) -> bool:
-    """True once the server has closed its end (EOF or reset), waiting at most the socket's timeout."""
+    """True once the server has closed its end (EOF or reset), waiting at most the socket's
+    timeout."""
     try:
         while True:
             data = sock.recv(65536)
@@ -57,7 +64,7 @@ def closed_by_peer(sock: socket.socket) -> bool:
                 return True
     except ConnectionResetError:
         return True
-    except socket.timeout:
+    except TimeoutError:
         return False
 
 
@@ -69,10 +76,14 @@ def good_call_works(server) -> None:
 # --------------------------------------------------------------------------- frame-level attacks
 
 
-def test_an_oversized_declared_length_gets_an_error_then_a_close_without_reading_the_body(server, quiet):
+def test_an_oversized_declared_length_gets_an_error_then_a_close_without_reading_the_body(
+    server, quiet
+):
     with connect_raw(server) as sock:
         sock.sendall(struct.pack(">I", 4 * 1024**3 - 1))  # "4 GiB follow" -- and nothing does
-        reply = reply_to(sock)  # answered at once: the server did not wait for (or allocate) the body
+        reply = reply_to(
+            sock
+        )  # answered at once: the server did not wait for (or allocate) the body
         assert reply["error"]["code"] == -32600 and reply["id"] is None
         assert "over the 65536-byte limit" in reply["error"]["data"]
         assert closed_by_peer(sock)
@@ -90,23 +101,31 @@ def test_an_oversized_frame_with_its_body_still_gets_the_error_before_the_close(
 
 def test_a_peer_that_stalls_mid_frame_is_dropped_while_others_are_served(server, quiet):
     with connect_raw(server) as idle, connect_raw(server) as stalled:
-        stalled.sendall(b"\x00\x00\x00\x40" + b'{"jsonrpc"')  # 64 bytes announced, 10 sent, then silence
+        stalled.sendall(
+            b"\x00\x00\x00\x40" + b'{"jsonrpc"'
+        )  # 64 bytes announced, 10 sent, then silence
         good_call_works(server)  # served while the stalled frame waits
         started = time.monotonic()
         assert closed_by_peer(stalled)
         assert time.monotonic() - started < 2.5  # dropped by the frame timeout, not by our socket's
         # A connection idle *between* frames may stay, even past the frame timeout.
-        framing.send_frame(idle, b'{"jsonrpc": "2.0", "method": "echo", "params": ["idle"], "id": 1}')
+        framing.send_frame(
+            idle, b'{"jsonrpc": "2.0", "method": "echo", "params": ["idle"], "id": 1}'
+        )
         assert reply_to(idle)["result"] == "idle"
 
 
 def test_a_peer_that_drips_a_frame_too_slowly_is_dropped(server, quiet):
     with connect_raw(server) as sock:
-        frame = framing.encode_frame(b'{"jsonrpc": "2.0", "method": "echo", "params": ["drip"], "id": 1}')
+        frame = framing.encode_frame(
+            b'{"jsonrpc": "2.0", "method": "echo", "params": ["drip"], "id": 1}'
+        )
         dropped = False
-        for i in range(len(frame)):  # one byte every 50 ms: each arrives in time, the frame does not
+        for i in range(
+            len(frame)
+        ):  # one byte every 50 ms: each arrives in time, the frame does not
             try:
-                sock.sendall(frame[i:i + 1])
+                sock.sendall(frame[i : i + 1])
             except OSError:
                 dropped = True
                 break
@@ -150,25 +169,52 @@ def test_garbage_bytes_get_an_error_reply(server, quiet):
     good_call_works(server)
 
 
-# --------------------------------------------------------------------------- message-level attacks: the connection survives
+# --------------------------------------------------- message-level attacks: the connection survives
 
 
-@pytest.mark.parametrize("payload, code, fragment", [
-    (b"[" * 50_000, -32700, "deeper than 64"),
-    (b'{"jsonrpc": "2.0", "method": "echo", "params": [' + b"[" * 100 + b"]" * 100 + b'], "id": 1}', -32700, "deeper"),
-    (b'{"jsonrpc": "2.0", "method": "echo", "params": [' + b"9" * 20_000 + b'], "id": 1}', -32700, "digit limit"),
-    (b'{"jsonrpc": "2.0", "method": "echo", "params": ["\xff\xfe"], "id": 1}', -32700, "UTF-8"),
-    (json.dumps([{"jsonrpc": "2.0", "method": "echo", "params": [i], "id": i} for i in range(101)]).encode(),
-     -32600, "101 requests"),
-    (b'{"jsonrpc": "2.0", "method": "echo", "params": "not a list", "id": 1}', -32600, "params"),
-])
-def test_bad_messages_get_an_error_reply_and_the_connection_goes_on(server, quiet, payload, code, fragment):
+@pytest.mark.parametrize(
+    "payload, code, fragment",
+    [
+        (b"[" * 50_000, -32700, "deeper than 64"),
+        (
+            b'{"jsonrpc": "2.0", "method": "echo", "params": ['
+            + b"[" * 100
+            + b"]" * 100
+            + b'], "id": 1}',
+            -32700,
+            "deeper",
+        ),
+        (
+            b'{"jsonrpc": "2.0", "method": "echo", "params": [' + b"9" * 20_000 + b'], "id": 1}',
+            -32700,
+            "digit limit",
+        ),
+        (b'{"jsonrpc": "2.0", "method": "echo", "params": ["\xff\xfe"], "id": 1}', -32700, "UTF-8"),
+        (
+            json.dumps(
+                [{"jsonrpc": "2.0", "method": "echo", "params": [i], "id": i} for i in range(101)]
+            ).encode(),
+            -32600,
+            "101 requests",
+        ),
+        (
+            b'{"jsonrpc": "2.0", "method": "echo", "params": "not a list", "id": 1}',
+            -32600,
+            "params",
+        ),
+    ],
+)
+def test_bad_messages_get_an_error_reply_and_the_connection_goes_on(
+    server, quiet, payload, code, fragment
+):
     with connect_raw(server) as sock:
         framing.send_frame(sock, payload)
         reply = reply_to(sock)
         assert reply["error"]["code"] == code
         assert fragment in reply["error"]["data"]
-        framing.send_frame(sock, b'{"jsonrpc": "2.0", "method": "echo", "params": ["again"], "id": 2}')
+        framing.send_frame(
+            sock, b'{"jsonrpc": "2.0", "method": "echo", "params": ["again"], "id": 2}'
+        )
         assert reply_to(sock) == {"jsonrpc": "2.0", "result": "again", "id": 2}
     good_call_works(server)
 
@@ -178,7 +224,9 @@ def test_the_client_reports_a_request_the_server_could_not_read(server):
         nested = []
         for _ in range(80):
             nested = [nested]
-        with pytest.raises(socketrpc.ConnectionLost, match="could not read a request.*-32700.*deeper"):
+        with pytest.raises(
+            socketrpc.ConnectionLost, match="could not read a request.*-32700.*deeper"
+        ):
             c.echo(nested)
         assert c.echo("recovered") == "recovered"
 
@@ -188,7 +236,9 @@ def test_a_batch_over_the_server_limit_is_reported_and_the_client_goes_on(server
         batch = c.batch()
         for i in range(101):
             batch.echo(i)
-        with pytest.raises(socketrpc.ConnectionLost, match="-32600.*101 requests is over the 100-request limit"):
+        with pytest.raises(
+            socketrpc.ConnectionLost, match="-32600.*101 requests is over the 100-request limit"
+        ):
             batch.send()
         assert c.echo("next") == "next"
 
@@ -214,13 +264,17 @@ def test_the_client_refuses_to_send_a_frame_over_its_limit(server):
 def test_a_slow_handler_on_one_connection_does_not_delay_another_client(server):
     with socketrpc.connect(server.address, timeout=5.0) as slow_client:
         result = {}
-        caller = threading.Thread(target=lambda: result.setdefault("slow", slow_client.slow("late")))
+        caller = threading.Thread(
+            target=lambda: result.setdefault("slow", slow_client.slow("late"))
+        )
         caller.start()
         try:
             with socketrpc.connect(server.address, timeout=2.0) as other:
                 for i in range(20):
                     assert other.echo(i) == i
-            assert caller.is_alive()  # the slow call is still running: the others did not wait for it
+            assert (
+                caller.is_alive()
+            )  # the slow call is still running: the others did not wait for it
         finally:
             server.gate.set()
             caller.join(5)

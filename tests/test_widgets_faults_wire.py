@@ -1,4 +1,5 @@
-"""rpclab.wiretap (recording and formatting frames), the wire inspector and the fault panel widgets."""
+"""rpclab.lab.wiretap (recording and formatting frames), the wire inspector and the fault panel
+widgets."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import threading
 
 import pytest
 
-from rpclab import background, faults, framing, wiretap
+from rpclab import faults
+from rpclab.byhand import framing
 from rpclab.faults import Faults
+from rpclab.lab import wiretap
+from rpclab.runtime import background
 from rpclab.widgets import fault_panel
 from rpclab.widgets.fault_panel import FaultPanel, apply_controls, run_calls
 from rpclab.widgets.wire_inspector import WireInspector
@@ -25,10 +29,15 @@ def test_recorder_keeps_frames_in_order_with_sizes_and_directions():
     recorder = wiretap.Recorder()
     recorder.on_frame("sent", REQUEST)  # socketrpc's client hook: (direction, payload)
     recorder.on_frame("received", REPLY)
-    recorder.on_frame("reply", b"x", 12.5, "dropped")  # the proxy's tap: (direction, payload, when, fate)
+    recorder.on_frame(
+        "reply", b"x", 12.5, "dropped"
+    )  # the proxy's tap: (direction, payload, when, fate)
     frames = recorder.frames()
     assert [(f.seq, f.direction, f.size, f.fate) for f in frames] == [
-        (1, "request", len(REQUEST), "forwarded"), (2, "reply", len(REPLY), "forwarded"), (3, "reply", 1, "dropped")]
+        (1, "request", len(REQUEST), "forwarded"),
+        (2, "reply", len(REPLY), "forwarded"),
+        (3, "reply", 1, "dropped"),
+    ]
     assert frames[2].time == 12.5
     assert frames[0].payload == REQUEST
 
@@ -85,7 +94,7 @@ def test_format_json_says_when_a_payload_is_not_json():
 
 def test_hexdump_looks_like_xxd_and_stops_at_the_limit():
     dump = wiretap.hexdump(framing.encode_frame(b'{"id":1}'))
-    assert dump == "00000000: 0000 0008 7b22 6964 223a 317d            ....{\"id\":1}"
+    assert dump == '00000000: 0000 0008 7b22 6964 223a 317d            ....{"id":1}'
     long = wiretap.hexdump(bytes(range(48)), limit=32)
     lines = long.splitlines()
     assert lines[0] == "00000000: 0001 0203 0405 0607 0809 0a0b 0c0d 0e0f  ................"
@@ -95,8 +104,10 @@ def test_hexdump_looks_like_xxd_and_stops_at_the_limit():
 
 
 def test_table_rows_and_html_show_time_arrow_size_and_payload():
-    frames = [wiretap.Frame(1, 100.0, "request", len(REQUEST), REQUEST),
-              wiretap.Frame(2, 100.25, "reply", len(REPLY), REPLY, "dropped")]
+    frames = [
+        wiretap.Frame(1, 100.0, "request", len(REQUEST), REQUEST),
+        wiretap.Frame(2, 100.25, "reply", len(REPLY), REPLY, "dropped"),
+    ]
     rows = wiretap.table_rows(frames)
     assert rows[0][:6] == (1, "+0.000 s", "→", "request", f"{len(REQUEST)} B", "forwarded")
     assert rows[1][:6] == (2, "+0.250 s", "←", "reply", f"{len(REPLY)} B", "dropped")
@@ -107,7 +118,9 @@ def test_table_rows_and_html_show_time_arrow_size_and_payload():
     assert "1 earlier frames not shown" in wiretap.render_html(frames, last=1)
     assert "No frames yet" in wiretap.render_html([])
     text = wiretap.render_text(frames)
-    assert "→" in text and '{"jsonrpc": "2.0", "result": 5, "id": 1}' in text and "[dropped]" in text
+    assert (
+        "→" in text and '{"jsonrpc": "2.0", "result": 5, "id": 1}' in text and "[dropped]" in text
+    )
 
 
 def test_html_escapes_what_came_off_the_wire():
@@ -152,7 +165,7 @@ def test_apply_controls_reconfigures_the_proxy():
 
 
 def test_run_calls_counts_successes_failures_and_timeouts():
-    outcomes = iter([None, TimeoutError("slow"), ValueError("bad"), None, socket.timeout("slower")])
+    outcomes = iter([None, TimeoutError("slow"), ValueError("bad"), None, TimeoutError("slower")])
 
     def call():
         outcome = next(outcomes)
@@ -215,8 +228,10 @@ class EchoServer(socketserver.ThreadingTCPServer):
 
 
 def test_fault_panel_sliders_reconfigure_a_live_proxy():
-    with background.serve("echo", lambda a: EchoServer(a, Echo)) as echo, \
-            faults.serve_proxy("proxy", echo, Faults(delay=0.01)) as proxy:
+    with (
+        background.serve("echo", lambda a: EchoServer(a, Echo)) as echo,
+        faults.serve_proxy("proxy", echo, Faults(delay=0.01)) as proxy,
+    ):
         panel = FaultPanel(proxy)
         assert panel.controls["delay"].value == pytest.approx(0.01)
         panel.controls["drop"].value = 0.5
@@ -239,7 +254,9 @@ def test_fault_panel_shows_refusals_and_disables_drop_in_bytes_mode():
     assert panel.controls["drop"].disabled and panel.controls["duplicate"].disabled
     panel.controls["reset"].value = 0.2
     assert proxy.faults.reset == 0.2
-    panel.controls["duplicate"].value = 0.5  # disabled in the UI, but set from code: refused, explained
+    panel.controls[
+        "duplicate"
+    ].value = 0.5  # disabled in the UI, but set from code: refused, explained
     assert proxy.faults.duplicate == 0.0
     assert "need mode=&#x27;frames&#x27;" in panel.message.value
 
@@ -278,8 +295,10 @@ def test_wire_inspector_shows_frames_and_switches_to_hex():
 
 def test_wire_inspector_records_a_proxy_tap():
     recorder = wiretap.Recorder()
-    with background.serve("echo", lambda a: EchoServer(a, Echo)) as echo, \
-            faults.serve_proxy("proxy", echo, on_frame=recorder.on_frame) as proxy:
+    with (
+        background.serve("echo", lambda a: EchoServer(a, Echo)) as echo,
+        faults.serve_proxy("proxy", echo, on_frame=recorder.on_frame) as proxy,
+    ):
         with socket.create_connection(proxy.address, timeout=2) as sock:
             framing.send_frame(sock, REQUEST)
             assert framing.recv_frame(sock) == REQUEST

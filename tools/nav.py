@@ -62,13 +62,15 @@ def parse_title_cell(filename: str, source: str) -> Entry:
     if not match:
         raise TitleCellError(f"{filename}: the first cell must start with '# NN · Title'")
     if match.group(1) != filename[:2]:
-        raise TitleCellError(f"{filename}: title number {match.group(1)} does not match the file name")
+        raise TitleCellError(
+            f"{filename}: title number {match.group(1)} does not match the file name"
+        )
     try:
         start = next(i for i, line in enumerate(lines) if "you will learn" in line.lower())
     except StopIteration:
         raise TitleCellError(f"{filename}: the title cell needs a 'You will learn' list") from None
     learn = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.lstrip().startswith(("- ", "* ")):
             learn.append(line.lstrip()[2:].strip())
         elif learn and line.strip():
@@ -105,7 +107,9 @@ def nav_source(prev: Entry | None, nxt: Entry | None) -> str:
 
 def with_navigation(nb: nbformat.NotebookNode, source: str) -> nbformat.NotebookNode:
     """The notebook with its navigation cells (after the title, and last) set to ``source``."""
-    cells = [c for c in nb.cells if not (c.cell_type == "markdown" and c.source.startswith(SENTINEL))]
+    cells = [
+        c for c in nb.cells if not (c.cell_type == "markdown" and c.source.startswith(SENTINEL))
+    ]
     top = nbformat.v4.new_markdown_cell(source, id="nav-top")
     bottom = nbformat.v4.new_markdown_cell(source, id="nav-bottom")
     nb.cells = [cells[0], top, *cells[1:], bottom]
@@ -116,17 +120,25 @@ def map_markdown(items: list[Entry], link_prefix: str) -> str:
     rows = ["| # | notebook | you will learn | time |", "|---|---|---|---|"]
     for e in items:
         learn = "; ".join(e.learn)
-        rows.append(f"| {e.number} | [{e.title}]({link_prefix}{e.filename}) | {learn} | {e.minutes} min |")
+        rows.append(
+            f"| {e.number} | [{e.title}]({link_prefix}{e.filename}) | {learn} | {e.minutes} min |"
+        )
     total = sum(e.minutes for e in items)
     rows.append("")
-    rows.append(f"{len(items)} notebooks, about {total // 60} h {total % 60} min of reading and running.")
+    rows.append(
+        f"{len(items)} notebooks, about {total // 60} h {total % 60} min of reading and running."
+    )
     return "\n".join(rows)
 
 
 def index_notebook(items: list[Entry]) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.metadata = {
-        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
+        "kernelspec": {
+            "name": "python3",
+            "display_name": "Python 3 (ipykernel)",
+            "language": "python",
+        },
         "language_info": {"name": "python"},
     }
     intro = (
@@ -149,7 +161,9 @@ def planned_files(folder: Path = NOTEBOOKS, readme: Path = README) -> dict[Path,
     for i, entry in enumerate(items):
         path = folder / entry.filename
         nb = nbformat.read(path, as_version=NB_VERSION)
-        source = nav_source(items[i - 1] if i else None, items[i + 1] if i + 1 < len(items) else None)
+        source = nav_source(
+            items[i - 1] if i else None, items[i + 1] if i + 1 < len(items) else None
+        )
         files[path] = _render(with_navigation(nb, source))
     files[folder / INDEX] = _render(index_notebook(items))
     if readme.exists():
@@ -157,13 +171,17 @@ def planned_files(folder: Path = NOTEBOOKS, readme: Path = README) -> dict[Path,
         if MAP_START in text and MAP_END in text:
             head, rest = text.split(MAP_START, 1)
             _, tail = rest.split(MAP_END, 1)
-            files[readme] = f"{head}{MAP_START}\n{map_markdown(items, 'notebooks/')}\n{MAP_END}{tail}"
+            files[readme] = (
+                f"{head}{MAP_START}\n{map_markdown(items, 'notebooks/')}\n{MAP_END}{tail}"
+            )
     return files
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="report files that are out of date; write nothing")
+    parser.add_argument(
+        "--check", action="store_true", help="report files that are out of date; write nothing"
+    )
     args = parser.parse_args(argv)
     try:
         files = planned_files()

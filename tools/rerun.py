@@ -20,7 +20,7 @@ from nbclient import NotebookClient
 
 PROBE = """\
 import json as _json
-from rpclab import process as _process
+from rpclab.runtime import process as _process
 print(_json.dumps({"threads": _process.thread_names(), "listening": _process.listening_ports()}))
 """
 
@@ -42,9 +42,14 @@ class RerunReport:
     def leaks(self) -> list[str]:
         problems = []
         if len(self.second.threads) != len(self.first.threads):
-            problems.append(f"threads after run 1: {self.first.threads}; after run 2: {self.second.threads}")
+            problems.append(
+                f"threads after run 1: {self.first.threads}; after run 2: {self.second.threads}"
+            )
         if len(self.second.listening) != len(self.first.listening):
-            problems.append(f"listening after run 1: {self.first.listening}; after run 2: {self.second.listening}")
+            problems.append(
+                f"listening after run 1: {self.first.listening}; after run 2: "
+                f"{self.second.listening}"
+            )
         return problems
 
 
@@ -64,8 +69,12 @@ def rerun(path: str | Path, timeout: int = 300) -> RerunReport:
     """Execute ``path`` twice in one fresh kernel; raise CellExecutionError on any error."""
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     censuses, seconds = [], []
     with client.setup_kernel():
         for _ in range(2):
@@ -83,9 +92,11 @@ def main(argv: list[str]) -> int:
     for name in argv:
         report = rerun(name)
         leaks = report.leaks
-        print(f"{name}: run 1 {report.seconds[0]:.1f}s, run 2 {report.seconds[1]:.1f}s, "
-              f"threads {len(report.second.threads)}, listening {len(report.second.listening)}"
-              + ("" if not leaks else "\n  LEAK: " + "\n  LEAK: ".join(leaks)))
+        print(
+            f"{name}: run 1 {report.seconds[0]:.1f}s, run 2 {report.seconds[1]:.1f}s, "
+            f"threads {len(report.second.threads)}, listening {len(report.second.listening)}"
+            + ("" if not leaks else "\n  LEAK: " + "\n  LEAK: ".join(leaks))
+        )
         status |= bool(leaks)
     return status
 

@@ -45,7 +45,7 @@ function loadModules() {
 }
 
 function loadService(protoLoader, grpc) {
-  // The repository's protos/ folder, or RPCLAB_PROTOS (as rpclab.protos uses it).
+  // The repository's protos/ folder, or RPCLAB_PROTOS (as rpclab.grpcstack.protos uses it).
   const folder = process.env.RPCLAB_PROTOS || path.join(__dirname, '..', '..', 'protos');
   const file = path.join(folder, 'kv.proto');
   let definition;

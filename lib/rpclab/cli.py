@@ -6,7 +6,8 @@ import argparse
 import signal
 import sys
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -18,13 +19,14 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _start_socket(host: str, port: int) -> Any:
-    from rpclab import kv, socketrpc
+    from rpclab import kv
+    from rpclab.byhand import socketrpc
 
     return socketrpc.serve(kv.KVStore(), host=host, port=port)
 
 
 def _start_grpc(host: str, port: int) -> Any:
-    from rpclab import grpcservices
+    from rpclab.grpcstack import services as grpcservices
 
     return grpcservices.serve_all(host=host, port=port)
 
@@ -49,8 +51,12 @@ def _serve(args: argparse.Namespace) -> int:
         host, port = server.address
         print(f"listening on {host}:{port}", flush=True)
         if args.host not in ("127.0.0.1", "localhost", "::1"):
-            print(f"warning: serving on {args.host}: other machines can reach this server; "
-                  "it has no authentication.", file=sys.stderr, flush=True)
+            print(
+                f"warning: serving on {args.host}: other machines can reach this server; "
+                "it has no authentication.",
+                file=sys.stderr,
+                flush=True,
+            )
         while not done.wait(0.5):
             pass
         server.stop()
@@ -67,22 +73,34 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rpclab", description="RPC Lab: remote procedure calls from the ground up.")
+    parser = argparse.ArgumentParser(
+        prog="rpclab", description="RPC Lab: remote procedure calls from the ground up."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    doctor = sub.add_parser("doctor", help="check this installation and say how to fix what is wrong")
+    doctor = sub.add_parser(
+        "doctor", help="check this installation and say how to fix what is wrong"
+    )
     doctor.set_defaults(func=_doctor)
 
     serve = sub.add_parser("serve", help="serve the key-value store until Ctrl-C")
     serve.add_argument("kind", choices=sorted(SERVERS), help="which transport")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    serve.add_argument("--port", type=int, default=0, help="port to bind (default 0: any free port)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=0, help="port to bind (default 0: any free port)"
+    )
     serve.set_defaults(func=_serve)
 
     bench = sub.add_parser("bench", help="measure latency and throughput of each transport")
-    bench.add_argument("--quick", action="store_true", help="a small, bounded run (seconds, not minutes)")
+    bench.add_argument(
+        "--quick", action="store_true", help="a small, bounded run (seconds, not minutes)"
+    )
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
-    bench.add_argument("--transports", metavar="A,B", help="measure only these, comma-separated (default: all)")
+    bench.add_argument(
+        "--transports", metavar="A,B", help="measure only these, comma-separated (default: all)"
+    )
     bench.set_defaults(func=_bench)
     return parser
 

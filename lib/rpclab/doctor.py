@@ -8,10 +8,10 @@ from __future__ import annotations
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
 __all__ = ["Check", "check", "report", "MIN_PYTHON"]
 
@@ -33,8 +33,12 @@ def _python() -> Check:
     version = ".".join(map(str, sys.version_info[:3]))
     if sys.version_info[:2] >= MIN_PYTHON:
         return Check("Python", True, version)
-    return Check("Python", False, f"{version} is too old",
-                 f"install Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer and run `make lab` with it")
+    return Check(
+        "Python",
+        False,
+        f"{version} is too old",
+        f"install Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer and run `make lab` with it",
+    )
 
 
 def _requirements() -> list[Check]:
@@ -56,7 +60,9 @@ def _requirements() -> list[Check]:
             results.append(Check(req.name, False, "missing", FIX_INSTALL))
             continue
         if req.specifier and not req.specifier.contains(version, prereleases=True):
-            results.append(Check(req.name, False, f"{version}, but rpclab needs {req.specifier}", FIX_INSTALL))
+            results.append(
+                Check(req.name, False, f"{version}, but rpclab needs {req.specifier}", FIX_INSTALL)
+            )
         else:
             results.append(Check(req.name, True, version))
     return results
@@ -74,22 +80,35 @@ def _grpc_in_step() -> Check:
     from packaging.version import Version
 
     if Version(runtime) < Version(tools):
-        return Check("grpc versions", False,
-                     f"grpcio {runtime} is older than grpcio-tools {tools}; generated code will refuse it",
-                     f"pip install 'grpcio=={tools}'")
+        return Check(
+            "grpc versions",
+            False,
+            f"grpcio {runtime} is older than grpcio-tools {tools}; generated code will refuse it",
+            f"pip install 'grpcio=={tools}'",
+        )
     return Check("grpc import", True, f"grpcio {runtime}, grpcio-tools {tools}")
 
 
 def _protoc() -> Check:
-    """Compile a tiny .proto in this process, as rpclab.protos does."""
+    """Compile a tiny .proto in this process, as rpclab.grpcstack.protos does."""
     try:
         from grpc_tools import protoc
     except ImportError as exc:
         return Check("protoc in process", False, str(exc), FIX_INSTALL)
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "doctor.proto").write_text('syntax = "proto3"; message Ping { string text = 1; }\n')
+        (Path(tmp) / "doctor.proto").write_text(
+            'syntax = "proto3"; message Ping { string text = 1; }\n'
+        )
         include = str(Path(protoc.__file__).parent / "_proto")
-        code = protoc.main(["protoc", f"-I{tmp}", f"-I{include}", f"--python_out={tmp}", str(Path(tmp) / "doctor.proto")])
+        code = protoc.main(
+            [
+                "protoc",
+                f"-I{tmp}",
+                f"-I{include}",
+                f"--python_out={tmp}",
+                str(Path(tmp) / "doctor.proto"),
+            ]
+        )
         made = (Path(tmp) / "doctor_pb2.py").exists()
     if code == 0 and made:
         return Check("protoc in process", True, "compiled a test .proto")
@@ -109,10 +128,19 @@ def _loopback() -> Check:
                     conn.sendall(conn.recv(1))
                     echoed = client.recv(1)
     except OSError as exc:
-        return Check("loopback", False, f"{exc}",
-                     "this machine refuses loopback sockets; check a firewall or sandbox setting")
+        return Check(
+            "loopback",
+            False,
+            f"{exc}",
+            "this machine refuses loopback sockets; check a firewall or sandbox setting",
+        )
     if echoed != b"x":
-        return Check("loopback", False, "a byte sent over loopback did not come back", "check the network settings")
+        return Check(
+            "loopback",
+            False,
+            "a byte sent over loopback did not come back",
+            "check the network settings",
+        )
     return Check("loopback", True, f"bound and echoed on 127.0.0.1:{port}")
 
 
@@ -125,13 +153,22 @@ def _widgets_extension() -> Check:
     for folder in jupyter_path("labextensions"):
         if (Path(folder) / "@jupyter-widgets" / "jupyterlab-manager" / "package.json").exists():
             return Check("widgets extension", True, f"found in {folder}")
-    return Check("widgets extension", False, "JupyterLab cannot draw widgets",
-                 "pip install 'ipywidgets>=8' 'jupyterlab_widgets' in the environment that runs JupyterLab, "
-                 "then restart JupyterLab")
+    return Check(
+        "widgets extension",
+        False,
+        "JupyterLab cannot draw widgets",
+        "pip install 'ipywidgets>=8' 'jupyterlab_widgets' in the environment that runs JupyterLab, "
+        "then restart JupyterLab",
+    )
 
 
 CHECKS: list[Callable[[], Check | list[Check]]] = [
-    _python, _requirements, _grpc_in_step, _protoc, _loopback, _widgets_extension,
+    _python,
+    _requirements,
+    _grpc_in_step,
+    _protoc,
+    _loopback,
+    _widgets_extension,
 ]
 
 
@@ -142,7 +179,9 @@ def check() -> list[Check]:
         try:
             outcome = fn()
         except Exception as exc:  # a broken install can break a check itself
-            outcome = Check(fn.__name__.strip("_"), False, f"{type(exc).__name__}: {exc}", FIX_INSTALL)
+            outcome = Check(
+                fn.__name__.strip("_"), False, f"{type(exc).__name__}: {exc}", FIX_INSTALL
+            )
         results.extend(outcome if isinstance(outcome, list) else [outcome])
     return results
 

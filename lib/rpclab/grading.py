@@ -1,12 +1,15 @@
-"""Scaffolding for the graded assignments: sockets fed in awkward chunks, a framed server, a framed connection.
+"""Scaffolding for the graded assignments: sockets fed in awkward chunks, a framed server, a framed
+connection.
 
 The assignments ask a learner to write one layer of an RPC system; these
 helpers are the layers around it, so that a test can put the learner's code
 on a real socket without the test itself being the hard part::
 
     grading.receive_from_chunks(recv_frame, [b"\\x00\\x00", b"\\x00\\x02h", b"i"])  # -> b"hi"
-    grading.bytes_sent_by(lambda sock: send_frame(sock, b"hi"))               # -> b"\\x00\\x00\\x00\\x02hi"
-    server = grading.serve_frames("echo", lambda payload: payload)            # one reply frame per frame
+    grading.bytes_sent_by(lambda sock: send_frame(sock, b"hi"))               # ->
+    b"\\x00\\x00\\x00\\x02hi"
+    server = grading.serve_frames("echo", lambda payload: payload)            # one reply frame per
+    frame
     with grading.FramedConnection(server.address) as conn:
         conn.request(b"ping")                                                 # -> b"ping"
 
@@ -22,9 +25,11 @@ import socketserver
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from rpclab import background, framing
+from rpclab.byhand import framing
+from rpclab.runtime import background
 
 __all__ = [
     "TookTooLong",
@@ -44,7 +49,8 @@ JOIN_TIMEOUT = 2.0  # seconds to wait for a helper thread once its sockets are s
 
 
 class TookTooLong(AssertionError):
-    """The code under test did not return in time: it waits for bytes that never come, or loops forever."""
+    """The code under test did not return in time: it waits for bytes that never come, or loops
+    forever."""
 
 
 def _shut(*socks: socket.socket) -> None:
@@ -66,7 +72,8 @@ def receive_from_chunks(
     timeout: float = 2.0,
     pause: float = 0.002,
 ) -> T:
-    """Call ``receive(sock)`` while a thread sends ``chunks`` one by one on the other end of a socket pair.
+    """Call ``receive(sock)`` while a thread sends ``chunks`` one by one on the other end of a
+    socket pair.
 
     The sender waits ``pause`` seconds between chunks (a deliberate delay, so
     that each chunk arrives as a separate ``recv`` result), then, with
@@ -113,8 +120,10 @@ def receive_from_chunks(
         what = f"{name}()" if name != "<lambda>" else "the receiving code"
         raise TookTooLong(
             f"{what} did not return within {timeout:g} s. The peer sent "
-            f"{total} bytes in {len(pieces)} chunks, {then}. A receiver that keeps calling recv() after it "
-            f"returned b'' (the peer closed) never ends; one that asks for more bytes than were sent waits forever."
+            f"{total} bytes in {len(pieces)} chunks, {then}. A receiver that keeps calling recv() "
+            "after it "
+            "returned b'' (the peer closed) never ends; one that asks for more bytes than were "
+            "sent waits forever."
         )
     if "error" in outcome:
         raise outcome["error"]
@@ -163,7 +172,7 @@ def bytes_sent_by(send: Callable[[socket.socket], object], *, timeout: float = 2
 class _FrameHandler(socketserver.BaseRequestHandler):
     """One connection: read a frame, answer it with handle(payload), until the client leaves."""
 
-    server: "FrameServer"
+    server: FrameServer
 
     def handle(self) -> None:
         sock: socket.socket = self.request
@@ -193,7 +202,8 @@ class _FrameHandler(socketserver.BaseRequestHandler):
 
 
 class FrameServer(socketserver.ThreadingTCPServer):
-    """A TCP server that answers each frame with ``handle(payload)`` (None: no answer); a thread per connection."""
+    """A TCP server that answers each frame with ``handle(payload)`` (None: no answer); a thread per
+    connection."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -207,7 +217,9 @@ class FrameServer(socketserver.ThreadingTCPServer):
         max_size: int = framing.MAX_FRAME_SIZE,
     ):
         if not callable(handle):
-            raise TypeError(f"handle must be callable as handle(payload) -> bytes or None, not {handle!r}")
+            raise TypeError(
+                f"handle must be callable as handle(payload) -> bytes or None, not {handle!r}"
+            )
         self.handle_frame = handle
         self.name = name
         self.max_size = max_size
@@ -222,13 +234,17 @@ def serve_frames(
     port: int = 0,
     max_size: int = framing.MAX_FRAME_SIZE,
 ) -> background.ServerHandle:
-    """Serve ``handle`` over TCP in the background under ``name``: each frame in, ``handle(payload)`` out.
+    """Serve ``handle`` over TCP in the background under ``name``: each frame in,
+    ``handle(payload)`` out.
 
     ``handle`` returning None sends nothing back (a notification). If it
     raises, the server logs the traceback and closes that connection.
     """
     return background.serve(
-        name, lambda address: FrameServer(address, handle, name=name, max_size=max_size), host=host, port=port
+        name,
+        lambda address: FrameServer(address, handle, name=name, max_size=max_size),
+        host=host,
+        port=port,
     )
 
 
@@ -242,7 +258,13 @@ class FramedConnection:
     leaves half a frame behind to confuse the next one.
     """
 
-    def __init__(self, address: tuple[str, int], *, timeout: float = 2.0, max_size: int = framing.MAX_FRAME_SIZE):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        timeout: float = 2.0,
+        max_size: int = framing.MAX_FRAME_SIZE,
+    ):
         self.address = tuple(address)
         self.timeout = timeout
         self.max_size = max_size
@@ -266,23 +288,28 @@ class FramedConnection:
             self.sock.settimeout(remaining)
             try:
                 chunk = self.sock.recv(CHUNK)
-            except socket.timeout:
+            except TimeoutError:
                 raise TimeoutError(f"no reply within {timeout:g} s") from None
             if not chunk:
-                where = "in the middle of a frame" if self._decoder.pending else "before sending a reply"
+                where = (
+                    "in the middle of a frame"
+                    if self._decoder.pending
+                    else "before sending a reply"
+                )
                 raise ConnectionError(f"the server closed the connection {where}")
             self._ready.extend(self._decoder.feed(chunk))
         return self._ready.popleft()
 
     def request(self, payload: bytes, timeout: float | None = None) -> bytes:
-        """Send one frame and return the next one received (a ``transport(bytes) -> bytes`` function)."""
+        """Send one frame and return the next one received (a ``transport(bytes) -> bytes``
+        function)."""
         self.send(payload)
         return self.recv(self.timeout if timeout is None else timeout)
 
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> "FramedConnection":
+    def __enter__(self) -> FramedConnection:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

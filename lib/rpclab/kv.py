@@ -12,8 +12,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 __all__ = ["KVStore", "KeyNotFound", "Change", "MAX_KEY_LENGTH", "MAX_VALUE_LENGTH"]
 
@@ -99,7 +99,8 @@ class KVStore:
             return True
 
     def increment(self, key: str, amount: int = 1) -> int:
-        """Add ``amount`` to the integer at ``key`` (a missing key counts as 0); return the new value."""
+        """Add ``amount`` to the integer at ``key`` (a missing key counts as 0); return the new
+        value."""
         key = _check_key(key)
         if isinstance(amount, bool) or not isinstance(amount, int):
             raise TypeError(f"amount must be an int, not {type(amount).__name__}")
@@ -147,7 +148,9 @@ class KVStore:
             self._changed.wait_for(lambda: self._version > version, timeout)
             return [c for c in self._history if c.version > version]
 
-    def watch(self, prefix: str = "", *, timeout: float = 0.5, stop: threading.Event | None = None) -> Iterator[Change]:
+    def watch(
+        self, prefix: str = "", *, timeout: float = 0.5, stop: threading.Event | None = None
+    ) -> Iterator[Change]:
         """Yield changes to keys starting with ``prefix`` as they happen, until ``stop`` is set."""
         seen = self.version
         while stop is None or not stop.is_set():

@@ -30,6 +30,7 @@ def notebook_names() -> list[str]:
     """The notebooks to test, found when tests are collected: every *.ipynb in NOTEBOOKS."""
     return sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 
+
 try:
     from playwright.sync_api import Error as PlaywrightError
 except ImportError:  # no Playwright: the `chromium` fixture skips (or fails) the suite, saying so

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from browser_env import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, NOTEBOOKS, REPO, REQUIRE_BROWSER
 from lab_server import LabServer, start_lab
 from notebook_page import NotebookRun, NotebookRuns
@@ -106,7 +105,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     slots = [i for i, item in enumerate(items) if notebook_of(item) is not None]
     ordered = sorted((items[i] for i in slots), key=lambda item: str(notebook_of(item)))
-    for slot, item in zip(slots, ordered):  # a stable sort: test order within a notebook stays
+    # a stable sort: test order within a notebook stays
+    for slot, item in zip(slots, ordered, strict=True):
         items[slot] = item
     # Browser tests go last: Playwright's sync API keeps an event loop running in the main
     # thread until the session ends, and tests that call asyncio.run() must not come after it.

@@ -1,4 +1,5 @@
-"""A real `jupyter lab` for the browser suite: isolated settings, a token, a port read back, a clean stop."""
+"""A real `jupyter lab` for the browser suite: isolated settings, a token, a port read back, a clean
+stop."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ class LabServer:
         return self.url + path
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
-        """Call the server's REST API (path like "api/sessions"); the decoded JSON answer or None."""
+        """Call the server's REST API (path like "api/sessions"); the decoded JSON answer or
+        None."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             self.url + path,
@@ -156,7 +158,10 @@ def start_lab(notebooks: Path, workdir: Path, log_path: Path, extra_pythonpath: 
     ready = threading.Event()
     assert process.stdout is not None
     log_thread = threading.Thread(
-        target=_copy_log, args=(process.stdout, log_path, ready), name="jupyter-lab-log", daemon=True
+        target=_copy_log,
+        args=(process.stdout, log_path, ready),
+        name="jupyter-lab-log",
+        daemon=True,
     )
     log_thread.start()
     try:

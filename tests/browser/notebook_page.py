@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-
 from browser_env import PlaywrightError
 from lab_server import LabServer
 
@@ -88,7 +87,8 @@ WIDGETS_JS = """
   const cells = [...document.querySelectorAll(panel + ' .jp-Notebook-cell')];
   const found = [];
   for (const out of outputs) {
-    const widget = out.classList.contains('jupyter-widgets') ? out : out.querySelector('.jupyter-widgets');
+    const widget = out.classList.contains('jupyter-widgets') ? out :
+    out.querySelector('.jupyter-widgets');
     const text = out.innerText || '';
     const broken = !!out.querySelector('.jupyter-widgets-error-widget')
         || /Error displaying widget|Error rendering widget|javascript error/.test(text);
@@ -124,7 +124,7 @@ class NotebookRun:
     def unfinished(self) -> list[str]:
         """One line per non-empty code cell whose prompt shows no execution count."""
         lines = []
-        for cell, prompt in zip(self.code_cells, self.prompts):
+        for cell, prompt in zip(self.code_cells, self.prompts, strict=False):
             if cell["source"].strip() and not prompt.strip("[]: ").isdigit():
                 first = cell["source"].strip().splitlines()[0][:70]
                 lines.append(f"cell {cell['index']} prompt {prompt!r}: {first}")
@@ -156,7 +156,9 @@ class NotebookRuns:
         try:
             self._current = self._open_and_run(name)
         except (_RunFailed, PlaywrightError) as failure:
-            self._failed[name] = f"{name}: {failure}" if isinstance(failure, PlaywrightError) else str(failure)
+            self._failed[name] = (
+                f"{name}: {failure}" if isinstance(failure, PlaywrightError) else str(failure)
+            )
         if self._current is None:  # failed outside the except block: no chained traceback
             pytest.fail(self._failed[name], pytrace=False)
         return self._current
@@ -189,7 +191,8 @@ class NotebookRuns:
         notebook = json.loads((self.lab.root / name).read_text(encoding="utf-8"))
         cells = notebook["cells"]
         code_cells = [
-            {"index": i + 1, "source": _source(c)} for i, c in enumerate(cells)
+            {"index": i + 1, "source": _source(c)}
+            for i, c in enumerate(cells)
             if c.get("cell_type") == "code"
         ]
         if self._context is None:
@@ -204,7 +207,8 @@ class NotebookRuns:
             # as it would join one a learner left running. Saves the kernel's start-up time.
             kernel = notebook.get("metadata", {}).get("kernelspec", {}).get("name", "python3")
             self.lab.api(
-                "POST", "api/sessions",
+                "POST",
+                "api/sessions",
                 {"path": name, "name": name, "type": "notebook", "kernel": {"name": kernel}},
             )
             query = urllib.parse.urlencode({"token": self.lab.token})
@@ -220,15 +224,19 @@ class NotebookRuns:
             run_started = time.monotonic()
             _run_all(page)
             mask = [bool(c["source"].strip()) for c in code_cells]
-            finished = self._wait(
-                page, _RUN_DONE_JS, [PANEL, mask, ERROR_MIME], RUN_TIMEOUT, None
-            )
+            finished = self._wait(page, _RUN_DONE_JS, [PANEL, mask, ERROR_MIME], RUN_TIMEOUT, None)
             timing["run"] = time.monotonic() - run_started
             prompts = page.evaluate(_PROMPTS_JS, PANEL)
             saved = self._save(page, name)
             run = NotebookRun(
-                name, page, code_cells, prompts, _error_outputs(saved),
-                _widget_views(saved), shot, console,
+                name,
+                page,
+                code_cells,
+                prompts,
+                _error_outputs(saved),
+                _widget_views(saved),
+                shot,
+                console,
             )
             if not run.errors:  # and what the page itself draws as an error, should it differ
                 errors = page.locator(f"{PANEL} [data-mime-type='{ERROR_MIME}']").all_inner_texts()
@@ -239,7 +247,8 @@ class NotebookRuns:
             if not finished and not run.errors:  # an error is reported by the test, with its text
                 raise _RunFailed(
                     f"{name}: not every code cell finished within {RUN_TIMEOUT:.0f} s:\n  "
-                    + "\n  ".join(run.unfinished()) + f"\nscreenshot: {shot}"
+                    + "\n  ".join(run.unfinished())
+                    + f"\nscreenshot: {shot}"
                 )
             return run
         except BaseException:
@@ -326,7 +335,9 @@ def full_page_screenshot(page: Page, path: Path) -> None:
             )
             page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
             page.wait_for_function(  # the notebook has grown with the window
-                _FITS_JS, arg=[PANEL, client + height - VIEWPORT["height"]], timeout=UI_TIMEOUT * 1000
+                _FITS_JS,
+                arg=[PANEL, client + height - VIEWPORT["height"]],
+                timeout=UI_TIMEOUT * 1000,
             )
         page.screenshot(path=str(path), full_page=True)
     finally:

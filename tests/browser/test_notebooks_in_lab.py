@@ -8,7 +8,6 @@ Widget interactions live in widget_interactions.py (its docstring says how to ad
 from __future__ import annotations
 
 import pytest
-
 from browser_env import NOTEBOOKS, PlaywrightError, notebook_names
 from lab_server import SETTINGS_OVERRIDES, LabServer
 from notebook_page import PANEL, UI_TIMEOUT, WIDGETS_JS, NotebookRun, wait_for_widgets
@@ -44,7 +43,8 @@ def test_runs_without_error_output(notebook_run: NotebookRun) -> None:
 
 @pytest.mark.parametrize("notebook", NAMES or NO_NOTEBOOKS, ids=_ids(NAMES) or None)
 def test_every_widget_renders(notebook_run: NotebookRun) -> None:
-    """Each widget the kernel displayed is drawn on the page, none says "Error displaying widget"."""
+    """Each widget the kernel displayed is drawn on the page, none says "Error displaying
+    widget"."""
     expected = notebook_run.widget_views
     page = notebook_run.page
     wait_for_widgets(page, sum(expected.values()))  # drawn asynchronously; already waited once
@@ -68,9 +68,15 @@ def test_every_widget_renders(notebook_run: NotebookRun) -> None:
         assert not page.locator(f"{PANEL} .jupyter-widgets").count()
 
 
-@pytest.mark.parametrize(("notebook", "interaction"), INTERACTION_CASES or [
-    pytest.param("-", None, marks=pytest.mark.skip(reason="no widget interactions for these notebooks"))
-])
+@pytest.mark.parametrize(
+    ("notebook", "interaction"),
+    INTERACTION_CASES
+    or [
+        pytest.param(
+            "-", None, marks=pytest.mark.skip(reason="no widget interactions for these notebooks")
+        )
+    ],
+)
 def test_widget_interaction(notebook_run: NotebookRun, interaction: Interaction) -> None:
     """Acting on a control (slider, button, field, checkbox, dropdown) changes what is shown."""
     control = interaction.locate(notebook_run.panel)
@@ -89,7 +95,9 @@ def test_widget_interaction(notebook_run: NotebookRun, interaction: Interaction)
     area = control.evaluate_handle("(e) => e.closest('.jp-Cell-outputArea')")
     before = notebook_run.page.evaluate(WATCHED_TEXT_JS, [area, interaction.watch])
     if interaction.watch:
-        assert before.strip("|\n"), f"watch={interaction.watch!r} matches nothing next to the control"
+        assert before.strip("|\n"), (
+            f"watch={interaction.watch!r} matches nothing next to the control"
+        )
     interaction.perform(control)
     try:
         notebook_run.page.wait_for_function(
@@ -114,17 +122,21 @@ def test_widget_interaction(notebook_run: NotebookRun, interaction: Interaction)
 
 @pytest.mark.parametrize("notebook", NAMES[:1] or NO_NOTEBOOKS, ids=_ids(NAMES[:1]) or None)
 def test_settings_overrides_keep_popups_away(notebook_run: NotebookRun, lab: LabServer) -> None:
-    """The suite's own overrides.json reaches the page: no news or update pop-up covers a screenshot."""
+    """The suite's own overrides.json reaches the page: no news or update pop-up covers a
+    screenshot."""
     for plugin, values in SETTINGS_OVERRIDES.items():
         schema = lab.api("GET", f"lab/api/settings/{plugin}")["schema"]
         for key, value in values.items():
             assert schema["properties"][key]["default"] == value, (plugin, key)
     page = notebook_run.page
-    assert page.locator(".Toastify__toast").count() == 0, page.locator(".Toastify__toast").all_inner_texts()
+    assert page.locator(".Toastify__toast").count() == 0, page.locator(
+        ".Toastify__toast"
+    ).all_inner_texts()
     assert page.get_by_text("official Jupyter news").count() == 0
 
 
 def test_interaction_registry_names_existing_notebooks() -> None:
-    """Every registry key is a notebook that exists, so a rename cannot silently drop interactions."""
+    """Every registry key is a notebook that exists, so a rename cannot silently drop
+    interactions."""
     stems = {n.removesuffix(".ipynb") for n in NAMES}
     assert set(INTERACTIONS) <= stems, sorted(set(INTERACTIONS) - stems)

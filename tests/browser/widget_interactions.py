@@ -153,14 +153,17 @@ INTERACTIONS: dict[str, list[Interaction]] = {
     # The call explorer (rpclab.widgets.call_explorer) on the TLS server, with alice's token.
     "10-grpc-security-and-operations": [
         dropdown("service", "rpclab.kv.KV"),  # its methods and the first one's messages appear
-        button("Call", watch=".widget-html"),  # Get with no key: the server's INVALID_ARGUMENT shows
+        button(
+            "Call", watch=".widget-html"
+        ),  # Get with no key: the server's INVALID_ARGUMENT shows
     ],
 }
 
 # JavaScript: what a cell's output area shows, as one comparable string.
 WATCHED_TEXT_JS = """
 ([area, watch]) => {
-  const hash = (s) => { let h = 0; for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) | 0; return h; };
+  const hash = (s) => { let h = 0; for (let i = 0; i < s.length; i++) h = (h * 31 +
+  s.charCodeAt(i)) | 0; return h; };
   const parts = watch ? [...area.querySelectorAll(watch)] : [area.cloneNode(true)];
   return parts.map((el) => {
     if (!watch) el.querySelectorAll('.widget-readout').forEach((r) => r.remove());
@@ -169,4 +172,3 @@ WATCHED_TEXT_JS = """
   }).join('\\n');
 }
 """
-

@@ -1,1 +1,2 @@
-"""The key-value store served over other people's RPC systems: XML-RPC, Apache Thrift, REST, and a Node.js gRPC client."""
+"""The key-value store served over other people's RPC systems: XML-RPC, Apache Thrift, REST, and a
+Node.js gRPC client."""

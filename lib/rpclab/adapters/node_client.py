@@ -6,7 +6,8 @@ gRPC server, such as the kernel's own KV service::
     handle = background.serve_grpc("kv", lambda server: grpcservices.add_kv(server, store))
     node_client.run_node_client(handle.address, "put", "greeting", "hello")
     # [{'call': 'put', 'key': 'greeting', 'value': 'hello'}]
-    node_client.run_node_client(handle.address, "get", "missing")   # raises NodeCallError (NOT_FOUND)
+    node_client.run_node_client(handle.address, "get", "missing")   # raises NodeCallError
+    (NOT_FOUND)
 
 It needs Node.js and the client's packages (``npm ci`` in clients/node);
 :func:`require_node` says how to get whichever is missing.
@@ -39,7 +40,8 @@ MAX_OUTPUT_LINES = 1000  # the client prints one line per call
 
 
 class NodeMissing(RuntimeError):
-    """Node.js, or the client's npm packages, are not installed; the message says how to get them."""
+    """Node.js, or the client's npm packages, are not installed; the message says how to get
+    them."""
 
 
 class NodeClientError(RuntimeError):
@@ -52,9 +54,18 @@ class NodeClientError(RuntimeError):
 
 
 class NodeCallError(NodeClientError):
-    """A call made by the Node.js client failed with a gRPC status: ``code`` ("NOT_FOUND"...) and ``details``."""
+    """A call made by the Node.js client failed with a gRPC status: ``code`` ("NOT_FOUND"...) and
+    ``details``."""
 
-    def __init__(self, code: str, details: str, *, results: list[dict[str, Any]], returncode: int, stderr: str):
+    def __init__(
+        self,
+        code: str,
+        details: str,
+        *,
+        results: list[dict[str, Any]],
+        returncode: int,
+        stderr: str,
+    ):
         super().__init__(f"{code}: {details}", returncode=returncode, stderr=stderr)
         self.code = code
         self.details = details
@@ -75,14 +86,18 @@ def missing_reason() -> str | None:
             f"then run `npm ci` in {CLIENT_DIR}."
         )
     if not CLIENT_SCRIPT.is_file():
-        return f"the Node.js client {CLIENT_SCRIPT} is missing (is this a complete checkout of RPC Lab?)"
+        return (
+            f"the Node.js client {CLIENT_SCRIPT} is missing (is this a complete checkout of RPC "
+            "Lab?)"
+        )
     if not (CLIENT_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
         return f"the Node.js client's packages are not installed: run `npm ci` in {CLIENT_DIR}."
     return None
 
 
 def require_node() -> str:
-    """The path of ``node``, once sure the client can run; NodeMissing (saying what to do) otherwise."""
+    """The path of ``node``, once sure the client can run; NodeMissing (saying what to do)
+    otherwise."""
     reason = missing_reason()
     if reason is not None:
         raise NodeMissing(reason)
@@ -91,9 +106,14 @@ def require_node() -> str:
     return node
 
 
-def run_node_client(address: tuple[str, int] | str, *args: str, timeout: float = 30.0,
-                    deadline_ms: int | None = None) -> list[dict[str, Any]]:
-    """Run ``node kv_client.js HOST:PORT *args``; return the JSON lines it printed, one dict per call.
+def run_node_client(
+    address: tuple[str, int] | str,
+    *args: str,
+    timeout: float = 30.0,
+    deadline_ms: int | None = None,
+) -> list[dict[str, Any]]:
+    """Run ``node kv_client.js HOST:PORT *args``; return the JSON lines it printed, one dict per
+    call.
 
     ``args`` is a command: ``"get", KEY`` / ``"put", KEY, VALUE`` / ``"delete", KEY`` /
     ``"increment", KEY[, AMOUNT]`` / ``"demo"``. An int64 (increment's value)
@@ -110,8 +130,15 @@ def run_node_client(address: tuple[str, int] | str, *args: str, timeout: float =
         command += ["--deadline-ms", str(int(deadline_ms))]
     env = {**os.environ, "NODE_NO_WARNINGS": "1"}
     try:
-        done = subprocess.run(command, cwd=CLIENT_DIR, capture_output=True, text=True, timeout=timeout,
-                              env=env, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            command,
+            cwd=CLIENT_DIR,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired as exc:  # subprocess.run has killed it
         raise NodeClientError(f"the Node.js client did not finish within {timeout:g} s") from exc
     results = _parse(done.stdout)
@@ -120,10 +147,18 @@ def run_node_client(address: tuple[str, int] | str, *args: str, timeout: float =
         return results
     if results and "error" in results[-1]:
         error = results[-1]["error"]
-        raise NodeCallError(str(error.get("code")), str(error.get("details")), results=results,
-                            returncode=done.returncode, stderr=stderr)
-    raise NodeClientError(f"the Node.js client exited with status {done.returncode}: {stderr or '(no message)'}",
-                          returncode=done.returncode, stderr=stderr)
+        raise NodeCallError(
+            str(error.get("code")),
+            str(error.get("details")),
+            results=results,
+            returncode=done.returncode,
+            stderr=stderr,
+        )
+    raise NodeClientError(
+        f"the Node.js client exited with status {done.returncode}: {stderr or '(no message)'}",
+        returncode=done.returncode,
+        stderr=stderr,
+    )
 
 
 def _target(address: tuple[str, int]) -> str:
@@ -140,7 +175,9 @@ def _parse(stdout: str) -> list[dict[str, Any]]:
         try:
             value = json.loads(line)
         except ValueError:
-            raise NodeClientError(f"the Node.js client printed a line that is not JSON: {line[:200]!r}") from None
+            raise NodeClientError(
+                f"the Node.js client printed a line that is not JSON: {line[:200]!r}"
+            ) from None
         if isinstance(value, dict):
             results.append(value)
     return results

@@ -34,8 +34,8 @@ import uvicorn
 from fastapi import Body, FastAPI, HTTPException, Path
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 
-from rpclab import background
 from rpclab.kv import MAX_KEY_LENGTH, MAX_VALUE_LENGTH, KeyNotFound, KVStore
+from rpclab.runtime import background
 
 __all__ = [
     "MAX_BODY_SIZE",
@@ -49,7 +49,9 @@ __all__ = [
     "connect",
 ]
 
-MAX_BODY_SIZE = 128 * 1024  # a request body over this gets 413: a value is at most 64 KiB characters
+MAX_BODY_SIZE = (
+    128 * 1024
+)  # a request body over this gets 413: a value is at most 64 KiB characters
 MAX_RESPONSE_SIZE = 16 * 1024 * 1024  # the client refuses a larger response
 SHUTDOWN_GRACE = 3.0  # seconds stop() lets requests in flight finish
 
@@ -92,7 +94,9 @@ class ErrorOut(BaseModel):
     detail: str
 
 
-KeyParam = Annotated[str, Path(min_length=1, max_length=MAX_KEY_LENGTH, description="Any string; percent-encode it")]
+KeyParam = Annotated[
+    str, Path(min_length=1, max_length=MAX_KEY_LENGTH, description="Any string; percent-encode it")
+]
 
 
 def make_app(store: KVStore, *, max_body_size: int = MAX_BODY_SIZE) -> FastAPI:
@@ -134,10 +138,14 @@ def make_app(store: KVStore, *, max_body_size: int = MAX_BODY_SIZE) -> FastAPI:
         """Remove a key; say whether it was there. Deleting twice is not an error."""
         return Deleted(key=key, existed=store.delete(key))
 
-    @app.post("/keys/{key:path}/increment", response_model=Counter,
-              responses={409: {"model": ErrorOut, "description": "The value is not an integer"}})
+    @app.post(
+        "/keys/{key:path}/increment",
+        response_model=Counter,
+        responses={409: {"model": ErrorOut, "description": "The value is not an integer"}},
+    )
     async def increment(key: KeyParam, body: Annotated[AmountIn | None, Body()] = None) -> Counter:
-        """Add `amount` (1 if no body) to the integer at a key (missing counts as 0). Not idempotent."""
+        """Add `amount` (1 if no body) to the integer at a key (missing counts as 0). Not
+        idempotent."""
         amount = body.amount if body is not None else 1
         try:
             return Counter(key=key, value=store.increment(key, amount))
@@ -151,7 +159,8 @@ def make_app(store: KVStore, *, max_body_size: int = MAX_BODY_SIZE) -> FastAPI:
 
 
 class UvicornServer:
-    """A uvicorn server in the shape rpclab.background runs: serve_forever, shutdown, server_close, server_address.
+    """A uvicorn server in the shape rpclab.runtime.background runs: serve_forever, shutdown,
+    server_close, server_address.
 
     The listening socket is made here, so the address (port 0 included) is
     known before the server runs; ``serve_forever`` runs uvicorn's event loop on
@@ -174,7 +183,8 @@ class UvicornServer:
         self._done = threading.Event()
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
-        """Serve until :meth:`shutdown` (uvicorn checks its flag every 0.1 s; ``poll_interval`` is unused)."""
+        """Serve until :meth:`shutdown` (uvicorn checks its flag every 0.1 s; ``poll_interval`` is
+        unused)."""
         try:
             self.server.run(sockets=[self.socket])
         finally:
@@ -243,7 +253,8 @@ class NotFound(RESTError, KeyError):
 
 
 class RESTClient:
-    """The store's four calls over HTTP/1.1 on one kept-alive connection (thread-safe: one call at a time)."""
+    """The store's four calls over HTTP/1.1 on one kept-alive connection (thread-safe: one call at a
+    time)."""
 
     def __init__(self, address: tuple[str, int], *, timeout: float = 5.0):
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
@@ -276,7 +287,8 @@ class RESTClient:
         return self._call("GET", "/keys")["keys"]
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """Any request, to look around: (status, decoded JSON body). No error is raised for a status."""
+        """Any request, to look around: (status, decoded JSON body). No error is raised for a
+        status."""
         with self._lock:
             return self._send(method, path, body)
 
@@ -312,17 +324,24 @@ class RESTClient:
             self._conn.close()  # a timeout or a bad reply leaves the connection out of step
             raise
 
-    def _exchange(self, method: str, path: str, payload: bytes | None, headers: dict[str, str]) -> tuple[int, Any]:
+    def _exchange(
+        self, method: str, path: str, payload: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, Any]:
         self._conn.request(method, path, body=payload, headers=headers)
         response = self._conn.getresponse()
         if response.length is not None and response.length > MAX_RESPONSE_SIZE:
             self._conn.close()
-            raise RESTError(response.status, f"response of {response.length} bytes is over the {MAX_RESPONSE_SIZE}-byte limit")
+            raise RESTError(
+                response.status,
+                f"response of {response.length} bytes is over the {MAX_RESPONSE_SIZE}-byte limit",
+            )
         raw = response.read(MAX_RESPONSE_SIZE + 1)
         if len(raw) > MAX_RESPONSE_SIZE:
             self._conn.close()
             raise RESTError(response.status, f"response is over the {MAX_RESPONSE_SIZE}-byte limit")
-        if not response.isclosed():  # a chunked reply longer than announced: do not reuse the connection
+        if (
+            not response.isclosed()
+        ):  # a chunked reply longer than announced: do not reuse the connection
             self._conn.close()
         try:
             data = json.loads(raw) if raw else None
@@ -331,7 +350,8 @@ class RESTClient:
         return response.status, data
 
     def _drop_if_closed(self) -> bool:
-        """Close our end if the server has closed its end of the idle connection; return whether one stays open."""
+        """Close our end if the server has closed its end of the idle connection; return whether one
+        stays open."""
         sock = self._conn.sock
         if sock is None:
             return False
@@ -346,7 +366,7 @@ class RESTClient:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> "RESTClient":
+    def __enter__(self) -> RESTClient:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -363,5 +383,6 @@ def _path(key: str) -> str:
 
 
 def connect(address: tuple[str, int], *, timeout: float = 5.0) -> RESTClient:
-    """A client for the REST server at ``address``; every call gives up after ``timeout`` seconds."""
+    """A client for the REST server at ``address``; every call gives up after ``timeout``
+    seconds."""
     return RESTClient(address, timeout=timeout)

@@ -13,7 +13,7 @@ that hands each message to thriftpy2's processor::
     handle.stop()
 
 On the wire: Thrift's binary protocol in framed transport -- a 4-byte
-big-endian length, then the message: rpclab.framing's format. Any Thrift
+big-endian length, then the message: rpclab.byhand.framing's format. Any Thrift
 client that speaks binary + framed can call this server.
 """
 
@@ -24,7 +24,7 @@ import socketserver
 import struct
 import sys
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import thriftpy2
 from thriftpy2.protocol import TBinaryProtocolFactory
@@ -33,8 +33,10 @@ from thriftpy2.thrift import TApplicationException, TClient, TException, TProces
 from thriftpy2.transport import TFramedTransportFactory, TSocket, TTransportException
 from thriftpy2.transport.memory import TMemoryBuffer as PurePythonMemoryBuffer
 
-from rpclab import background, framing, protos
+from rpclab.byhand import framing
+from rpclab.grpcstack import protos
 from rpclab.kv import KeyNotFound, KVStore
+from rpclab.runtime import background
 
 __all__ = [
     "kv_thrift",
@@ -50,7 +52,9 @@ __all__ = [
 ]
 
 THRIFT_FILE = protos.protos_dir() / "kv.thrift"
-kv_thrift: ModuleType = thriftpy2.load(str(THRIFT_FILE), module_name="kv_thrift")  # thriftpy2 wants *_thrift
+kv_thrift: ModuleType = thriftpy2.load(
+    str(THRIFT_FILE), module_name="kv_thrift"
+)  # thriftpy2 wants *_thrift
 
 NotFound: type[TException] = kv_thrift.NotFound
 InvalidArgument: type[TException] = kv_thrift.InvalidArgument
@@ -60,7 +64,8 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class KVHandler:
-    """The service's methods as kv.thrift declares them: each calls the store and raises the IDL's exceptions."""
+    """The service's methods as kv.thrift declares them: each calls the store and raises the IDL's
+    exceptions."""
 
     def __init__(self, store: KVStore):
         self.store = store
@@ -93,7 +98,9 @@ class KVHandler:
             raise InvalidArgument(message=str(exc)) from None
         if not INT64_MIN <= value <= INT64_MAX:
             self.store.increment(key, -amount)  # undo: an i64 cannot carry the result
-            raise InvalidArgument(message=f"{key!r} would become {value}, which does not fit in an i64")
+            raise InvalidArgument(
+                message=f"{key!r} would become {value}, which does not fit in an i64"
+            )
         return value
 
     def keys(self) -> list[str]:
@@ -106,7 +113,9 @@ class _ExactBuffer(PurePythonMemoryBuffer):
     def read(self, sz: int) -> bytes:
         data = super().read(sz) if sz >= 0 else b""
         if len(data) != sz:
-            raise TTransportException(TTransportException.END_OF_FILE, f"message ended {sz - len(data)} bytes early")
+            raise TTransportException(
+                TTransportException.END_OF_FILE, f"message ended {sz - len(data)} bytes early"
+            )
         return data
 
 
@@ -115,7 +124,8 @@ _MALFORMED = (TException, struct.error, UnicodeDecodeError, ValueError, TypeErro
 
 
 class _ConnectionHandler(socketserver.BaseRequestHandler):
-    """One client connection: read a frame, let thriftpy2 decode and dispatch it, send the reply frame; repeat."""
+    """One client connection: read a frame, let thriftpy2 decode and dispatch it, send the reply
+    frame; repeat."""
 
     server: KVThriftServer
 
@@ -142,8 +152,14 @@ class KVThriftServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], store: KVStore, *, max_message_size: int = MAX_MESSAGE_SIZE):
-        if isinstance(max_message_size, bool) or not isinstance(max_message_size, int) or max_message_size < 1:
+    def __init__(
+        self, address: tuple[str, int], store: KVStore, *, max_message_size: int = MAX_MESSAGE_SIZE
+    ):
+        if (
+            isinstance(max_message_size, bool)
+            or not isinstance(max_message_size, int)
+            or max_message_size < 1
+        ):
             raise ValueError(f"max_message_size must be a positive int, not {max_message_size!r}")
         super().__init__(address, _ConnectionHandler)
         self.store = store
@@ -151,7 +167,8 @@ class KVThriftServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.processor = TProcessor(kv_thrift.KV, KVHandler(store))
 
     def process(self, message: bytes) -> bytes | None:
-        """The reply to one Thrift message (b"" for none), or None if the message is not well-formed.
+        """The reply to one Thrift message (b"" for none), or None if the message is not
+        well-formed.
 
         Decoding uses thriftpy2's pure-Python protocol over a buffer that refuses
         to read past the message: a length field that lies about a string's size
@@ -171,9 +188,16 @@ class KVThriftServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         try:
             result.success = call()
         except Exception as exc:
-            if not self.processor.handle_exception(exc, result):  # not one the IDL declares: a bug here
+            if not self.processor.handle_exception(
+                exc, result
+            ):  # not one the IDL declares: a bug here
                 self.processor.send_exception(
-                    oprot, api, TApplicationException(TApplicationException.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"), seqid
+                    oprot,
+                    api,
+                    TApplicationException(
+                        TApplicationException.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
+                    ),
+                    seqid,
                 )
                 return out.getvalue()
         if result.oneway:
@@ -197,9 +221,10 @@ def serve(
     max_message_size: int = MAX_MESSAGE_SIZE,
 ) -> background.ServerHandle:
     """Serve ``store`` over Thrift in the background under ``name``."""
-    make: Callable[[tuple[str, int]], KVThriftServer] = lambda address: KVThriftServer(
-        address, store, max_message_size=max_message_size
-    )
+
+    def make(address: tuple[str, int]) -> KVThriftServer:
+        return KVThriftServer(address, store, max_message_size=max_message_size)
+
     return background.serve(name, make, host=host, port=port)
 
 
@@ -209,7 +234,7 @@ class ThriftClient(TClient):
     One connection, one call at a time: share it between threads only behind a lock.
     """
 
-    def __enter__(self) -> "ThriftClient":
+    def __enter__(self) -> ThriftClient:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -217,7 +242,8 @@ class ThriftClient(TClient):
 
 
 def connect(address: tuple[str, int], *, timeout: float = 5.0) -> ThriftClient:
-    """A connected client for the server at ``address``; connecting and every call give up after ``timeout`` s.
+    """A connected client for the server at ``address``; connecting and every call give up after
+    ``timeout`` s.
 
     Calls raise NotFound / InvalidArgument as kv.thrift declares, TimeoutError
     when the server is too slow (close the client then: a late reply would be
@@ -227,7 +253,9 @@ def connect(address: tuple[str, int], *, timeout: float = 5.0) -> ThriftClient:
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
     host, port = address
     ms = timeout * 1000
-    transport = TFramedTransportFactory().get_transport(TSocket(host, port, socket_timeout=ms, connect_timeout=ms))
+    transport = TFramedTransportFactory().get_transport(
+        TSocket(host, port, socket_timeout=ms, connect_timeout=ms)
+    )
     protocol = TBinaryProtocolFactory().get_protocol(transport)
     transport.open()
     return ThriftClient(kv_thrift.KV, protocol)

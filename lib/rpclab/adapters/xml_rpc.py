@@ -9,8 +9,8 @@ import xmlrpc.client
 from typing import Any
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
-from rpclab import background
 from rpclab.kv import KVStore
+from rpclab.runtime import background
 
 __all__ = ["KVXMLRPCServer", "serve", "connect"]
 
@@ -45,18 +45,22 @@ class KVXMLRPCServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
             self.register_function(getattr(store, name), name)
         self.register_introspection_functions()
 
-
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hangs up mid-request is normal on a network: note nothing. Report the rest."""
+        """A client that hangs up mid-request is normal on a network: note nothing. Report the
+        rest."""
         error = sys.exc_info()[1]
         if isinstance(error, (ConnectionError, TimeoutError)):
             return
         super().handle_error(request, client_address)
 
 
-def serve(store: KVStore, *, name: str = "kv-xmlrpc", host: str = "127.0.0.1", port: int = 0) -> background.ServerHandle:
+def serve(
+    store: KVStore, *, name: str = "kv-xmlrpc", host: str = "127.0.0.1", port: int = 0
+) -> background.ServerHandle:
     """Serve ``store`` over XML-RPC in the background under ``name``."""
-    return background.serve(name, lambda address: KVXMLRPCServer(address, store), host=host, port=port)
+    return background.serve(
+        name, lambda address: KVXMLRPCServer(address, store), host=host, port=port
+    )
 
 
 class _TimeoutTransport(xmlrpc.client.Transport):
@@ -71,6 +75,9 @@ class _TimeoutTransport(xmlrpc.client.Transport):
 
 
 def connect(address: tuple[str, int], *, timeout: float = 5.0) -> xmlrpc.client.ServerProxy:
-    """An XML-RPC proxy to the server at ``address``; every call gives up after ``timeout`` seconds."""
+    """An XML-RPC proxy to the server at ``address``; every call gives up after ``timeout``
+    seconds."""
     host, port = address
-    return xmlrpc.client.ServerProxy(f"http://{host}:{port}/RPC2", transport=_TimeoutTransport(timeout), allow_none=True)
+    return xmlrpc.client.ServerProxy(
+        f"http://{host}:{port}/RPC2", transport=_TimeoutTransport(timeout), allow_none=True
+    )

@@ -1,12 +1,14 @@
-"""The fault panel: sliders that reconfigure a running fault proxy, its live counts, and a "run N calls" button."""
+"""The fault panel: sliders that reconfigure a running fault proxy, its live counts, and a "run N
+calls" button."""
 
 from __future__ import annotations
 
 import html
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from rpclab import faults as _faults
 
@@ -16,19 +18,23 @@ CONTROLS = ("delay", "jitter", "drop", "duplicate", "reset", "seed", "direction"
 
 
 def apply_controls(proxy: Any, **values: Any) -> _faults.Faults:
-    """Set the proxy's faults from control values (any of delay, jitter, drop, duplicate, reset, seed, direction).
+    """Set the proxy's faults from control values (any of delay, jitter, drop, duplicate, reset,
+    seed, direction).
 
     Returns the faults now in force. Raises ValueError (bad value, or drop on
     a bytes-mode proxy) or TypeError (unknown control) and leaves the proxy as it was.
     """
     unknown = sorted(set(values) - set(CONTROLS))
     if unknown:
-        raise TypeError(f"unknown control {', '.join(unknown)}; the controls are {', '.join(CONTROLS)}")
+        raise TypeError(
+            f"unknown control {', '.join(unknown)}; the controls are {', '.join(CONTROLS)}"
+        )
     return proxy.configure(**values)
 
 
 def is_timeout(exc: BaseException) -> bool:
-    """Whether ``exc`` says a call ran out of time (TimeoutError, a ...Timeout class, gRPC DEADLINE_EXCEEDED)."""
+    """Whether ``exc`` says a call ran out of time (TimeoutError, a ...Timeout class, gRPC
+    DEADLINE_EXCEEDED)."""
     if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
         return True
     code = getattr(exc, "code", None)
@@ -42,7 +48,8 @@ def is_timeout(exc: BaseException) -> bool:
 
 @dataclass
 class CallSummary:
-    """How ``n`` calls went: succeeded, failed (with a count per error type), timed out, or not started."""
+    """How ``n`` calls went: succeeded, failed (with a count per error type), timed out, or not
+    started."""
 
     n: int
     succeeded: int = 0
@@ -50,12 +57,16 @@ class CallSummary:
     timeouts: int = 0
     skipped: int = 0  # not started because the time budget ran out
     elapsed: float = 0.0  # seconds
-    errors: Counter = field(default_factory=Counter)  # "TypeName" -> count, for failures and timeouts
+    errors: Counter = field(
+        default_factory=Counter
+    )  # "TypeName" -> count, for failures and timeouts
     last_error: str = ""
 
     def __str__(self) -> str:
-        text = (f"{self.n} calls: {self.succeeded} succeeded, {self.failed} failed, "
-                f"{self.timeouts} timed out")
+        text = (
+            f"{self.n} calls: {self.succeeded} succeeded, {self.failed} failed, "
+            f"{self.timeouts} timed out"
+        )
         if self.skipped:
             text += f", {self.skipped} not started (out of time)"
         return text + f" in {self.elapsed:.2f} s"
@@ -72,7 +83,9 @@ def run_calls(fn: Callable[[], Any], n: int, timeout: float | None = None) -> Ca
         raise TypeError(f"fn must be callable with no arguments, not {fn!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be a non-negative int, not {n!r}")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
         raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
     summary = CallSummary(n)
     start = time.monotonic()
@@ -101,20 +114,26 @@ def stats_html(proxy: Any) -> str:
     rows = []
     for direction, arrow in (("request", "→ requests"), ("reply", "← replies")):
         d = stats[direction]
-        rows.append(f"<b>{arrow}</b>: {d.forwarded} forwarded, {d.dropped} dropped, {d.duplicated} duplicated, "
-                    f"{d.delayed} delayed, {d.resets} resets")
+        rows.append(
+            f"<b>{arrow}</b>: {d.forwarded} forwarded, {d.dropped} dropped, {d.duplicated} "
+            "duplicated, "
+            f"{d.delayed} delayed, {d.resets} resets"
+        )
     rows.append(f"{stats.connections} connection{'s' if stats.connections != 1 else ''}")
     return "<span style='font-family:monospace'>" + " &nbsp;|&nbsp; ".join(rows) + "</span>"
 
 
 class FaultPanel:
-    """Sliders for delay, jitter, drop, duplicate and reset, a seed, a direction, live stats, and an optional run button.
+    """Sliders for delay, jitter, drop, duplicate and reset, a seed, a direction, live stats, and
+    an optional run button.
 
     ``run``, if given, is a callable making one call through the proxy; the
     button calls it ``n`` times (within ``budget`` seconds) and shows the tally.
     """
 
-    def __init__(self, proxy: Any, run: Callable[[], Any] | None = None, n: int = 20, budget: float = 15.0):
+    def __init__(
+        self, proxy: Any, run: Callable[[], Any] | None = None, n: int = 20, budget: float = 15.0
+    ):
         import ipywidgets as w
 
         self.proxy = proxy
@@ -122,24 +141,54 @@ class FaultPanel:
         self.budget = budget
         current = proxy.faults
         wide = {"style": {"description_width": "90px"}, "layout": w.Layout(width="420px")}
-        seconds = {"min": 0.0, "step": 0.005, "readout_format": ".3f", "continuous_update": False, **wide}
-        chance = {"min": 0.0, "max": 1.0, "step": 0.01, "readout_format": ".0%", "continuous_update": False, **wide}
+        seconds = {
+            "min": 0.0,
+            "step": 0.005,
+            "readout_format": ".3f",
+            "continuous_update": False,
+            **wide,
+        }
+        chance = {
+            "min": 0.0,
+            "max": 1.0,
+            "step": 0.01,
+            "readout_format": ".0%",
+            "continuous_update": False,
+            **wide,
+        }
         self.controls: dict[str, Any] = {
-            "delay": w.FloatSlider(value=current.delay, max=max(2.0, current.delay), description="delay (s)", **seconds),
-            "jitter": w.FloatSlider(value=current.jitter, max=max(1.0, current.jitter), description="jitter (s)", **seconds),
+            "delay": w.FloatSlider(
+                value=current.delay, max=max(2.0, current.delay), description="delay (s)", **seconds
+            ),
+            "jitter": w.FloatSlider(
+                value=current.jitter,
+                max=max(1.0, current.jitter),
+                description="jitter (s)",
+                **seconds,
+            ),
             "drop": w.FloatSlider(value=current.drop, description="drop", **chance),
             "duplicate": w.FloatSlider(value=current.duplicate, description="duplicate", **chance),
             "reset": w.FloatSlider(value=current.reset, description="reset", **chance),
             "seed": w.IntText(value=current.seed, description="seed", **wide),
-            "direction": w.Dropdown(options=[("both ways", "both"), ("requests only", "request"), ("replies only", "reply")],
-                                    value=current.direction, description="applies to", **wide),
+            "direction": w.Dropdown(
+                options=[
+                    ("both ways", "both"),
+                    ("requests only", "request"),
+                    ("replies only", "reply"),
+                ],
+                value=current.direction,
+                description="applies to",
+                **wide,
+            ),
         }
         if getattr(proxy, "mode", "frames") == "bytes":
             for name in ("drop", "duplicate"):
                 self.controls[name].disabled = True
                 self.controls[name].tooltip = "needs a proxy in mode='frames'"
         for name, control in self.controls.items():
-            control.observe(lambda change, name=name: self._changed(name, change["new"]), names="value")
+            control.observe(
+                lambda change, name=name: self._changed(name, change["new"]), names="value"
+            )
         self.message = w.HTML()
         self.stats = w.HTML()
         refresh = w.Button(description="refresh stats", icon="refresh")
@@ -147,7 +196,9 @@ class FaultPanel:
         clear = w.Button(description="reset stats")
         clear.on_click(lambda _: (self.proxy.reset_stats(), self.refresh()))
         rows = [*self.controls.values(), w.HBox([refresh, clear]), self.stats, self.message]
-        self.n = w.BoundedIntText(value=n, min=1, max=10_000, description="calls", layout=w.Layout(width="160px"))
+        self.n = w.BoundedIntText(
+            value=n, min=1, max=10_000, description="calls", layout=w.Layout(width="160px")
+        )
         self.run_button = w.Button(description="run calls", button_style="primary", icon="play")
         self.result = w.HTML()
         if run is not None:
@@ -174,8 +225,10 @@ class FaultPanel:
         if self.run is None:
             return None
         if not self.proxy.running:
-            self.result.value = ("<b>The proxy is stopped</b> (the notebook's last cell stops every server). "
-                                 "Run the cells that start the server, the proxy and this panel again to play.")
+            self.result.value = (
+                "<b>The proxy is stopped</b> (the notebook's last cell stops every server). "
+                "Run the cells that start the server, the proxy and this panel again to play."
+            )
             return None
         self.result.value = "<i>running…</i>"
         summary = run_calls(self.run, int(self.n.value), self.budget)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rpclab.latency import PRESETS, estimate
+from rpclab.lab.latency import PRESETS, estimate
 
 __all__ = ["LatencyExplorer", "render"]
 
@@ -19,25 +19,40 @@ def render(rtt: float, calls: int, in_flight: int = 1) -> str:
 
 
 class LatencyExplorer:
-    """A log-scale round-trip slider, preset buttons, call count and calls in flight, and the answer."""
+    """A log-scale round-trip slider, preset buttons, call count and calls in flight, and the
+    answer."""
 
     def __init__(self, rtt: float = 50e-6, calls: int = 1000, in_flight: int = 1):
         import ipywidgets as w
 
-        self.rtt = w.FloatLogSlider(value=rtt, base=10, min=-8, max=0, step=0.1, description="round trip (s)",
-                                    readout_format=".1e", style={"description_width": "initial"},
-                                    layout=w.Layout(width="480px"))
-        self.calls = w.BoundedIntText(value=calls, min=0, max=10**9, description="calls",
-                                      layout=w.Layout(width="220px"))
+        self.rtt = w.FloatLogSlider(
+            value=rtt,
+            base=10,
+            min=-8,
+            max=0,
+            step=0.1,
+            description="round trip (s)",
+            readout_format=".1e",
+            style={"description_width": "initial"},
+            layout=w.Layout(width="480px"),
+        )
+        self.calls = w.BoundedIntText(
+            value=calls, min=0, max=10**9, description="calls", layout=w.Layout(width="220px")
+        )
         self.in_flight = w.IntSlider(value=in_flight, min=1, max=64, description="in flight")
         # A real option (not None) for "no preset": a Dropdown whose value is None draws blank.
-        self.presets = w.Dropdown(options=[("choose a preset…", NO_PRESET)] + [(k, v) for k, v in PRESETS.items()],
-                                  value=NO_PRESET, description="link")
+        self.presets = w.Dropdown(
+            options=[("choose a preset…", NO_PRESET)] + [(k, v) for k, v in PRESETS.items()],
+            value=NO_PRESET,
+            description="link",
+        )
         self.answer = w.HTML()
         for control in (self.rtt, self.calls, self.in_flight):
             control.observe(self._update, names="value")
         self.presets.observe(self._preset, names="value")
-        self.widget = w.VBox([self.presets, self.rtt, w.HBox([self.calls, self.in_flight]), self.answer])
+        self.widget = w.VBox(
+            [self.presets, self.rtt, w.HBox([self.calls, self.in_flight]), self.answer]
+        )
         self._update()
 
     def _preset(self, change: dict[str, Any]) -> None:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from rpclab import wiretap
+from rpclab.lab import wiretap
 
 __all__ = ["WireInspector"]
 
 
 class WireInspector:
-    """Shows ``recorder``'s frames (time, direction, size, payload); "hex" switches JSON to bytes; refresh and clear buttons.
+    """Shows ``recorder``'s frames (time, direction, size, payload); "hex" switches JSON to bytes;
+    refresh and clear buttons.
 
-    The table is drawn by :func:`rpclab.wiretap.render_html`; the widget only
+    The table is drawn by :func:`rpclab.lab.wiretap.render_html`; the widget only
     wires the controls. Call ``refresh()`` from a cell after making calls.
     """
 
@@ -21,7 +22,9 @@ class WireInspector:
 
         self.recorder = recorder
         self.last = last
-        self.hex_toggle = w.Checkbox(value=hex, description="hex", indent=False, layout=w.Layout(width="80px"))
+        self.hex_toggle = w.Checkbox(
+            value=hex, description="hex", indent=False, layout=w.Layout(width="80px")
+        )
         self.refresh_button = w.Button(description="refresh", icon="refresh")
         self.clear_button = w.Button(description="clear", icon="trash")
         self.count = w.HTML()
@@ -29,13 +32,20 @@ class WireInspector:
         self.hex_toggle.observe(lambda _: self.refresh(), names="value")
         self.refresh_button.on_click(lambda _: self.refresh())
         self.clear_button.on_click(lambda _: self.clear())
-        self.widget = w.VBox([w.HBox([self.refresh_button, self.clear_button, self.hex_toggle, self.count]), self.table])
+        self.widget = w.VBox(
+            [
+                w.HBox([self.refresh_button, self.clear_button, self.hex_toggle, self.count]),
+                self.table,
+            ]
+        )
         self.refresh()
 
     def refresh(self) -> None:
         """Show the frames recorded so far."""
         frames = self.recorder.frames()
-        self.table.value = wiretap.render_html(frames, hex=self.hex_toggle.value, start=self.recorder.start, last=self.last)
+        self.table.value = wiretap.render_html(
+            frames, hex=self.hex_toggle.value, start=self.recorder.start, last=self.last
+        )
         seen = self.recorder.seen
         kept = f" ({seen - len(frames)} older ones forgotten)" if seen > len(frames) else ""
         self.count.value = f"&nbsp;{len(frames)} frame{'s' if len(frames) != 1 else ''}{kept}"

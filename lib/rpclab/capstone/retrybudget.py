@@ -1,0 +1,110 @@
+"""A retry budget: a token bucket that lets retries add at most a fixed fraction of extra calls.
+
+A client that retries every failure three times turns an outage downstream
+into three times the load on a service that is already in trouble. A retry
+budget bounds that: every call deposits ``ratio`` tokens, every retry spends
+one whole token, and a retry with no token left is refused (the failure goes
+back to the caller instead)::
+
+    budget = RetryBudget(ratio=0.1, max_tokens=10)
+    budget.record_call()            # once per call (the first attempt)
+    if budget.try_retry():          # once per retry; False: do not retry
+        ...
+
+So over any run, retries <= initial tokens + ratio x calls: with ratio 0.1,
+at most 10% extra calls once the initial tokens are spent. The bucket holds
+at most ``max_tokens``, so a long quiet spell cannot save up a flood of
+retries. Finagle's RetryBudget and Envoy's retry budgets work this way (they
+also refill with time); gRPC's own retry throttling (``retryThrottling`` in a
+service config) is a cousin that counts successes and failures instead.
+
+Pure: no clock, no I/O; safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import NamedTuple
+
+__all__ = ["RetryBudget", "BudgetStats"]
+
+_SCALE = 1000  # tokens are kept in thousandths, so that ten deposits of 0.1 make exactly one token
+
+
+class BudgetStats(NamedTuple):
+    """What a budget has seen: calls recorded, retries allowed and refused, and the tokens left."""
+
+    calls: int
+    retries: int
+    refused: int
+    tokens: float
+
+
+def _number(name: str, value: object, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a number, not {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, not {value!r}")
+    return float(value)
+
+
+class RetryBudget:
+    """A token bucket for retries: each call deposits ``ratio`` tokens, each retry spends one."""
+
+    def __init__(
+        self, ratio: float = 0.1, *, max_tokens: float = 10.0, initial_tokens: float | None = None
+    ) -> None:
+        ratio = _number("ratio", ratio, 0.0, 1000.0)
+        max_tokens = _number("max_tokens", max_tokens, 1.0, 1_000_000.0)
+        initial = (
+            max_tokens
+            if initial_tokens is None
+            else _number("initial_tokens", initial_tokens, 0.0, max_tokens)
+        )
+        self.ratio = ratio
+        self.max_tokens = max_tokens
+        self._deposit = round(ratio * _SCALE)
+        self._capacity = round(max_tokens * _SCALE)
+        self._tokens = round(initial * _SCALE)
+        self._calls = 0
+        self._retries = 0
+        self._refused = 0
+        self._lock = threading.Lock()
+
+    def record_call(self) -> None:
+        """Count one call (a first attempt, not a retry) and deposit ``ratio`` tokens, up to
+        ``max_tokens``."""
+        with self._lock:
+            self._calls += 1
+            self._tokens = min(self._capacity, self._tokens + self._deposit)
+
+    def try_retry(self) -> bool:
+        """Spend one token on a retry and return True, or return False (retry refused) if less than
+        one is left."""
+        with self._lock:
+            if self._tokens >= _SCALE:
+                self._tokens -= _SCALE
+                self._retries += 1
+                return True
+            self._refused += 1
+            return False
+
+    @property
+    def tokens(self) -> float:
+        """Tokens in the bucket now (one pays for one retry)."""
+        with self._lock:
+            return self._tokens / _SCALE
+
+    @property
+    def stats(self) -> BudgetStats:
+        """A snapshot of the counts so far."""
+        with self._lock:
+            return BudgetStats(self._calls, self._retries, self._refused, self._tokens / _SCALE)
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return (
+            f"<RetryBudget ratio {self.ratio:g}, {s.tokens:g}/{self.max_tokens:g} tokens; "
+            f"{s.calls} calls, {s.retries} retries allowed, {s.refused} refused>"
+        )

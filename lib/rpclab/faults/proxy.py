@@ -1,0 +1,746 @@
+"""A fault-injecting TCP proxy: it sits between a client and a server and delays, drops, duplicates
+or resets traffic.
+
+Everything that can go wrong between two computers, on demand and reproducibly::
+
+    from rpclab import faults
+    proxy = faults.serve_proxy("wan", target=server.address, faults=faults.Faults(delay=0.05,
+    drop=0.1, seed=1))
+    client = socketrpc.connect(proxy.address)       # talk to the proxy instead of the server
+    proxy.configure(drop=0.5)                        # takes effect for the next frame
+    proxy.stats                                      # what the proxy did, per direction
+    proxy.stop()
+
+Directions are named from the client's side: ``"request"`` is client -> server,
+``"reply"`` is server -> client.
+
+Two modes:
+
+* ``mode="frames"`` (the default) reads the stream as rpclab.byhand.framing frames, so
+  every fault acts on a whole message: a dropped frame is a lost request or
+  reply, a duplicated frame is a request the server receives twice (what a
+  retransmission or a duplicated UDP datagram looks like to the RPC layer).
+* ``mode="bytes"`` forwards chunks of whatever protocol it carries (HTTP for
+  XML-RPC, HTTP/2 for gRPC). Delay, jitter and reset work; drop and duplicate
+  are refused, because dropping bytes from the middle of a TCP stream is not a
+  fault TCP can have: it would only corrupt the stream.
+
+Each direction of each connection has a reader thread that decides the fate of
+every frame as it arrives, and a writer thread that sends the survivors at
+their scheduled time, in order. A delayed frame therefore holds back only the
+frames behind it in the same direction, never the other direction or another
+connection.
+
+Reproducibility: every direction of every connection draws from its own
+``random.Random`` seeded from ``(seed, connection number, direction)``, and
+draws the same four numbers for every frame whatever the probabilities are. So
+a proxy started with the same seed that sees the same frames on its first,
+second, ... connection gives every frame the same fate. ``configure(seed=...)``
+restarts the sequences of the open connections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import math
+import random
+import socket
+import socketserver
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from rpclab.byhand import framing
+from rpclab.runtime import background
+
+__all__ = [
+    "DIRECTIONS",
+    "FATES",
+    "MAX_DELAY",
+    "Faults",
+    "Decision",
+    "decide",
+    "DirectionStats",
+    "ProxyStats",
+    "FaultProxy",
+    "ProxyServer",
+    "serve_proxy",
+]
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("both", "request", "reply")  # what Faults.direction may say
+FATES = ("forwarded", "duplicated", "dropped", "reset")  # what the tap is told about a frame
+MODES = ("frames", "bytes")
+MAX_DELAY = 30.0  # seconds; a longer delay is a hang, not a fault
+CHUNK = 64 * 1024  # bytes read from a socket at a time
+MAX_IN_FLIGHT = 4 * 1024 * 1024  # bytes a direction holds back (delayed) before it stops reading
+CONNECT_TIMEOUT = 5.0  # seconds to reach the target server
+WRITER_GRACE = (
+    1.0  # seconds a writer gets to notice a reset before its socket is shut down under it
+)
+
+OnFrame = Callable[[str, bytes, float, str], None]
+
+
+# --------------------------------------------------------------------------- what to inject
+
+
+def _probability(name: str, value: object) -> float:
+    number = _number(name, value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{name} is a probability and must be between 0 and 1, not {value!r}")
+    return number
+
+
+def _seconds(name: str, value: object) -> float:
+    number = _number(name, value)
+    if not 0.0 <= number <= MAX_DELAY:
+        raise ValueError(
+            f"{name} is in seconds and must be between 0 and {MAX_DELAY:g}, not {value!r}"
+        )
+    return number
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, not {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What the proxy does to each frame: fixed delay plus uniform jitter (seconds), and
+    probabilities of drop, duplicate, reset."""
+
+    delay: float = 0.0  # seconds added to every frame
+    jitter: float = 0.0  # up to this many seconds more, uniformly at random
+    drop: float = 0.0  # probability that a frame is lost
+    duplicate: float = 0.0  # probability that a frame is delivered twice
+    reset: float = 0.0  # probability that a frame makes the proxy reset the connection (both sides)
+    seed: int = 0  # the same seed and the same frames give the same fates
+    direction: str = "both"  # which traffic suffers: "both", "request" (client->server) or "reply"
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: validated values are stored as floats
+        set_(self, "delay", _seconds("delay", self.delay))
+        set_(self, "jitter", _seconds("jitter", self.jitter))
+        for name in ("drop", "duplicate", "reset"):
+            set_(self, name, _probability(name, getattr(self, name)))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an int, not {self.seed!r}")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(
+                f"direction must be one of {', '.join(map(repr, DIRECTIONS))}, not "
+                f"{self.direction!r}"
+            )
+
+    def replace(self, **changes: Any) -> Faults:
+        """A copy with some fields changed (checked like the constructor)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(
+                f"unknown fault setting {', '.join(unknown)}; the settings are "
+                f"{', '.join(_FIELD_NAMES)}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def applies_to(self, direction: str) -> bool:
+        """Whether these faults act on traffic going ``direction`` ("request" or "reply")."""
+        return self.direction in ("both", direction)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.delay or self.jitter:
+            parts.append(
+                f"delay {self.delay * 1000:g} ms"
+                + (f" + up to {self.jitter * 1000:g} ms jitter" if self.jitter else "")
+            )
+        for name in ("drop", "duplicate", "reset"):
+            if getattr(self, name):
+                parts.append(f"{name} {getattr(self, name):.0%}")
+        if not parts:
+            return "no faults"
+        where = {"both": "both ways", "request": "requests only", "reply": "replies only"}[
+            self.direction
+        ]
+        return f"{', '.join(parts)} ({where}, seed {self.seed})"
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Faults))
+
+
+class Decision(NamedTuple):
+    """The fate of one frame: what happens to it, how many copies go out, and how long it waits."""
+
+    fate: str  # "forwarded", "duplicated", "dropped" or "reset"
+    copies: int  # 0, 1 or 2
+    wait: float  # seconds before it is sent
+
+
+def decide(faults: Faults, direction: str, rng: random.Random) -> Decision:
+    """Decide the fate of one frame going ``direction``.
+
+    Always draws exactly four numbers from ``rng`` (reset, drop, duplicate,
+    jitter), so changing a probability never shifts the fates of later frames.
+    """
+    u_reset, u_drop, u_duplicate, u_jitter = rng.random(), rng.random(), rng.random(), rng.random()
+    if not faults.applies_to(direction):
+        return Decision("forwarded", 1, 0.0)
+    if u_reset < faults.reset:
+        return Decision("reset", 0, 0.0)
+    wait = faults.delay + u_jitter * faults.jitter
+    if u_drop < faults.drop:
+        return Decision("dropped", 0, wait)
+    if u_duplicate < faults.duplicate:
+        return Decision("duplicated", 2, wait)
+    return Decision("forwarded", 1, wait)
+
+
+# --------------------------------------------------------------------------- what happened
+
+
+@dataclass
+class DirectionStats:
+    """Counts for one direction: frames (or chunks, in bytes mode) forwarded, dropped, duplicated,
+    delayed; resets."""
+
+    forwarded: int = 0  # frames delivered (a duplicated frame counts once here)
+    dropped: int = 0
+    duplicated: int = 0  # frames delivered twice
+    delayed: int = 0  # frames held back by delay or jitter
+    resets: int = 0  # connections reset by this direction's frames
+    bytes: int = 0  # payload bytes sent on, copies included
+
+
+@dataclass
+class ProxyStats:
+    """What a proxy did: ``request`` (client -> server) and ``reply`` counts, and connections
+    accepted."""
+
+    request: DirectionStats = field(default_factory=DirectionStats)
+    reply: DirectionStats = field(default_factory=DirectionStats)
+    connections: int = 0
+    upstream_errors: int = 0  # connections the target server refused
+    errors: int = 0  # connections closed because their bytes were not valid frames
+
+    def __getitem__(self, direction: str) -> DirectionStats:
+        if direction not in ("request", "reply"):
+            raise KeyError(f"direction is 'request' or 'reply', not {direction!r}")
+        return self.request if direction == "request" else self.reply
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        def line(d: DirectionStats) -> str:
+            return (
+                f"{d.forwarded} forwarded, {d.dropped} dropped, {d.duplicated} duplicated, "
+                f"{d.delayed} delayed, {d.resets} resets"
+            )
+
+        return (
+            f"requests: {line(self.request)} | replies: {line(self.reply)} | "
+            f"{self.connections} connection{'s' if self.connections != 1 else ''}"
+        )
+
+
+# --------------------------------------------------------------------------- shared state
+
+
+class _State:
+    """The live settings and counters one proxy's connections share."""
+
+    def __init__(
+        self,
+        faults: Faults,
+        mode: str,
+        max_frame_size: int,
+        target: tuple[str, int],
+        on_frame: OnFrame | None,
+    ):
+        self.mode = mode
+        self.max_frame_size = max_frame_size
+        self.target = target
+        self.on_frame = on_frame
+        self.lock = threading.Lock()
+        self.settings = (
+            faults,
+            0,
+        )  # (faults, generation): swapped whole, so readers see a consistent pair
+        self.stats = ProxyStats()
+        self.numbers = itertools.count()
+
+    def count(self, direction: str, **increments: int) -> None:
+        with self.lock:
+            counts = self.stats[direction]
+            for name, n in increments.items():
+                setattr(counts, name, getattr(counts, name) + n)
+
+    def tap(self, direction: str, payload: bytes, when: float, fate: str) -> None:
+        on_frame = self.on_frame
+        if on_frame is None:
+            return
+        try:
+            on_frame(direction, payload, when, fate)
+        except Exception:  # a broken tap must never break the traffic
+            log.exception("the proxy's on_frame tap raised; the frame went on regardless")
+
+
+def _check_for_mode(faults: Faults, mode: str) -> Faults:
+    if mode == "bytes" and (faults.drop or faults.duplicate):
+        raise ValueError(
+            "drop and duplicate act on whole messages, so they need mode='frames'; a mode='bytes' "
+            "proxy "
+            "forwards a byte stream (HTTP, HTTP/2) where losing or repeating bytes would only "
+            "corrupt it. "
+            "Use delay, jitter and reset here."
+        )
+    return faults
+
+
+# --------------------------------------------------------------------------- one connection
+
+
+_EOF = object()  # put on a line when the sender closed its side
+
+
+class _Send(NamedTuple):
+    due: float  # time.monotonic() at which to send
+    payload: bytes
+    copies: int
+
+
+class _Line:
+    """The frames in flight in one direction: a FIFO the reader fills and the writer empties,
+    bounded in bytes."""
+
+    def __init__(self, max_bytes: int = MAX_IN_FLIGHT):
+        self._items: deque[Any] = deque()
+        self._bytes = 0
+        self._max_bytes = max_bytes
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, item: Any, size: int = 0) -> bool:
+        """Queue ``item``; wait while the line is full. False if the line was closed."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._closed or not self._items or self._bytes + size <= self._max_bytes
+            )
+            if self._closed:
+                return False
+            self._items.append((item, size))
+            self._bytes += size
+            self._cond.notify_all()
+            return True
+
+    def get(self) -> Any:
+        """The next item, waiting for one; None once the line is closed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._closed or self._items)
+            if self._closed:
+                return None
+            item, size = self._items.popleft()
+            self._bytes -= size
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._items.clear()
+            self._cond.notify_all()
+
+
+class _Connection:
+    """One client connection and its upstream twin, pumped both ways with faults."""
+
+    def __init__(self, state: _State, number: int, client: socket.socket, name: str):
+        self.state = state
+        self.number = number
+        self.client = client
+        self.upstream: socket.socket | None = None
+        self.name = name
+        self.pumps: list[_Pump] = []
+        self.aborted = threading.Event()
+        self._abort_lock = threading.Lock()
+
+    def run(self, server: ProxyServer) -> None:
+        try:
+            self.upstream = socket.create_connection(self.state.target, timeout=CONNECT_TIMEOUT)
+        except OSError as exc:
+            log.warning("proxy %s: cannot reach %s:%s: %s", self.name, *self.state.target, exc)
+            with self.state.lock:
+                self.state.stats.upstream_errors += 1
+            _set_linger_zero(self.client)
+            self.client.close()
+            return
+        self.upstream.settimeout(None)
+        for sock in (self.client, self.upstream):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.pumps = [
+            _Pump(self, "request", self.client, self.upstream),
+            _Pump(self, "reply", self.upstream, self.client),
+        ]
+        if not server.register(self):  # the proxy is stopping
+            self.abort(reset=False)
+        else:
+            threads = {
+                (pump.direction, role): threading.Thread(
+                    target=getattr(pump, role),
+                    daemon=True,
+                    name=f"rpclab-proxy:{self.name}#{self.number}:{pump.direction}-{role}",
+                )
+                for pump in self.pumps
+                for role in ("read", "write")
+            }
+            for thread in threads.values():
+                thread.start()
+            for direction in ("request", "reply"):
+                threads[direction, "read"].join()  # a reader ends at EOF, or at once when aborted
+            for direction in ("request", "reply"):
+                writer = threads[direction, "write"]
+                while writer.is_alive():  # it sends what is still queued, unless aborted
+                    writer.join(WRITER_GRACE)
+                    if writer.is_alive() and self.aborted.is_set():
+                        self._wake_writers()
+            server.unregister(self)
+        self.upstream.close()
+        self.client.close()  # before socketserver's shutdown_request, whose FIN would spoil a reset
+
+    def _wake_writers(self) -> None:
+        """After a reset a writer may be stuck in sendall() to a peer that stopped reading: shut the
+        sockets under it."""
+        for sock in (self.client, self.upstream):
+            try:
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def abort(self, reset: bool) -> None:
+        """End the connection now: wake every pump; with ``reset``, both peers get a TCP RST on
+        close."""
+        with self._abort_lock:
+            if self.aborted.is_set():
+                return
+            self.aborted.set()
+        for (
+            pump
+        ) in self.pumps:  # first, so that no writer passes on an EOF that the shutdown below causes
+            pump.line.close()
+        for sock in (self.client, self.upstream):
+            if sock is None:
+                continue
+            try:
+                if reset:
+                    _set_linger_zero(sock)  # close() now sends RST instead of FIN
+                    sock.shutdown(socket.SHUT_RD)  # wakes our reader without sending anything
+                else:
+                    sock.shutdown(
+                        socket.SHUT_RDWR
+                    )  # wakes our reader and writer; the peer sees EOF
+            except OSError:
+                pass  # already closed by the peer
+
+
+def _set_linger_zero(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+
+
+class _Pump:
+    """One direction of one connection: a reader that decides each frame's fate, a writer that sends
+    on time."""
+
+    def __init__(self, conn: _Connection, direction: str, src: socket.socket, dst: socket.socket):
+        self.conn = conn
+        self.state = conn.state
+        self.direction = direction
+        self.src = src
+        self.dst = dst
+        self.line = _Line()
+        self.frames = self.state.mode == "frames"
+        self.decoder = framing.FrameDecoder(self.state.max_frame_size)
+        self.generation = -1
+        self.rng = random.Random()
+
+    # -- reader ---------------------------------------------------------------
+
+    def read(self) -> None:
+        try:
+            while not self.conn.aborted.is_set():
+                chunk = self.src.recv(CHUNK)
+                if not chunk:
+                    self.line.put(
+                        _EOF
+                    )  # the sender closed its side: pass the close on after the frames
+                    return
+                for payload in self.decoder.feed(chunk) if self.frames else [chunk]:
+                    if not self._admit(payload):
+                        return
+        except framing.FrameTooLarge as exc:
+            log.warning("proxy %s: %s; closing the connection", self.conn.name, exc)
+            with self.state.lock:
+                self.state.stats.errors += 1
+            self.conn.abort(reset=True)
+        except OSError:
+            self.conn.abort(reset=True)  # a peer reset us, or we were stopped: pass it on
+
+    def _admit(self, payload: bytes) -> bool:
+        faults, generation = self.state.settings
+        if generation != self.generation:  # a new seed: restart this direction's random sequence
+            self.rng.seed(f"{faults.seed}/{self.conn.number}/{self.direction}")
+            self.generation = generation
+        decision = decide(faults, self.direction, self.rng)
+        now = time.monotonic()
+        if decision.fate == "reset":
+            self.state.count(self.direction, resets=1)
+            self.state.tap(self.direction, payload, now, "reset")
+            self.conn.abort(reset=True)
+            return False
+        if decision.fate == "dropped":
+            self.state.count(self.direction, dropped=1)
+            self.state.tap(self.direction, payload, now, "dropped")
+            return True
+        if decision.wait > 0:
+            self.state.count(self.direction, delayed=1)
+        return self.line.put(_Send(now + decision.wait, payload, decision.copies), len(payload))
+
+    # -- writer ---------------------------------------------------------------
+
+    def write(self) -> None:
+        while True:
+            item = self.line.get()
+            if item is None:
+                return
+            if item is _EOF:
+                if self.conn.aborted.is_set():
+                    return
+                try:
+                    self.dst.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                return
+            while (remaining := item.due - time.monotonic()) > 0:
+                if self.conn.aborted.wait(remaining):
+                    return
+            data = (
+                framing.encode_frame(item.payload, self.state.max_frame_size)
+                if self.frames
+                else item.payload
+            )
+            for copy in range(item.copies):
+                if self.conn.aborted.is_set():
+                    return
+                # counted and tapped just before sending, so that whoever reads the reply also sees
+                # the count
+                if copy == 0:
+                    self.state.count(self.direction, forwarded=1, bytes=len(item.payload))
+                else:
+                    self.state.count(self.direction, duplicated=1, bytes=len(item.payload))
+                self.state.tap(
+                    self.direction,
+                    item.payload,
+                    time.monotonic(),
+                    "forwarded" if copy == 0 else "duplicated",
+                )
+                try:
+                    self.dst.sendall(data)
+                except OSError:
+                    self.conn.abort(reset=True)
+                    return
+
+
+# --------------------------------------------------------------------------- the server
+
+
+class _ProxyHandler(socketserver.BaseRequestHandler):
+    server: ProxyServer
+
+    def handle(self) -> None:
+        state = self.server.state
+        with state.lock:
+            state.stats.connections += 1
+        conn = _Connection(state, next(state.numbers), self.request, self.server.name)
+        conn.run(self.server)
+
+
+class ProxyServer(socketserver.ThreadingTCPServer):
+    """The socketserver behind a FaultProxy: one thread per client connection, plus four pump
+    threads."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], state: _State, name: str = "proxy"):
+        self.state = state
+        self.name = name
+        self._connections: set[_Connection] = set()
+        self._connections_lock = threading.Lock()
+        self._closing = False
+        super().__init__(address, _ProxyHandler)
+
+    def register(self, conn: _Connection) -> bool:
+        with self._connections_lock:
+            if self._closing:
+                return False
+            self._connections.add(conn)
+            return True
+
+    def unregister(self, conn: _Connection) -> None:
+        with self._connections_lock:
+            self._connections.discard(conn)
+
+    def shutdown(self) -> None:
+        """Stop accepting, then close every connection so that no pump stays blocked."""
+        super().shutdown()
+        with self._connections_lock:
+            self._closing = True
+            connections = list(self._connections)
+        for conn in connections:
+            conn.abort(reset=False)
+
+
+# --------------------------------------------------------------------------- the handle
+
+
+class FaultProxy(background.RunningServer):
+    """A running fault-injecting proxy: ``address`` to connect to, ``configure()`` to change faults
+    live, ``stats``, ``stop()``."""
+
+    def __init__(self, handle: background.ServerHandle, state: _State, target: tuple[str, int]):
+        super().__init__(handle)
+        self._state = state
+        self.target = target
+        self.mode = state.mode
+
+    @property
+    def faults(self) -> Faults:
+        """The faults in force now."""
+        return self._state.settings[0]
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        if not isinstance(faults, Faults):
+            raise TypeError(f"faults must be a faults.Faults, not {type(faults).__name__}")
+        _check_for_mode(faults, self.mode)
+        with self._state.lock:
+            self._state.settings = (faults, self._state.settings[1] + 1)
+
+    def configure(self, **changes: Any) -> Faults:
+        """Change some fault settings; the next frame sees them. Giving ``seed`` restarts the random
+        sequences."""
+        with self._state.lock:
+            current, generation = self._state.settings
+            new = _check_for_mode(current.replace(**changes), self.mode)
+            self._state.settings = (new, generation + 1 if "seed" in changes else generation)
+        return new
+
+    @property
+    def stats(self) -> ProxyStats:
+        """A snapshot of the counts so far."""
+        with self._state.lock:
+            return dataclasses.replace(
+                self._state.stats,
+                request=dataclasses.replace(self._state.stats.request),
+                reply=dataclasses.replace(self._state.stats.reply),
+            )
+
+    def reset_stats(self) -> None:
+        """Start counting from zero."""
+        with self._state.lock:
+            self._state.stats = ProxyStats()
+
+    @property
+    def on_frame(self) -> OnFrame | None:
+        """The tap: ``on_frame(direction, payload, when, fate)`` for every frame, or None."""
+        return self._state.on_frame
+
+    @on_frame.setter
+    def on_frame(self, tap: OnFrame | None) -> None:
+        if tap is not None and not callable(tap):
+            raise TypeError(
+                "on_frame must be callable as on_frame(direction, payload, when, fate), or None, "
+                f"not {tap!r}"
+            )
+        self._state.on_frame = tap
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return (
+            f"<fault proxy {self.name!r} {self.host}:{self.port} -> "
+            f"{self.target[0]}:{self.target[1]} "
+            f"({self.mode}), {self.faults}, {state}>"
+        )
+
+
+def _target_of(target: object) -> tuple[str, int]:
+    address = getattr(target, "address", target)  # a ServerHandle, a FaultProxy, or (host, port)
+    if (
+        isinstance(address, (tuple, list))
+        and len(address) == 2
+        and isinstance(address[0], str)
+        and isinstance(address[1], int)
+        and not isinstance(address[1], bool)
+        and 0 < address[1] <= 65535
+    ):
+        return address[0], address[1]
+    raise ValueError(f"target must be a (host, port) pair such as server.address, not {target!r}")
+
+
+def serve_proxy(
+    name: str,
+    target: Any,
+    faults: Faults | None = None,
+    *,
+    mode: str = "frames",
+    host: str = background.DEFAULT_HOST,
+    port: int = 0,
+    max_frame_size: int = framing.MAX_FRAME_SIZE,
+    on_frame: OnFrame | None = None,
+) -> FaultProxy:
+    """Start a fault-injecting proxy called ``name`` in front of ``target`` (a (host, port), or a
+    server handle).
+
+    Runs through rpclab.runtime.background, so starting the same name again replaces
+    the old proxy. ``on_frame(direction, payload, when, fate)`` is called for
+    every frame (``when`` is time.monotonic(); ``fate`` one of FATES).
+    """
+    address = _target_of(target)
+    faults = Faults() if faults is None else faults
+    if not isinstance(faults, Faults):
+        raise TypeError(f"faults must be a faults.Faults, not {type(faults).__name__}")
+    if mode not in MODES:
+        raise ValueError(
+            "mode must be 'frames' (rpclab.byhand.framing messages) or 'bytes' (any TCP "
+            f"protocol), not {mode!r}"
+        )
+    _check_for_mode(faults, mode)
+    if (
+        isinstance(max_frame_size, bool)
+        or not isinstance(max_frame_size, int)
+        or max_frame_size < 1
+    ):
+        raise ValueError(f"max_frame_size must be a positive int, not {max_frame_size!r}")
+    if on_frame is not None and not callable(on_frame):
+        raise TypeError(
+            "on_frame must be callable as on_frame(direction, payload, when, fate), not "
+            f"{on_frame!r}"
+        )
+    state = _State(faults, mode, max_frame_size, address, on_frame)
+    handle = background.serve(
+        name, lambda addr: ProxyServer(addr, state, name), host=host, port=port
+    )
+    return FaultProxy(handle, state, address)

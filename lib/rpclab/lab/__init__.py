@@ -1,0 +1,2 @@
+"""Instruments that watch and time any transport: wire taps, timing, latency, plots, tracing, one
+call taken apart."""

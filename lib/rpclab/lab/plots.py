@@ -1,0 +1,433 @@
+"""Plots of measurements, drawn on matplotlib Figures that display themselves in a notebook.
+
+They use ``matplotlib.figure.Figure`` rather than pyplot, so a figure shows
+once (as a cell's value) and leaves no global state behind.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+from matplotlib.figure import Figure as _MatplotlibFigure
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, StrMethodFormatter
+
+from rpclab.lab.timing import format_seconds
+
+__all__ = [
+    "Figure",
+    "log_bars",
+    "call_timeline",
+    "calls_per_server",
+    "stream_progress",
+    "rate_bars",
+    "span_timeline",
+    "latency_bars",
+    "payload_sweep",
+    "stacked_bars",
+]
+
+
+class Figure(_MatplotlibFigure):
+    """A matplotlib Figure that draws itself as PNG when it is a cell's value (no pyplot needed)."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+
+
+def log_bars(
+    values: Mapping[str, float],
+    *,
+    title: str = "",
+    unit_label: str = "seconds per call (log scale)",
+) -> Figure:
+    """Horizontal bars on a log scale, each labelled with its value in a readable unit."""
+    if not values or any(v <= 0 for v in values.values()):
+        raise ValueError("log_bars needs at least one value, all above zero")
+    fig = Figure(figsize=(7, 0.6 + 0.55 * len(values)), layout="constrained")
+    ax = fig.add_subplot()
+    names, numbers = list(values), list(values.values())
+    ax.barh(names, numbers, color="#4c72b0")
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set_xlabel(unit_label)
+    if title:
+        ax.set_title(title)
+    for y, v in enumerate(numbers):
+        ax.text(v, y, "  " + format_seconds(v), va="center")
+    ax.set_xlim(min(numbers) / 3, max(numbers) * 30)
+    return fig
+
+
+def call_timeline(
+    steps: Sequence[object], *, title: str = "one remote call, step by step"
+) -> Figure:
+    """A Gantt-style timeline of a call's steps (objects with ``name``, ``start`` and ``end``)."""
+    if not steps:
+        raise ValueError("call_timeline needs at least one step")
+    t0 = min(s.start for s in steps)  # type: ignore[attr-defined]
+    fig = Figure(figsize=(8, 0.6 + 0.4 * len(steps)), layout="constrained")
+    ax = fig.add_subplot()
+    for y, step in enumerate(steps):
+        start_us = (step.start - t0) * 1e6  # type: ignore[attr-defined]
+        width_us = max((step.end - step.start) * 1e6, 0.5)  # type: ignore[attr-defined]
+        side = (
+            "client"
+            if step.name.startswith("client")
+            else "server"
+            if "server" in step.name
+            else "wire"
+        )  # type: ignore[attr-defined]
+        color = {"client": "#4c72b0", "server": "#dd8452", "wire": "#8c8c8c"}[side]
+        ax.barh(y, width_us, left=start_us, color=color)
+        ax.text(
+            start_us + width_us, y, " " + format_seconds(width_us / 1e6), va="center", fontsize=8
+        )
+    ax.set_yticks(range(len(steps)), [s.name for s in steps])  # type: ignore[attr-defined]
+    ax.invert_yaxis()
+    ax.set_xlabel("microseconds since the call began")
+    ax.set_title(title)
+    return fig
+
+
+def calls_per_server(
+    groups: Mapping[str, Mapping[str, int]], *, title: str = "calls per server"
+) -> Figure:
+    """Bars of how many calls each server received, one panel per way of spreading them (e.g. per LB
+    policy)."""
+    if not groups or any(not counts for counts in groups.values()):
+        raise ValueError("calls_per_server needs at least one group, each with at least one server")
+    if any(v < 0 for counts in groups.values() for v in counts.values()):
+        raise ValueError("call counts cannot be negative")
+    fig = Figure(figsize=(min(3.2 * len(groups), 12), 2.8), layout="constrained")
+    axes = fig.subplots(1, len(groups), sharey=True, squeeze=False)[0]
+    top = max(max(counts.values()) for counts in groups.values())
+    for ax, (label, counts) in zip(axes, groups.items(), strict=False):
+        names, numbers = list(counts), list(counts.values())
+        ax.bar(names, numbers, color="#4c72b0")
+        for x, v in enumerate(numbers):
+            ax.text(x, v, str(v), ha="center", va="bottom")
+        ax.set_title(label)
+        ax.set_ylim(0, max(top, 1) * 1.2)
+        ax.tick_params(axis="x", labelrotation=0)
+    axes[0].set_ylabel("calls received")
+    fig.suptitle(title)
+    return fig
+
+
+def stream_progress(
+    runs: Mapping[str, Sequence[tuple[float, int, int]]],
+    *,
+    title: str = "a server stream read slowly",
+) -> Figure:
+    """Messages produced by the server and consumed by the client over time, one panel per run.
+
+    Each run is a sequence of ``(seconds, produced, consumed)`` samples; the
+    shaded gap between the lines is what sits in buffers and flow-control windows.
+    """
+    if not runs or any(len(samples) == 0 for samples in runs.values()):
+        raise ValueError("stream_progress needs at least one run, each with at least one sample")
+    fig = Figure(figsize=(min(4.5 * len(runs), 12), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(runs), sharey=True, squeeze=False)[0]
+    for ax, (label, samples) in zip(axes, runs.items(), strict=False):
+        seconds = [s[0] for s in samples]
+        produced = [s[1] for s in samples]
+        consumed = [s[2] for s in samples]
+        ax.step(seconds, produced, where="post", color="#dd8452", label="produced by the server")
+        ax.step(seconds, consumed, where="post", color="#4c72b0", label="consumed by the client")
+        ax.fill_between(seconds, consumed, produced, step="post", color="#dd8452", alpha=0.15)
+        ax.set_title(label)
+        ax.set_xlabel("seconds since the call began")
+        ax.set_ylim(bottom=0)
+    axes[0].set_ylabel("messages")
+    fig.legend(
+        *axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9
+    )
+    fig.suptitle(title)
+    return fig
+
+
+def rate_bars(
+    groups: Mapping[str, Mapping[str, float]], *, title: str = "", unit: str = "calls per second"
+) -> Figure:
+    """Rates (calls per second, say) as horizontal bars, one panel per group sharing one scale, each
+    bar labelled."""
+    if not groups or any(not rates for rates in groups.values()):
+        raise ValueError("rate_bars needs at least one group, each with at least one rate")
+    if any(v < 0 for rates in groups.values() for v in rates.values()):
+        raise ValueError("rates cannot be negative")
+    rows = max(len(rates) for rates in groups.values())
+    fig = Figure(figsize=(min(4.2 * len(groups), 12), 1.6 + 0.5 * rows), layout="constrained")
+    axes = fig.subplots(1, len(groups), sharex=True, squeeze=False)[0]
+    top = max(max(rates.values()) for rates in groups.values())
+    for ax, (label, rates) in zip(axes, groups.items(), strict=False):
+        names, numbers = list(rates), list(rates.values())
+        ax.barh(names, numbers, color="#4c72b0")
+        for y, v in enumerate(numbers):
+            ax.text(v, y, f" {v:,.0f}", va="center", fontsize=9)
+        ax.invert_yaxis()
+        ax.set_title(label)
+        ax.set_xlim(0, max(top, 1) * 1.3)
+        ax.set_xlabel(unit)
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+_SERVICE_COLOURS = (
+    "#4c72b0",
+    "#dd8452",
+    "#55a868",
+    "#8172b3",
+    "#937860",
+    "#da8bc3",
+    "#8c8c8c",
+    "#ccb974",
+)
+_FAILED = "#c44e52"
+
+
+def span_timeline(
+    spans: Sequence[object],
+    *,
+    deadline: float | None = None,
+    title: str = "one request, hop by hop",
+) -> Figure:
+    """A Gantt chart of one trace: a row per span, indented under its parent, a colour per service.
+
+    Spans are objects with ``span_id``, ``parent_id``, ``service``, ``start`` and
+    ``end`` (seconds), and optionally ``kind`` ("server": solid bar; "client":
+    pale bar, the caller waiting), ``status`` (anything but "OK" is written in
+    red after the bar) and ``label``. ``deadline``: seconds after the first
+    span's start, drawn as a dashed line.
+    """
+    from rpclab.lab.tracing import (
+        tree,
+    )  # pure; imported here so that plots does not pull in grpc for other figures
+
+    if not spans:
+        raise ValueError("span_timeline needs at least one span")
+    if deadline is not None and not deadline > 0:
+        raise ValueError(
+            "deadline is seconds after the first span started, and must be above zero, not "
+            f"{deadline!r}"
+        )
+    rows = tree(spans)
+    t0 = min(s.start for s in spans)  # type: ignore[attr-defined]
+    colours: dict[str, str] = {}
+    for _, span in rows:
+        colours.setdefault(span.service, _SERVICE_COLOURS[len(colours) % len(_SERVICE_COLOURS)])
+    labels = [
+        "  " * depth
+        + str(getattr(span, "label", None) or f"{span.service}: {getattr(span, 'method', '')}")
+        for depth, span in rows
+    ]
+    fig = Figure(figsize=(9, 1.3 + 0.32 * len(rows)), layout="constrained")
+    ax = fig.add_subplot()
+    right = max(s.end for s in spans) - t0  # type: ignore[attr-defined]
+    any_failed = False
+    for y, (_, span) in enumerate(rows):
+        start_ms, width_ms = (span.start - t0) * 1000, max((span.end - span.start) * 1000, 0.05)
+        client = getattr(span, "kind", "server") == "client"
+        ax.barh(
+            y,
+            width_ms,
+            left=start_ms,
+            height=0.62,
+            color=colours[span.service],
+            alpha=0.35 if client else 1.0,
+            edgecolor=colours[span.service],
+            linewidth=0.8,
+        )
+        status = getattr(span, "status", "OK")
+        failed = status not in ("OK", None, "")
+        any_failed = any_failed or failed
+        ax.text(
+            start_ms + width_ms,
+            y,
+            f" {format_seconds(span.end - span.start)}" + (f"  {status}" if failed else ""),
+            va="center",
+            fontsize=8,
+            color=_FAILED if failed else "black",
+            zorder=3,
+            bbox=dict(facecolor="white", edgecolor="none", pad=0.3, alpha=0.85),
+        )
+    ax.set_yticks(range(len(rows)), labels, family="monospace", fontsize=9, ha="left")
+    ax.tick_params(axis="y", length=0, pad=12 + 0.62 * 9 * max(len(label) for label in labels))
+    ax.invert_yaxis()
+    handles = [
+        Patch(facecolor="#8c8c8c", label="serving a call"),
+        Patch(facecolor="#8c8c8c", alpha=0.35, label="waiting for the reply to a call it made"),
+    ]
+    if deadline is not None:
+        handles.append(
+            ax.axvline(
+                deadline * 1000,
+                color=_FAILED,
+                linestyle="--",
+                linewidth=1.2,
+                zorder=2,
+                label=f"the client's deadline ({format_seconds(deadline)})",
+            )
+        )
+        right = max(right, deadline)
+    ax.set_xlim(0, right * 1000 * (1.6 if any_failed else 1.3))
+    ax.set_xlabel("milliseconds since the first service received the request")
+    ax.set_title(title)
+    fig.legend(
+        handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize=8
+    )
+    return fig
+
+
+# -------------------------------------------------------------------- performance lab (notebook 13)
+
+
+def latency_bars(
+    latencies: Mapping[str, tuple[float, float]],
+    *,
+    title: str = "time per call: median, whisker to the 99th percentile",
+) -> Figure:
+    """Horizontal bars of median latencies on a log scale, each with a whisker up to its 99th
+    percentile.
+
+    ``latencies`` maps a name to ``(median, p99)`` in seconds.
+    """
+    if not latencies or any(not 0 < m <= p for m, p in latencies.values()):
+        raise ValueError(
+            "latency_bars needs at least one (median, p99) pair, with 0 < median <= p99"
+        )
+    names = list(latencies)
+    medians = [m for m, _ in latencies.values()]
+    p99s = [p for _, p in latencies.values()]
+    fig = Figure(figsize=(7.5, 0.8 + 0.5 * len(names)), layout="constrained")
+    ax = fig.add_subplot()
+    ax.barh(names, medians, color="#4c72b0", label="median")
+    ax.errorbar(
+        medians,
+        range(len(names)),
+        xerr=[[0] * len(names), [p - m for m, p in zip(medians, p99s, strict=False)]],
+        fmt="none",
+        ecolor="#333333",
+        capsize=4,
+        linewidth=1,
+        label="99th percentile",
+    )
+    for y, (m, p) in enumerate(zip(medians, p99s, strict=False)):
+        ax.text(p, y, f"  {format_seconds(m)}  (p99 {format_seconds(p)})", va="center", fontsize=9)
+    ax.set_xscale("log")
+    ax.set_xlim(min(medians) / 2, max(p99s) * 25)  # room on the right for the labels
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds per call (log scale)")
+    ax.set_title(title)
+    return fig
+
+
+def _format_bytes(size: float) -> str:
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.3g} {unit}"
+    return f"{size:.0f} B"
+
+
+def payload_sweep(
+    series: Mapping[str, Mapping[int, float]],
+    *,
+    baseline: str | None = None,
+    title: str = "echoing payloads of growing size",
+) -> Figure:
+    """Two log-log panels over payload size: seconds per echo, and bytes carried per second (both
+    directions).
+
+    ``series`` maps a name to ``{payload bytes: seconds per echo}``; the
+    ``baseline`` series, if named, is drawn as a dashed black line.
+    """
+    if not series or any(not points for points in series.values()):
+        raise ValueError("payload_sweep needs at least one series, each with at least one point")
+    if any(
+        size <= 0 or seconds <= 0 for points in series.values() for size, seconds in points.items()
+    ):
+        raise ValueError("payload sizes and times must be above zero")
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    time_ax, rate_ax = fig.subplots(1, 2)
+    sizes = sorted({size for points in series.values() for size in points})
+    for index, (name, points) in enumerate(series.items()):
+        xs = sorted(points)
+        colour = "black" if name == baseline else _SERVICE_COLOURS[index % len(_SERVICE_COLOURS)]
+        style = dict(
+            marker="o", color=colour, label=name, linestyle="--" if name == baseline else "-"
+        )
+        time_ax.plot(xs, [points[x] for x in xs], **style)
+        rate_ax.plot(xs, [2 * x / points[x] / 2**20 for x in xs], **style)
+    for ax in (time_ax, rate_ax):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(sizes, [_format_bytes(s) for s in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("payload, each way (log scale)")
+        ax.grid(True, which="major", alpha=0.3)
+    time_ax.set_ylabel("seconds per echo (log scale)")
+    time_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_seconds(v)))
+    time_ax.set_title("time per echo")
+    rate_ax.set_ylabel("MiB/s, both directions (log scale)")
+    rate_ax.yaxis.set_major_formatter(
+        FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
+    )
+    rate_ax.set_title("payload carried per second")
+    fig.legend(*time_ax.get_legend_handles_labels(), loc="outside right center", fontsize=9)
+    fig.suptitle(title)
+    return fig
+
+
+_CATEGORY_COLOURS = (
+    "#4c72b0",
+    "#dd8452",
+    "#c44e52",
+    "#8c8c8c",
+    "#55a868",
+    "#8172b3",
+    "#937860",
+    "#da8bc3",
+)
+
+
+def stacked_bars(
+    rows: Mapping[str, Mapping[str, float]], *, title: str = "where the time of one call goes"
+) -> Figure:
+    """One horizontal bar per row, split into its parts (seconds, drawn in microseconds), a colour
+    per part.
+
+    Every row should name the same parts, in the same order (a missing part counts as 0).
+    """
+    if not rows or any(not parts for parts in rows.values()):
+        raise ValueError("stacked_bars needs at least one row, each with at least one part")
+    if any(v < 0 for parts in rows.values() for v in parts.values()):
+        raise ValueError("parts cannot be negative")
+    labels = list(dict.fromkeys(part for parts in rows.values() for part in parts))
+    names = list(rows)
+    fig = Figure(figsize=(9, 1.4 + 0.45 * len(names)), layout="constrained")
+    ax = fig.add_subplot()
+    left = [0.0] * len(names)
+    for index, label in enumerate(labels):
+        widths = [rows[name].get(label, 0.0) * 1e6 for name in names]
+        ax.barh(
+            names,
+            widths,
+            left=left,
+            color=_CATEGORY_COLOURS[index % len(_CATEGORY_COLOURS)],
+            label=label,
+        )
+        left = [a + b for a, b in zip(left, widths, strict=False)]
+    for y, total in enumerate(left):
+        ax.text(total, y, f" {total:,.0f}", va="center", fontsize=9)
+    ax.set_xlim(0, max(left) * 1.12 if max(left) > 0 else 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("microseconds per call")
+    ax.set_title(title)
+    fig.legend(loc="outside lower center", ncols=min(len(labels), 4), frameon=False, fontsize=9)
+    return fig
