@@ -24,8 +24,9 @@ SOCKET, CODEC, LOCKS, REST = callprofile.CATEGORIES
         (("~", 0, "<orjson.loads>"), CODEC),
         (("~", 0, "<built-in method _json.encode_basestring_ascii>"), CODEC),
         (("/usr/lib/python3.11/json/decoder.py", 332, "decode"), CODEC),
-        (("/work/main/lib/rpclab/jsonrpc.py", 325, "decode"), CODEC),
-        (("/work/main/lib/rpclab/jsonrpc.py", 541, "handle"), REST),  # dispatching is not encoding
+        (("/work/main/lib/rpclab/byhand/jsonrpc/codec.py", 62, "decode"), CODEC),
+        (("/work/main/lib/rpclab/byhand/jsonrpc/fastpath.py", 40, "decode_plain"), CODEC),
+        (("/work/main/lib/rpclab/byhand/jsonrpc/dispatch.py", 155, "handle"), REST),  # not encoding
         (("~", 0, "<method 'Parse' of 'pyexpat.xmlparser' objects>"), CODEC),
         (("/usr/lib/python3.11/xmlrpc/client.py", 970, "dumps"), CODEC),
         (("/usr/lib/python3.11/xmlrpc/client.py", 1130, "single_request"), REST),  # HTTP, not XML
@@ -35,7 +36,7 @@ SOCKET, CODEC, LOCKS, REST = callprofile.CATEGORIES
         (("~", 0, "<method '__exit__' of '_thread.RLock' objects>"), LOCKS),
         (("/usr/lib/python3.11/threading.py", 288, "wait"), LOCKS),
         (("/usr/lib/python3.11/queue.py", 154, "get"), LOCKS),
-        (("/work/main/lib/rpclab/socketrpc.py", 560, "_send"), REST),
+        (("/work/main/lib/rpclab/byhand/socketrpc/reader.py", 180, "_send"), REST),
         (("~", 0, "<built-in method builtins.len>"), REST),
     ],
 )
@@ -53,7 +54,8 @@ def test_function_names_read_like_python():
     )
     assert callprofile.function_name(("~", 0, "<orjson.loads>")) == "orjson.loads"
     assert (
-        callprofile.function_name(("/x/lib/rpclab/socketrpc.py", 560, "_send")) == "socketrpc._send"
+        callprofile.function_name(("/x/lib/rpclab/byhand/socketrpc/reader.py", 180, "_send"))
+        == "reader._send"
     )
 
 

@@ -77,6 +77,8 @@ _CODEC_BUILTINS = (
     "FromString",
 )  # _json, orjson, expat...
 _CODEC_DIRS = ("/json/", "/thriftpy2/protocol/", "/google/protobuf/", "/pydantic/")
+# rpclab.byhand.jsonrpc's codec and fast path: the functions that turn bytes into JSON and back.
+_JSONRPC_CODEC = ("encode", "decode", "decode_plain", "plain_result", "_check_depth")
 # xmlrpc.client holds the XML marshaller and the HTTP transport: only the first counts as encoding.
 _XMLRPC_CODEC = ("dumps", "loads", "start", "data", "feed", "getparser", "escape", "_stringify")
 
@@ -97,8 +99,8 @@ def category(func: FuncKey) -> str:
         any(folder in path for folder in _CODEC_DIRS)
         or path.endswith("/fastapi/encoders.py")
         or (
-            path.endswith("rpclab/jsonrpc.py")
-            and name in ("encode", "decode", "decode_plain", "plain_result")
+            ("/rpclab/byhand/jsonrpc/" in path or path.endswith("/jsonrpc.py"))
+            and name in _JSONRPC_CODEC
         )
         or (
             path.endswith("/xmlrpc/client.py")
@@ -116,7 +118,7 @@ def category(func: FuncKey) -> str:
 
 def function_name(func: FuncKey) -> str:
     """A short, readable name for a pstats entry: ``_socket.socket.sendall``,
-    ``socketrpc._send``."""
+    ``reader._send``."""
     filename, _, name = func
     if filename == "~":
         method = re.fullmatch(r"<method '(\w+)' of '([\w.]+)' objects>", name)
