@@ -477,6 +477,27 @@ def test_params_are_checked_against_every_kind_of_signature():
     assert call(dispatcher, "opt", {"b": 6})["error"]["code"] == jsonrpc.INVALID_PARAMS
 
 
+def test_a_positional_only_parameter_cannot_be_named_on_any_python():
+    """JSON-RPC names params by the method's parameter names; a positional-only one has none a
+    caller may use. Signature.bind agreed up to Python 3.12; from 3.13 (CPython gh-87106, and its
+    regression gh-130164 in 3.13.0-3.13.2) it puts such a name into **kwargs instead."""
+
+    def kinds(a, /, b, *rest, c, d=4, **more):
+        return [a, b, list(rest), c, d, more]
+
+    def defaulted(a=1, /, **more):
+        return [a, more]
+
+    dispatcher = Dispatcher({"kinds": kinds, "defaulted": defaulted})
+    for method, params in [("kinds", {"a": 1, "b": 2, "c": 3}), ("defaulted", {"a": 5})]:
+        error = call(dispatcher, method, params)["error"]
+        assert error["code"] == jsonrpc.INVALID_PARAMS
+        assert "'a': positional-only" in error["data"]
+    assert call(dispatcher, "kinds", {"b": 2, "c": 3})["error"]["code"] == jsonrpc.INVALID_PARAMS
+    assert call(dispatcher, "defaulted", {"z": 5})["result"] == [1, {"z": 5}]
+    assert call(dispatcher, "defaulted", [5])["result"] == [5, {}]
+
+
 def test_a_type_error_inside_the_handler_is_a_server_error_not_invalid_params():
     def broken(x):
         return len(x)  # TypeError for an int, raised inside the handler
