@@ -3,6 +3,7 @@ examples."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from jsonrpc_spec import SPEC_EXAMPLES, SPEC_HANDLERS, subtract, without_data
 from rpclab.byhand import jsonrpc
-from rpclab.byhand.jsonrpc import Dispatcher, Notification, Request
+from rpclab.byhand.jsonrpc import Dispatcher, Notification, Request, fastpath
 
 
 @pytest.mark.parametrize(
@@ -239,6 +240,59 @@ def test_decode_plain_leaves_everything_else_to_decode(data):
 )
 def test_plain_result_finds_only_a_plain_success_reply_to_the_id(data, expected):
     assert jsonrpc.plain_result(data, "c:1") == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    reply=st.fixed_dictionaries(
+        {"jsonrpc": st.sampled_from(["2.0", "1.0"]), "id": st.sampled_from(["c:1", "c:2", 1])},
+        optional={"result": _JSON, "error": st.just({"code": 1, "message": "no"}), "x": _JSON},
+    )
+)
+def test_plain_result_gives_what_decode_and_parse_response_give_or_nothing(reply):
+    data = json.dumps(reply).encode()
+    found = jsonrpc.plain_result(data, "c:1")
+    if found is not jsonrpc.NOT_PLAIN:
+        response = jsonrpc.parse_response(jsonrpc.decode(data))
+        assert response.id == "c:1" and response.error is None
+        assert json.dumps(found) == json.dumps(response.result)  # the same value, the same types
+
+
+_NAMES = st.sampled_from(["a", "b", "c", "d"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    names=st.lists(_NAMES, unique=True, max_size=4),
+    defaults=st.integers(min_value=0, max_value=4),
+    params=st.one_of(
+        st.none(),
+        st.lists(st.integers(), max_size=5),
+        st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e"]), st.integers(), max_size=5),
+    ),
+)
+def test_counting_params_gives_what_signature_bind_gives(names, defaults, params):
+    """The fast check (fastpath.Counted) agrees with Signature.bind, both ways."""
+    parameters = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=0 if i >= len(names) - defaults else inspect.Parameter.empty,
+        )
+        for i, name in enumerate(names)
+    ]
+    signature = inspect.Signature(parameters)
+    try:
+        if params is None:
+            signature.bind()
+        elif isinstance(params, list):
+            signature.bind(*params)
+        else:
+            signature.bind(**params)
+        binds = True
+    except TypeError:
+        binds = False
+    assert fastpath.Counted.of(signature).fits(params) == binds
 
 
 _PARAM = st.one_of(
