@@ -25,6 +25,7 @@ module should see the rule next to the argument. These few functions say it in o
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Collection
 from typing import Any, TypeVar
 
@@ -40,6 +41,14 @@ __all__ = [
 
 T = TypeVar("T")
 
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 40
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut short: a value that came off the network may be megabytes long."""
+    return _short.repr(value)
+
 
 class ArgumentTypeError(TypeError, ValueError):
     """An argument of the wrong kind (a str where a number belongs, say)."""
@@ -48,9 +57,9 @@ class ArgumentTypeError(TypeError, ValueError):
 def integer(name: str, value: object, *, low: int | None = None, high: int | None = None) -> int:
     """``value`` if it is an int (not a bool) from ``low`` to ``high`` (each included, if given)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ArgumentTypeError(f"{name} must be {_int_rule(low, high)}, not {value!r}")
+        raise ArgumentTypeError(f"{name} must be {_int_rule(low, high)}, not {shown(value)}")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be {_int_rule(low, high)}, not {value!r}")
+        raise ValueError(f"{name} must be {_int_rule(low, high)}, not {shown(value)}")
     return value
 
 
@@ -70,9 +79,9 @@ def number(
     """
     rule = _number_rule(low, high, above, unit)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ArgumentTypeError(f"{name} must be {rule}, not {value!r}")
+        raise ArgumentTypeError(f"{name} must be {rule}, not {shown(value)}")
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, not {value!r}")
+        raise ValueError(f"{name} must be a finite number, not {shown(value)}")
     if (
         (low is not None and value < low)
         or (high is not None and value > high)
@@ -80,8 +89,8 @@ def number(
     ):
         if unit and low is not None and high is not None:
             rule = f"between {low:g} and {high:g}"
-            raise ValueError(f"{name} is in {unit} and must be {rule}, not {value!r}")
-        raise ValueError(f"{name} must be {rule}, not {value!r}")
+            raise ValueError(f"{name} is in {unit} and must be {rule}, not {shown(value)}")
+        raise ValueError(f"{name} must be {rule}, not {shown(value)}")
     return float(value)
 
 
@@ -99,18 +108,18 @@ def seconds(
         return None
     if optional and (isinstance(value, bool) or not isinstance(value, (int, float))):
         rule = _number_rule(low, high, above, "seconds")
-        raise ArgumentTypeError(f"{name} must be {rule} or None, not {value!r}")
+        raise ArgumentTypeError(f"{name} must be {rule} or None, not {shown(value)}")
     return number(name, value, low=low, high=high, above=above, unit="seconds")
 
 
 def probability(name: str, value: object) -> float:
     """``value`` as a float, if it is a number from 0 to 1."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ArgumentTypeError(f"{name} must be a number (a probability), not {value!r}")
+        raise ArgumentTypeError(f"{name} must be a number (a probability), not {shown(value)}")
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, not {value!r}")
+        raise ValueError(f"{name} must be a finite number, not {shown(value)}")
     if not 0 <= value <= 1:
-        raise ValueError(f"{name} is a probability and must be between 0 and 1, not {value!r}")
+        raise ValueError(f"{name} is a probability and must be between 0 and 1, not {shown(value)}")
     return float(value)
 
 
@@ -120,14 +129,16 @@ def function(name: str, value: T, usage: str = "", *, optional: bool = False) ->
     if (optional and value is None) or callable(value):
         return value
     how = f" as {usage}" if usage else ""
-    raise TypeError(f"{name} must be callable{how}{', or None' if optional else ''}, not {value!r}")
+    raise TypeError(
+        f"{name} must be callable{how}{', or None' if optional else ''}, not {shown(value)}"
+    )
 
 
 def one_of(name: str, value: T, choices: Collection[Any]) -> T:
     """``value`` if it is one of ``choices``."""
     if value not in choices:
         listed = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {listed}, not {value!r}")
+        raise ValueError(f"{name} must be one of {listed}, not {shown(value)}")
     return value
 
 

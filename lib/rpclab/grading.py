@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from rpclab import checks
 from rpclab.byhand import framing
 from rpclab.runtime import background
 
@@ -216,10 +217,7 @@ class FrameServer(socketserver.ThreadingTCPServer):
         name: str = "frames",
         max_size: int = framing.MAX_FRAME_SIZE,
     ):
-        if not callable(handle):
-            raise TypeError(
-                f"handle must be callable as handle(payload) -> bytes or None, not {handle!r}"
-            )
+        checks.function("handle", handle, "handle(payload) -> bytes or None")
         self.handle_frame = handle
         self.name = name
         self.max_size = max_size

@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from rpclab import checks
+
 __all__ = ["KVStore", "KeyNotFound", "Change", "MAX_KEY_LENGTH", "MAX_VALUE_LENGTH"]
 
 MAX_KEY_LENGTH = 256
@@ -102,8 +104,7 @@ class KVStore:
         """Add ``amount`` to the integer at ``key`` (a missing key counts as 0); return the new
         value."""
         key = _check_key(key)
-        if isinstance(amount, bool) or not isinstance(amount, int):
-            raise TypeError(f"amount must be an int, not {type(amount).__name__}")
+        checks.integer("amount", amount)
         with self._changed:
             current = self._data.get(key, "0")
             try:

@@ -34,6 +34,7 @@ import uvicorn
 from fastapi import Body, FastAPI, HTTPException, Path
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 
+from rpclab import checks
 from rpclab.kv import MAX_KEY_LENGTH, MAX_VALUE_LENGTH, KeyNotFound, KVStore
 from rpclab.runtime import background
 
@@ -257,8 +258,7 @@ class RESTClient:
     time)."""
 
     def __init__(self, address: tuple[str, int], *, timeout: float = 5.0):
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        checks.seconds("timeout", timeout, above=0)
         self.host, self.port = address
         self.timeout = timeout
         self._conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)

@@ -33,6 +33,7 @@ from thriftpy2.thrift import TApplicationException, TClient, TException, TProces
 from thriftpy2.transport import TFramedTransportFactory, TSocket, TTransportException
 from thriftpy2.transport.memory import TMemoryBuffer as PurePythonMemoryBuffer
 
+from rpclab import checks
 from rpclab.byhand import framing
 from rpclab.grpcstack import protos
 from rpclab.kv import KeyNotFound, KVStore
@@ -155,12 +156,7 @@ class KVThriftServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def __init__(
         self, address: tuple[str, int], store: KVStore, *, max_message_size: int = MAX_MESSAGE_SIZE
     ):
-        if (
-            isinstance(max_message_size, bool)
-            or not isinstance(max_message_size, int)
-            or max_message_size < 1
-        ):
-            raise ValueError(f"max_message_size must be a positive int, not {max_message_size!r}")
+        checks.integer("max_message_size", max_message_size, low=1)
         super().__init__(address, _ConnectionHandler)
         self.store = store
         self.max_message_size = max_message_size
@@ -249,8 +245,7 @@ def connect(address: tuple[str, int], *, timeout: float = 5.0) -> ThriftClient:
     when the server is too slow (close the client then: a late reply would be
     taken for the next call's), and TTransportException when the connection fails.
     """
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    checks.seconds("timeout", timeout, above=0)
     host, port = address
     ms = timeout * 1000
     transport = TFramedTransportFactory().get_transport(

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TextIO
 
+from rpclab import checks
 from rpclab.bench import echo
 from rpclab.bench.echo import (
     CALL_TIMEOUT,
@@ -113,25 +114,13 @@ class Settings:
                         f"payload_sizes must be a sequence of ints (bytes), not {value!r}"
                     )
                 value = tuple(value)
-                if any(isinstance(s, bool) or not isinstance(s, int) for s in value):
-                    raise TypeError(
-                        f"payload_sizes must be a sequence of ints (bytes), not {value!r}"
-                    )
+                for size in value:  # in bytes, 1 MiB at most
+                    checks.integer("each payload size", size, low=1, high=MAX_PAYLOAD)
                 object.__setattr__(self, "payload_sizes", value)  # a list given becomes a tuple
-                if any(not 1 <= s <= MAX_PAYLOAD for s in value):
-                    raise ValueError(
-                        f"payload sizes must be between 1 and {MAX_PAYLOAD:,} bytes (1 MiB), not "
-                        f"{value!r}"
-                    )
             elif f.type == "int":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ValueError(f"{f.name} must be a positive int, not {value!r}")
-            elif (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not 0 < value < math.inf
-            ):
-                raise ValueError(f"{f.name} must be a positive number of seconds, not {value!r}")
+                checks.integer(f.name, value, low=1)
+            else:
+                checks.seconds(f.name, value, above=0)
 
     @property
     def steps(self) -> int:
@@ -219,8 +208,7 @@ def register(name: str, setup: Callable[[], Endpoint], description: str = "") ->
     """Add (or replace) a transport: ``setup()`` starts its server and returns an Endpoint."""
     if not isinstance(name, str) or not name or "," in name:
         raise ValueError(f"a transport's name must be a non-empty str without commas, not {name!r}")
-    if not callable(setup):
-        raise TypeError(f"setup must be callable, not {setup!r}")
+    checks.function("setup", setup, "setup() -> Endpoint")
     TRANSPORTS[name] = setup
     DESCRIPTIONS[name] = description
 

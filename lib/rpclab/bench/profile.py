@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-from rpclab import bench
+from rpclab import bench, checks
 
 __all__ = [
     "CATEGORIES",
@@ -209,10 +209,8 @@ def profile_calls(
     together (False). By default, separate where Python allows it. The server
     is started for this and stopped before this returns.
     """
-    if isinstance(calls, bool) or not isinstance(calls, int) or calls < 1:
-        raise ValueError(f"calls must be a positive int, not {calls!r}")
-    if not 0 < max_seconds <= 60:
-        raise ValueError(f"max_seconds must be above 0 and at most 60, not {max_seconds!r}")
+    checks.integer("calls", calls, low=1)
+    checks.seconds("max_seconds", max_seconds, above=0, high=60)
     separate = PER_THREAD if separate_threads is None else separate_threads
     if separate and not PER_THREAD:
         raise ValueError(
@@ -324,8 +322,7 @@ class HandOff:
 def thread_handoff(round_trips: int = 2000, max_seconds: float = 1.0) -> HandOff:
     """Ping-pong a message between this thread and another through two queues; time it against no
     hand-off at all."""
-    if isinstance(round_trips, bool) or not isinstance(round_trips, int) or round_trips < 1:
-        raise ValueError(f"round_trips must be a positive int, not {round_trips!r}")
+    checks.integer("round_trips", round_trips, low=1)
     requests: queue.Queue[int | None] = queue.Queue()
     replies: queue.Queue[int] = queue.Queue()
 

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from enum import IntEnum
 from typing import Any, NamedTuple
 
+from rpclab import checks
+
 __all__ = [
     "WireType",
     "WireError",
@@ -85,9 +87,7 @@ def _as_bytes(data: object) -> bytes:
 
 
 def _check_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    return value
+    return checks.integer(name, value)
 
 
 # --------------------------------------------------------------------------- varints

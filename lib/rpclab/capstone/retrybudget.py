@@ -23,9 +23,10 @@ Pure: no clock, no I/O; safe to share between threads.
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import NamedTuple
+
+from rpclab import checks
 
 __all__ = ["RetryBudget", "BudgetStats"]
 
@@ -41,26 +42,18 @@ class BudgetStats(NamedTuple):
     tokens: float
 
 
-def _number(name: str, value: object, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a number, not {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low:g} and {high:g}, not {value!r}")
-    return float(value)
-
-
 class RetryBudget:
     """A token bucket for retries: each call deposits ``ratio`` tokens, each retry spends one."""
 
     def __init__(
         self, ratio: float = 0.1, *, max_tokens: float = 10.0, initial_tokens: float | None = None
     ) -> None:
-        ratio = _number("ratio", ratio, 0.0, 1000.0)
-        max_tokens = _number("max_tokens", max_tokens, 1.0, 1_000_000.0)
+        ratio = checks.number("ratio", ratio, low=0, high=1000)
+        max_tokens = checks.number("max_tokens", max_tokens, low=1, high=1_000_000)
         initial = (
             max_tokens
             if initial_tokens is None
-            else _number("initial_tokens", initial_tokens, 0.0, max_tokens)
+            else checks.number("initial_tokens", initial_tokens, low=0, high=max_tokens)
         )
         self.ratio = ratio
         self.max_tokens = max_tokens

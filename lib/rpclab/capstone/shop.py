@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from rpclab import checks
 from rpclab.capstone.retrybudget import RetryBudget
 from rpclab.faults.flaky import Flaky
 from rpclab.grpcstack import protos
@@ -190,14 +191,7 @@ def _check_order(customer: str, item: str, quantity: int) -> str | None:
 
 
 def _check_work(seconds: object) -> float:
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not 0 <= seconds <= MAX_WORK
-    ):
-        raise ValueError(
-            f"work is in seconds and must be between 0 and {MAX_WORK:g}, not {seconds!r}"
-        )
+    return checks.seconds("work", seconds, low=0, high=MAX_WORK)
     return float(seconds)
 
 
@@ -847,10 +841,8 @@ def place_orders(
 ) -> list[Outcome]:
     """Place ``n`` orders through a GatewayStub, ``in_flight`` at a time; return each one's Outcome,
     in order."""
-    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 10_000:
-        raise ValueError(f"n must be an int between 0 and 10,000, not {n!r}")
-    if isinstance(in_flight, bool) or not isinstance(in_flight, int) or not 1 <= in_flight <= 64:
-        raise ValueError(f"in_flight must be an int between 1 and 64, not {in_flight!r}")
+    checks.integer("n", n, low=0, high=10_000)
+    checks.integer("in_flight", in_flight, low=1, high=64)
     request = shop_pb2.PlaceOrderRequest(customer=customer, item=item, quantity=quantity)
 
     def one(_: int) -> Outcome:

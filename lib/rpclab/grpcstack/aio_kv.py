@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from rpclab import checks
 from rpclab.grpcstack.kv_service import (
     INT64_MAX,
     INT64_MIN,
@@ -40,10 +41,8 @@ class AsyncKV(kv_pb2_grpc.KVServicer):
     def __init__(
         self, store: KVStore | None = None, *, delay: float = 0.0, remember: int = 10_000
     ) -> None:
-        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
-            raise ValueError(f"delay must be a number of seconds >= 0, not {delay!r}")
+        self.delay = checks.seconds("delay", delay, low=0)
         self.store = store if store is not None else KVStore()
-        self.delay = float(delay)
         self.replies = ReplyCache(remember)
 
     async def _run(

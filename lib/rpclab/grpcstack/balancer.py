@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from rpclab import checks
 from rpclab.runtime import background
 
 __all__ = ["Balancer", "RoundRobinProxy", "serve_balancer", "MAX_BUFFERED", "CONNECT_TIMEOUT"]
@@ -288,20 +289,8 @@ def serve_balancer(
         named = {_label(a): a for a in addresses}
     if not named:
         raise ValueError("serve_balancer needs at least one upstream")
-    if (
-        isinstance(max_connections, bool)
-        or not isinstance(max_connections, int)
-        or max_connections < 1
-    ):
-        raise ValueError(f"max_connections must be a positive int, not {max_connections!r}")
-    if (
-        isinstance(connect_timeout, bool)
-        or not isinstance(connect_timeout, (int, float))
-        or connect_timeout <= 0
-    ):
-        raise ValueError(
-            f"connect_timeout must be a number of seconds above 0, not {connect_timeout!r}"
-        )
+    checks.integer("max_connections", max_connections, low=1)
+    checks.seconds("connect_timeout", connect_timeout, above=0)
     box: list[RoundRobinProxy] = []
 
     def make(address: tuple[str, int]) -> RoundRobinProxy:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from rpclab import checks
 from rpclab.grpcstack.greeter import helloworld_pb2, helloworld_pb2_grpc
 
 NO_DEADLINE = (
@@ -55,8 +56,7 @@ class Hop(helloworld_pb2_grpc.GreeterServicer):
         propagate: bool = True,
         log: list[HopRecord] | None = None,
     ) -> None:
-        if isinstance(work, bool) or not isinstance(work, (int, float)) or not 0 <= work <= 30:
-            raise ValueError(f"work must be between 0 and 30 seconds, not {work!r}")
+        checks.seconds("work", work, low=0, high=30)
         self.name = name
         self.downstream = downstream
         self.work = float(work)

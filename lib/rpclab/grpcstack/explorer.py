@@ -30,6 +30,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from rpclab import checks
+
 __all__ = [
     "Method",
     "Field",
@@ -507,12 +509,8 @@ def call(
     Streaming replies are collected until the stream ends, or until
     ``max_responses`` have arrived, when the call is cancelled (``truncated``).
     """
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-    ):
-        raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
-    if isinstance(max_responses, bool) or not isinstance(max_responses, int) or max_responses < 1:
-        raise ValueError(f"max_responses must be a positive int, not {max_responses!r}")
+    checks.seconds("timeout", timeout, above=0, optional=True)
+    checks.integer("max_responses", max_responses, low=1)
     d = method.descriptor
     if request.DESCRIPTOR.full_name != d.input_type.full_name:
         raise TypeError(

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import grpc
 
+from rpclab import checks
 from rpclab.grpcstack.greeter import helloworld_pb2, helloworld_pb2_grpc
 
 
@@ -21,12 +22,8 @@ class Firehose(helloworld_pb2_grpc.GreeterServicer):
     """
 
     def __init__(self, size: int = 16_000, count: int = 200) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= 4_000_000:
-            raise ValueError(f"size must be an int between 0 and 4,000,000, not {size!r}")
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= 1_000_000:
-            raise ValueError(f"count must be an int between 1 and 1,000,000, not {count!r}")
-        self.size = size
-        self.count = count
+        self.size = checks.integer("size", size, low=0, high=4_000_000)
+        self.count = checks.integer("count", count, low=1, high=1_000_000)
         self.produced = 0
         self.finished = threading.Event()
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import grpc
 
+from rpclab import checks
 from rpclab.grpcstack import protos
 
 __all__ = ["Greeter", "add_greeter", "SERVICE_NAME", "helloworld_pb2", "helloworld_pb2_grpc"]
@@ -21,9 +22,8 @@ class Greeter(helloworld_pb2_grpc.GreeterServicer):
     """Answers every name with ``Hello, <name>!``."""
 
     def __init__(self, replies: int = 3) -> None:
-        if isinstance(replies, bool) or not isinstance(replies, int) or replies < 1:
-            raise ValueError(f"replies must be a positive int, not {replies!r}")
-        self.replies = replies  # how many greetings SayHelloStreamReply sends
+        # how many greetings SayHelloStreamReply sends
+        self.replies = checks.integer("replies", replies, low=1)
 
     def SayHello(
         self, request: helloworld_pb2.HelloRequest, context: grpc.ServicerContext

@@ -23,6 +23,8 @@ from typing import Any
 
 import grpc
 
+from rpclab import checks
+
 __all__ = [
     "CallRecord",
     "CallLog",
@@ -112,8 +114,7 @@ class CallLog(grpc.ServerInterceptor):
     """
 
     def __init__(self, max_records: int = MAX_RECORDS) -> None:
-        if isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1:
-            raise ValueError(f"max_records must be a positive int, not {max_records!r}")
+        checks.integer("max_records", max_records, low=1)
         self._records: deque[CallRecord] = deque(maxlen=max_records)
         self._lock = threading.Lock()
         self.max_records = max_records

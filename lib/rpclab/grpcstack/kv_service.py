@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import grpc
 
+from rpclab import checks
 from rpclab.grpcstack import protos
 from rpclab.kv import MAX_KEY_LENGTH, KeyNotFound, KVStore
 
@@ -49,9 +50,7 @@ class ReplyCache:
     first."""
 
     def __init__(self, capacity: int = 10_000) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"capacity must be a positive int, not {capacity!r}")
-        self.capacity = capacity
+        self.capacity = checks.integer("capacity", capacity, low=1)
         self._saved: OrderedDict[str, _Saved] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -108,10 +107,8 @@ class KV(kv_pb2_grpc.KVServicer):
     def __init__(
         self, store: KVStore | None = None, *, delay: float = 0.0, remember: int = 10_000
     ) -> None:
-        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
-            raise ValueError(f"delay must be a number of seconds >= 0, not {delay!r}")
+        self.delay = checks.seconds("delay", delay, low=0)
         self.store = store if store is not None else KVStore()
-        self.delay = float(delay)
         self.replies = ReplyCache(remember)  # request_id -> reply, for at-most-once Increment
         self._once = threading.Lock()  # held while an Increment with a request_id runs
 

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from rpclab import checks
+
 __all__ = [
     "KeyPair",
     "CertInfo",
@@ -97,9 +99,7 @@ def _check_name(what: str, name: object) -> str:
 
 
 def _check_days(days: object) -> int:
-    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
-        raise ValueError(f"days must be an int between 1 and {MAX_DAYS}, not {days!r}")
-    return days
+    return checks.integer("days", days, low=1, high=MAX_DAYS)
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:

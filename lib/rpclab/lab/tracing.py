@@ -43,6 +43,8 @@ from typing import Any, NamedTuple
 
 import grpc
 
+from rpclab import checks
+
 __all__ = [
     "TRACE_ID_KEY",
     "PARENT_ID_KEY",
@@ -162,9 +164,7 @@ class SpanRecorder:
     interceptors that record them."""
 
     def __init__(self, maxlen: int = MAX_SPANS) -> None:
-        if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1:
-            raise ValueError(f"maxlen must be a positive int, not {maxlen!r}")
-        self.maxlen = maxlen
+        self.maxlen = checks.integer("maxlen", maxlen, low=1)
         self._spans: deque[Span] = deque(maxlen=maxlen)
         self._forgotten = 0
         self._lock = threading.Lock()

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from rpclab import checks
+
 __all__ = [
     "Frame",
     "Recorder",
@@ -130,8 +132,7 @@ class Recorder:
                 f"{side!r}"
             )
         for name, value in (("max_frames", max_frames), ("max_payload", max_payload)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, not {value!r}")
+            checks.integer(name, value, low=1)
         self.max_frames = max_frames
         self.max_payload = max_payload
         self.side = side

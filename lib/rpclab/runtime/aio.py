@@ -26,6 +26,7 @@ from typing import Any
 
 import grpc
 
+from rpclab import checks
 from rpclab.runtime.background import (
     DEFAULT_HOST,
     BackgroundServerError,
@@ -121,8 +122,7 @@ async def serve_aio(
     """
     name = _check_name(name)
     host, port = _check_host_port(host, port)
-    if not callable(register):
-        raise TypeError(f"register must be callable as register(aio_server), not {register!r}")
+    checks.function("register", register, "register(aio_server)")
     loop = asyncio.get_running_loop()
     await stop_aio(name)
 

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from typing import Any, Protocol
 
+from rpclab import checks
+
 __all__ = [
     "BackgroundServerError",
     "ServerHandle",
@@ -239,10 +241,7 @@ def serve(
     """
     name = _check_name(name)
     host, port = _check_host_port(host, port)
-    if not callable(make_server):
-        raise TypeError(
-            f"make_server must be callable as make_server((host, port)), not {make_server!r}"
-        )
+    checks.function("make_server", make_server, "make_server((host, port))")
     _replace(name)
 
     try:
@@ -370,10 +369,8 @@ def serve_grpc(
 
     name = _check_name(name)
     host, port = _check_host_port(host, port)
-    if not callable(register):
-        raise TypeError(f"register must be callable as register(grpc_server), not {register!r}")
-    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-        raise ValueError(f"max_workers must be a positive int, not {max_workers!r}")
+    checks.function("register", register, "register(grpc_server)")
+    checks.integer("max_workers", max_workers, low=1)
     _replace(name)
 
     opts = [("grpc.so_reuseport", 0), *[o for o in options if o[0] != "grpc.so_reuseport"]]

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rpclab import checks
 from rpclab import faults as _faults
 
 __all__ = ["FaultPanel", "CallSummary", "apply_controls", "run_calls", "is_timeout", "stats_html"]
@@ -79,14 +80,9 @@ def run_calls(fn: Callable[[], Any], n: int, timeout: float | None = None) -> Ca
     calls not yet started are counted as skipped (each call's own timeout is
     the client's business). KeyboardInterrupt stops the run.
     """
-    if not callable(fn):
-        raise TypeError(f"fn must be callable with no arguments, not {fn!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be a non-negative int, not {n!r}")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-    ):
-        raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
+    checks.function("fn", fn, "fn() with no arguments")
+    checks.integer("n", n, low=0)
+    checks.seconds("timeout", timeout, above=0, optional=True)
     summary = CallSummary(n)
     start = time.monotonic()
     for done in range(n):
