@@ -381,6 +381,26 @@ def test_invalid_faults_are_refused_clearly(kwargs, match):
         Faults(**kwargs)
 
 
+def test_the_proxy_refuses_faults_only_a_server_can_act_on(echo):
+    with pytest.raises(ValueError, match=r"cannot act on fail, fail_first: .*Flaky"):
+        faults.serve_proxy("proxy", echo.handle, Faults(fail=0.5, fail_first=1))
+    with faults.serve_proxy("proxy", echo.handle) as proxy:
+        with pytest.raises(ValueError, match="cannot act on fail"):
+            proxy.configure(fail=0.1)
+        assert proxy.faults == Faults()
+
+
+def test_a_servers_decision_draws_one_number_per_attempt_whatever_the_faults():
+    """The seed rule, for Flaky as for the proxy: a stream per method, a fixed count of draws per
+    decision, so one fault's setting never shifts the fates another one draws."""
+    first, second = faults.stream(7, "/m"), faults.stream(7, "/m")
+    calm = [faults.fails(Faults(fail=0.5), n, first) for n in (1, 2, 3, 1, 2, 3)]
+    eager = [faults.fails(Faults(fail=0.5, fail_first=1), n, second) for n in (1, 2, 3, 1, 2, 3)]
+    assert eager[0] and eager[3]  # every first attempt fails...
+    assert [calm[i] for i in (1, 2, 4, 5)] == [eager[i] for i in (1, 2, 4, 5)]  # ...the rest agree
+    assert faults.stream(7, "/m").random() != faults.stream(8, "/m").random()
+
+
 def test_configure_checks_and_keeps_the_old_faults_on_error(echo):
     with faults.serve_proxy("proxy", echo.handle, Faults(delay=0.01)) as proxy:
         with pytest.raises(ValueError, match="drop is a probability"):

@@ -9,6 +9,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
+from rpclab.faults import Faults
 from rpclab.faults.flaky import Attempt, Flaky
 from rpclab.grpcstack import balancer, callproxy, deadlines, errors, flowcontrol
 from rpclab.grpcstack.greeter import helloworld_pb2 as pb2
@@ -86,7 +87,7 @@ def test_too_few_attempts_still_fail(flaky):
 
 def test_a_seeded_fraction_fails_the_same_attempts_every_time():
     def pattern(seed: int) -> list[bool]:
-        interceptor = Flaky(fail_fraction=0.5, seed=seed)
+        interceptor = Flaky(fail=0.5, seed=seed)
         with background.serve_grpc("flaky", add_greeter, interceptors=[interceptor]) as handle:
             for _ in range(12):
                 try:
@@ -104,9 +105,20 @@ def test_flaky_refuses_bad_settings():
     with pytest.raises(ValueError, match="fail_first"):
         Flaky(fail_first=-1)
     with pytest.raises(ValueError, match="probability"):
-        Flaky(fail_fraction=1.5)
+        Flaky(fail=1.5)
     with pytest.raises(ValueError, match="OK"):
         Flaky(code=grpc.StatusCode.OK)
+    with pytest.raises(TypeError, match="unknown fault setting fail_fraction"):
+        Flaky(fail_fraction=0.5)
+
+
+def test_flaky_takes_the_shared_fault_vocabulary_and_refuses_what_it_cannot_do():
+    assert Flaky(Faults(fail_first=2, seed=3)).faults == Flaky(fail_first=2, seed=3).faults
+    with pytest.raises(ValueError, match=r"cannot act on delay, reset: .*serve_proxy"):
+        Flaky(Faults(delay=0.1, reset=0.5))
+    flaky = Flaky(fail=0.3, seed=9)
+    assert flaky.configure(fail_first=1) == Faults(fail=0.3, fail_first=1, seed=9)
+    assert str(flaky.faults) == "fail 30%, fail the first 1 attempt (seed 9)"
 
 
 # --------------------------------------------------------------------------- load balancing

@@ -29,9 +29,10 @@ What the services show:
   order id, so a retry never makes a second order.
 * **Health.** Each server serves grpc.health.v1; ``Gateway.Status`` checks its
   dependencies and says DEGRADED when one is not SERVING.
-* **Faults on demand.** :meth:`Shop.fail` makes a service fail a fraction of
-  its calls with UNAVAILABLE; :meth:`Shop.reroute` sends a service's traffic
-  through another address, such as a rpclab.faults proxy.
+* **Faults on demand**, in rpclab.faults' vocabulary. :meth:`Shop.fail` makes a service fail
+  calls with UNAVAILABLE (``Faults(fail=...)``, through a Flaky interceptor on its server);
+  :meth:`Shop.reroute` sends a service's traffic through another address, such as a fault
+  proxy's (``Faults(delay=...)``, ``reset=``...).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from rpclab import checks
 from rpclab.capstone.retrybudget import RetryBudget
 from rpclab.faults.flaky import Flaky
+from rpclab.faults.vocabulary import Faults
 from rpclab.grpcstack import protos
 from rpclab.grpcstack.deadlines import time_left
 from rpclab.lab.tracing import SpanRecorder
@@ -663,7 +665,7 @@ class Shop:
             f"/{FULL_NAMES[name]}/{m.name}"
             for m in shop_pb2.DESCRIPTOR.services_by_name[name.capitalize()].methods
         ]
-        self.flaky[name] = Flaky(fail_fraction=0.0, methods=methods)
+        self.flaky[name] = Flaky(methods=methods)
         servicer_health = health.HealthServicer()
         for service in ("", FULL_NAMES[name]):
             servicer_health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -721,18 +723,24 @@ class Shop:
         for downstream in self._downstreams:
             downstream.propagate = bool(on)
 
-    def fail(self, service: str, fraction: float, *, seed: int = 0) -> None:
-        """Make ``service`` fail that fraction of its calls with UNAVAILABLE (0: none), drawn from
-        ``seed``."""
+    def fail(self, service: str, faults: Faults | float, *, seed: int = 0) -> None:
+        """Make ``service`` fail a fraction of its calls with UNAVAILABLE: ``Faults(fail=...)``.
+
+        A number is short for ``Faults(fail=number, seed=seed)`` (0: none fail). The attempts
+        seen so far are forgotten. Faults on the connection go through :meth:`reroute`.
+        """
         flaky = self.flaky[self._check(service)]
-        if (
-            isinstance(fraction, bool)
-            or not isinstance(fraction, (int, float))
-            or not 0 <= fraction <= 1
-        ):
-            raise ValueError(f"fraction must be between 0 and 1, not {fraction!r}")
-        flaky.reset(seed)
-        flaky.fail_fraction = float(fraction)
+        if not isinstance(faults, Faults):
+            faults = Faults(fail=checks.probability("the fraction that fails", faults), seed=seed)
+        flaky.faults = faults.refuse_all_but(
+            ["fail"],
+            "a capstone service",
+            "the gateway retries with new calls, which a server cannot tell from first "
+            "attempts (fail_first counts gRPC's own retries), and delay, jitter and reset act "
+            "on the connection: reroute the service through faults.serve_proxy(..., "
+            "mode='bytes')",
+        )
+        flaky.reset()
 
     def set_serving(self, service: str, serving: bool) -> None:
         """Make ``service``'s health service say SERVING or NOT_SERVING (the service itself goes on

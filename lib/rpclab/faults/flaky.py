@@ -1,9 +1,18 @@
-"""A flaky gRPC server (notebooks 09 and 14): an interceptor that fails attempts on purpose, and
-logs every attempt.
+"""A flaky gRPC server: an interceptor that fails attempts on purpose, and logs every attempt.
 
-:class:`Flaky` fails the first N attempts of every call, or a seeded fraction,
-with UNAVAILABLE, and logs each attempt with the ``grpc-previous-rpc-attempts``
-the server saw (retries made visible).
+Taught in notebook 09 (retries by service config); the capstone's ``Shop.fail`` in 14 is one per
+service. It takes the faults of vocabulary.py that a server can act on -- ``fail`` (a
+probability) and ``fail_first`` (a count) -- and answers each failed attempt with a status
+(UNAVAILABLE, as a server that is restarting would)::
+
+    flaky = Flaky(Faults(fail_first=2))         # or Flaky(fail_first=2): the same
+    background.serve_grpc("flaky", add_greeter, interceptors=[flaky])
+    flaky.attempts                  # [Attempt('/helloworld.Greeter/SayHello', 1, True), ...]
+    flaky.configure(fail=0.3, seed=9)           # from the next attempt on
+
+The server tells a retry from a first attempt by the ``grpc-previous-rpc-attempts`` metadata
+that gRPC's client adds to retries. By the vocabulary's seed rule each method is a stream of
+its own (``stream(seed, method)``), drawing one number per attempt.
 """
 
 from __future__ import annotations
@@ -16,7 +25,10 @@ from typing import Any, NamedTuple
 
 import grpc
 
+from rpclab.faults.vocabulary import CALL_FAULTS, Faults, fails, stream
 from rpclab.grpcstack.handlers import run_before
+
+__all__ = ["Flaky", "Attempt", "ATTEMPTS_METADATA_KEY", "MAX_LOG"]
 
 ATTEMPTS_METADATA_KEY = (
     "grpc-previous-rpc-attempts"  # sent by the client on a retry: attempts made before this one
@@ -34,46 +46,72 @@ class Attempt(NamedTuple):
 
 
 class Flaky(grpc.ServerInterceptor):
-    """A server interceptor that fails attempts with UNAVAILABLE, as a server that is restarting
-    would.
+    """A server interceptor that fails attempts with ``code`` (UNAVAILABLE), as described by
+    ``faults``.
 
-    ``fail_first=N`` fails the first N attempts of every call (the server tells
-    a retry by its ``grpc-previous-rpc-attempts`` metadata), so a call succeeds
-    on attempt N+1 if the client retries that often. ``fail_fraction=p`` fails
-    any other attempt with probability p, drawn from ``random.Random(seed)``.
-    Every attempt is logged in ``attempts``.
+    ``Flaky(Faults(fail_first=N))`` fails the first N attempts of every call, so a call
+    succeeds on attempt N+1 if the client retries that often; ``fail=p`` fails any other
+    attempt with probability p. Settings may also be given by name: ``Flaky(fail_first=2)``.
+    ``methods`` limits the failures to those full method names (None: every method). Every
+    attempt is logged in ``attempts``.
     """
 
     def __init__(
         self,
-        fail_first: int = 0,
-        fail_fraction: float = 0.0,
+        faults: Faults | None = None,
         *,
-        seed: int | None = 0,
         code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
         methods: Iterable[str] | None = None,
+        **settings: Any,
     ) -> None:
-        if isinstance(fail_first, bool) or not isinstance(fail_first, int) or fail_first < 0:
-            raise ValueError(f"fail_first must be an int >= 0, not {fail_first!r}")
-        if (
-            isinstance(fail_fraction, bool)
-            or not isinstance(fail_fraction, (int, float))
-            or not 0 <= fail_fraction <= 1
-        ):
-            raise ValueError(
-                f"fail_fraction must be a probability between 0 and 1, not {fail_fraction!r}"
-            )
         if not isinstance(code, grpc.StatusCode) or code is grpc.StatusCode.OK:
             raise ValueError(f"code must be a grpc.StatusCode other than OK, not {code!r}")
-        self.fail_first = fail_first
-        self.fail_fraction = float(fail_fraction)
         self.code = code
-        self.methods = (
-            None if methods is None else frozenset(methods)
-        )  # fail only these (None: all)
-        self._random = random.Random(seed)
-        self._log: deque[Attempt] = deque(maxlen=MAX_LOG)
+        self.methods = None if methods is None else frozenset(methods)  # None: every method
         self._lock = threading.Lock()
+        self._log: deque[Attempt] = deque(maxlen=MAX_LOG)
+        self._streams: dict[str, random.Random] = {}
+        self.faults = (Faults() if faults is None else faults).replace(**settings)
+
+    @property
+    def faults(self) -> Faults:
+        """The faults in force now."""
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        if not isinstance(faults, Faults):
+            raise TypeError(f"faults must be a faults.Faults, not {type(faults).__name__}")
+        faults.refuse_all_but(
+            CALL_FAULTS,
+            "a Flaky server",
+            "delay, jitter and reset act on the connection: put faults.serve_proxy(..., "
+            "mode='bytes') in front of the server; drop and duplicate need whole messages "
+            "(a mode='frames' proxy, for the socket RPC)",
+        )
+        with self._lock:
+            self._faults = faults
+            self._streams.clear()  # every method's sequence starts again from the seed
+
+    def configure(self, **changes: Any) -> Faults:
+        """Change some settings (``fail``, ``fail_first``, ``seed``); the next attempt sees them.
+        The random sequences start again."""
+        self.faults = self.faults.replace(**changes)
+        return self.faults
+
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the attempts and start the random sequences again, from ``seed`` if given."""
+        if seed is not None:
+            self.faults = self.faults.replace(seed=seed)
+        with self._lock:
+            self._log.clear()
+            self._streams.clear()
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        """Every attempt seen so far (the last MAX_LOG), oldest first."""
+        with self._lock:
+            return list(self._log)
 
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
@@ -81,9 +119,11 @@ class Flaky(grpc.ServerInterceptor):
             return handler
         number = _previous_attempts(details.invocation_metadata) + 1
         with self._lock:
-            failed = number <= self.fail_first or (
-                self.fail_fraction > 0 and self._random.random() < self.fail_fraction
-            )
+            faults = self._faults
+            rng = self._streams.get(details.method)
+            if rng is None:
+                rng = self._streams[details.method] = stream(faults.seed, details.method)
+            failed = fails(faults, number, rng)
             self._log.append(Attempt(details.method, number, failed))
         if not failed:
             return handler
@@ -93,17 +133,8 @@ class Flaky(grpc.ServerInterceptor):
 
         return run_before(handler, fail)
 
-    @property
-    def attempts(self) -> list[Attempt]:
-        """Every attempt seen so far (the last MAX_LOG), oldest first."""
-        with self._lock:
-            return list(self._log)
-
-    def reset(self, seed: int | None = 0) -> None:
-        """Forget the attempts and restart the random sequence from ``seed``."""
-        with self._lock:
-            self._log.clear()
-            self._random = random.Random(seed)
+    def __repr__(self) -> str:
+        return f"<Flaky: {self.faults}>"
 
 
 def _previous_attempts(metadata: Iterable[tuple[str, Any]] | None) -> int:

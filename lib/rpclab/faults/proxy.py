@@ -1,11 +1,12 @@
-"""A fault-injecting TCP proxy: it sits between a client and a server and delays, drops, duplicates
-or resets traffic.
+"""A fault-injecting TCP proxy: it sits between a client and a server and delays, drops,
+duplicates or resets traffic.
 
-Everything that can go wrong between two computers, on demand and reproducibly::
+Taught in notebook 05 (lost requests and replies, retries, at-most-once); a slow network in 01;
+a wire tap in 07, 10 and 12; faults in front of one service in 14; assignment A3. It takes the
+faults of vocabulary.py, by name::
 
     from rpclab import faults
-    proxy = faults.serve_proxy("wan", target=server.address, faults=faults.Faults(delay=0.05,
-    drop=0.1, seed=1))
+    proxy = faults.serve_proxy("wan", server, faults.Faults(delay=0.05, drop=0.1, seed=1))
     client = socketrpc.connect(proxy.address)       # talk to the proxy instead of the server
     proxy.configure(drop=0.5)                        # takes effect for the next frame
     proxy.stats                                      # what the proxy did, per direction
@@ -25,18 +26,19 @@ Two modes:
   are refused, because dropping bytes from the middle of a TCP stream is not a
   fault TCP can have: it would only corrupt the stream.
 
+``fail`` and ``fail_first`` are refused in both: a proxy cannot answer for the server.
+
 Each direction of each connection has a reader thread that decides the fate of
 every frame as it arrives, and a writer thread that sends the survivors at
 their scheduled time, in order. A delayed frame therefore holds back only the
 frames behind it in the same direction, never the other direction or another
 connection.
 
-Reproducibility: every direction of every connection draws from its own
-``random.Random`` seeded from ``(seed, connection number, direction)``, and
-draws the same four numbers for every frame whatever the probabilities are. So
-a proxy started with the same seed that sees the same frames on its first,
-second, ... connection gives every frame the same fate. ``configure(seed=...)``
-restarts the sequences of the open connections.
+Reproducibility, by the vocabulary's seed rule: every direction of every connection is a
+stream of its own (``stream(seed, connection number, direction)``) and draws the same four
+numbers for every frame whatever the probabilities are. So a proxy started with the same seed
+that sees the same frames on its first, second, ... connection gives every frame the same
+fate. ``configure(seed=...)`` restarts the sequences of the open connections.
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import math
 import random
 import socket
 import socketserver
@@ -56,16 +57,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from rpclab import checks
 from rpclab.byhand import framing
+from rpclab.faults.vocabulary import (
+    CALL_FAULTS,
+    NETWORK_FAULTS,
+    Faults,
+    decide,
+    stream,
+)
 from rpclab.runtime import background
 
 __all__ = [
-    "DIRECTIONS",
-    "FATES",
-    "MAX_DELAY",
-    "Faults",
-    "Decision",
-    "decide",
     "DirectionStats",
     "ProxyStats",
     "FaultProxy",
@@ -75,10 +78,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DIRECTIONS = ("both", "request", "reply")  # what Faults.direction may say
-FATES = ("forwarded", "duplicated", "dropped", "reset")  # what the tap is told about a frame
 MODES = ("frames", "bytes")
-MAX_DELAY = 30.0  # seconds; a longer delay is a hang, not a fault
 CHUNK = 64 * 1024  # bytes read from a socket at a time
 MAX_IN_FLIGHT = 4 * 1024 * 1024  # bytes a direction holds back (delayed) before it stops reading
 CONNECT_TIMEOUT = 5.0  # seconds to reach the target server
@@ -87,122 +87,6 @@ WRITER_GRACE = (
 )
 
 OnFrame = Callable[[str, bytes, float, str], None]
-
-
-# --------------------------------------------------------------------------- what to inject
-
-
-def _probability(name: str, value: object) -> float:
-    number = _number(name, value)
-    if not 0.0 <= number <= 1.0:
-        raise ValueError(f"{name} is a probability and must be between 0 and 1, not {value!r}")
-    return number
-
-
-def _seconds(name: str, value: object) -> float:
-    number = _number(name, value)
-    if not 0.0 <= number <= MAX_DELAY:
-        raise ValueError(
-            f"{name} is in seconds and must be between 0 and {MAX_DELAY:g}, not {value!r}"
-        )
-    return number
-
-
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, not {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, not {value!r}")
-    return float(value)
-
-
-@dataclass(frozen=True)
-class Faults:
-    """What the proxy does to each frame: fixed delay plus uniform jitter (seconds), and
-    probabilities of drop, duplicate, reset."""
-
-    delay: float = 0.0  # seconds added to every frame
-    jitter: float = 0.0  # up to this many seconds more, uniformly at random
-    drop: float = 0.0  # probability that a frame is lost
-    duplicate: float = 0.0  # probability that a frame is delivered twice
-    reset: float = 0.0  # probability that a frame makes the proxy reset the connection (both sides)
-    seed: int = 0  # the same seed and the same frames give the same fates
-    direction: str = "both"  # which traffic suffers: "both", "request" (client->server) or "reply"
-
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__  # frozen: validated values are stored as floats
-        set_(self, "delay", _seconds("delay", self.delay))
-        set_(self, "jitter", _seconds("jitter", self.jitter))
-        for name in ("drop", "duplicate", "reset"):
-            set_(self, name, _probability(name, getattr(self, name)))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an int, not {self.seed!r}")
-        if self.direction not in DIRECTIONS:
-            raise ValueError(
-                f"direction must be one of {', '.join(map(repr, DIRECTIONS))}, not "
-                f"{self.direction!r}"
-            )
-
-    def replace(self, **changes: Any) -> Faults:
-        """A copy with some fields changed (checked like the constructor)."""
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise TypeError(
-                f"unknown fault setting {', '.join(unknown)}; the settings are "
-                f"{', '.join(_FIELD_NAMES)}"
-            )
-        return dataclasses.replace(self, **changes)
-
-    def applies_to(self, direction: str) -> bool:
-        """Whether these faults act on traffic going ``direction`` ("request" or "reply")."""
-        return self.direction in ("both", direction)
-
-    def __str__(self) -> str:
-        parts = []
-        if self.delay or self.jitter:
-            parts.append(
-                f"delay {self.delay * 1000:g} ms"
-                + (f" + up to {self.jitter * 1000:g} ms jitter" if self.jitter else "")
-            )
-        for name in ("drop", "duplicate", "reset"):
-            if getattr(self, name):
-                parts.append(f"{name} {getattr(self, name):.0%}")
-        if not parts:
-            return "no faults"
-        where = {"both": "both ways", "request": "requests only", "reply": "replies only"}[
-            self.direction
-        ]
-        return f"{', '.join(parts)} ({where}, seed {self.seed})"
-
-
-_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Faults))
-
-
-class Decision(NamedTuple):
-    """The fate of one frame: what happens to it, how many copies go out, and how long it waits."""
-
-    fate: str  # "forwarded", "duplicated", "dropped" or "reset"
-    copies: int  # 0, 1 or 2
-    wait: float  # seconds before it is sent
-
-
-def decide(faults: Faults, direction: str, rng: random.Random) -> Decision:
-    """Decide the fate of one frame going ``direction``.
-
-    Always draws exactly four numbers from ``rng`` (reset, drop, duplicate,
-    jitter), so changing a probability never shifts the fates of later frames.
-    """
-    u_reset, u_drop, u_duplicate, u_jitter = rng.random(), rng.random(), rng.random(), rng.random()
-    if not faults.applies_to(direction):
-        return Decision("forwarded", 1, 0.0)
-    if u_reset < faults.reset:
-        return Decision("reset", 0, 0.0)
-    wait = faults.delay + u_jitter * faults.jitter
-    if u_drop < faults.drop:
-        return Decision("dropped", 0, wait)
-    if u_duplicate < faults.duplicate:
-        return Decision("duplicated", 2, wait)
-    return Decision("forwarded", 1, wait)
 
 
 # --------------------------------------------------------------------------- what happened
@@ -296,15 +180,22 @@ class _State:
 
 
 def _check_for_mode(faults: Faults, mode: str) -> Faults:
+    """``faults``, if a proxy in ``mode`` can act on all of them; else a ValueError that says who
+    can."""
+    if not isinstance(faults, Faults):
+        raise TypeError(f"faults must be a faults.Faults, not {type(faults).__name__}")
     if mode == "bytes" and (faults.drop or faults.duplicate):
         raise ValueError(
             "drop and duplicate act on whole messages, so they need mode='frames'; a mode='bytes' "
-            "proxy "
-            "forwards a byte stream (HTTP, HTTP/2) where losing or repeating bytes would only "
-            "corrupt it. "
-            "Use delay, jitter and reset here."
+            "proxy forwards a byte stream (HTTP, HTTP/2) where losing or repeating bytes would "
+            "only corrupt it. Use delay, jitter and reset here."
         )
-    return faults
+    return faults.refuse_all_but(
+        NETWORK_FAULTS,
+        "a TCP proxy",
+        f"{' and '.join(CALL_FAULTS)} are answers with an error status, which only a server can "
+        "give: use faults.Flaky (a gRPC interceptor) or the capstone's Shop.fail",
+    )
 
 
 # --------------------------------------------------------------------------- one connection
@@ -474,7 +365,7 @@ class _Pump:
         self.frames = self.state.mode == "frames"
         self.decoder = framing.FrameDecoder(self.state.max_frame_size)
         self.generation = -1
-        self.rng = random.Random()
+        self.rng: random.Random | None = None  # this direction's stream (vocabulary.stream)
 
     # -- reader ---------------------------------------------------------------
 
@@ -501,7 +392,7 @@ class _Pump:
     def _admit(self, payload: bytes) -> bool:
         faults, generation = self.state.settings
         if generation != self.generation:  # a new seed: restart this direction's random sequence
-            self.rng.seed(f"{faults.seed}/{self.conn.number}/{self.direction}")
+            self.rng = stream(faults.seed, self.conn.number, self.direction)
             self.generation = generation
         decision = decide(faults, self.direction, self.rng)
         now = time.monotonic()
@@ -633,8 +524,6 @@ class FaultProxy(background.RunningServer):
 
     @faults.setter
     def faults(self, faults: Faults) -> None:
-        if not isinstance(faults, Faults):
-            raise TypeError(f"faults must be a faults.Faults, not {type(faults).__name__}")
         _check_for_mode(faults, self.mode)
         with self._state.lock:
             self._state.settings = (faults, self._state.settings[1] + 1)
@@ -670,11 +559,7 @@ class FaultProxy(background.RunningServer):
 
     @on_frame.setter
     def on_frame(self, tap: OnFrame | None) -> None:
-        if tap is not None and not callable(tap):
-            raise TypeError(
-                "on_frame must be callable as on_frame(direction, payload, when, fate), or None, "
-                f"not {tap!r}"
-            )
+        checks.function("on_frame", tap, "on_frame(direction, payload, when, fate)", optional=True)
         self._state.on_frame = tap
 
     def __repr__(self) -> str:
@@ -720,25 +605,14 @@ def serve_proxy(
     """
     address = _target_of(target)
     faults = Faults() if faults is None else faults
-    if not isinstance(faults, Faults):
-        raise TypeError(f"faults must be a faults.Faults, not {type(faults).__name__}")
     if mode not in MODES:
         raise ValueError(
             "mode must be 'frames' (rpclab.byhand.framing messages) or 'bytes' (any TCP "
             f"protocol), not {mode!r}"
         )
     _check_for_mode(faults, mode)
-    if (
-        isinstance(max_frame_size, bool)
-        or not isinstance(max_frame_size, int)
-        or max_frame_size < 1
-    ):
-        raise ValueError(f"max_frame_size must be a positive int, not {max_frame_size!r}")
-    if on_frame is not None and not callable(on_frame):
-        raise TypeError(
-            "on_frame must be callable as on_frame(direction, payload, when, fate), not "
-            f"{on_frame!r}"
-        )
+    checks.integer("max_frame_size", max_frame_size, low=1)
+    checks.function("on_frame", on_frame, "on_frame(direction, payload, when, fate)", optional=True)
     state = _State(faults, mode, max_frame_size, address, on_frame)
     handle = background.serve(
         name, lambda addr: ProxyServer(addr, state, name), host=host, port=port
