@@ -106,6 +106,41 @@ def test_navigation_rewrite_is_in_place_and_idempotent(tmp_path):
         assert len(navs) == 2 and cells[1] is navs[0] and cells[-1] is navs[1]
 
 
+def test_every_module_a_notebook_imports_says_so_in_its_docstring():
+    problems = nav.provenance_problems()
+    assert not problems, "\n".join(problems)
+
+
+def test_the_provenance_check_finds_a_notebook_a_module_does_not_list(tmp_path):
+    lib, notebooks = tmp_path / "lib", tmp_path / "notebooks"
+    (lib / "rpclab" / "byhand").mkdir(parents=True)
+    notebooks.mkdir()
+    (lib / "rpclab" / "__init__.py").write_text('"""Everything, 01-14."""\n')
+    (lib / "rpclab" / "byhand" / "__init__.py").write_text('"""Part I (notebooks 02-06)."""\n')
+    (lib / "rpclab" / "byhand" / "framing.py").write_text('"""Built by hand in 02."""\n')
+    (lib / "rpclab" / "kv.py").write_text('"""The store: local in 01, remote from 04 on."""\n')
+    for name, source in [
+        ("02-a.ipynb", "from rpclab.byhand import framing"),
+        ("03-b.ipynb", "import rpclab.byhand.framing\nfrom rpclab.byhand import framing as f"),
+        ("05-c.ipynb", "%time 1\nfrom rpclab.kv import KVStore\nfrom rpclab import byhand"),
+    ]:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        nbformat.write(nb, notebooks / name)
+    assert nav.provenance_problems(notebooks, lib) == [
+        "03-b.ipynb imports rpclab.byhand.framing: its docstring (rpclab/byhand/framing.py) must "
+        "say where it is taught or used, naming 03",
+        "05-c.ipynb imports rpclab.kv: its docstring (rpclab/kv.py) must say where it is taught or "
+        "used, naming 05",
+    ]
+    assert nav.listed_notebooks("built in 04; failures in 05, 06-08") == {
+        "04",
+        "05",
+        "06",
+        "07",
+        "08",
+    }
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NUMBERED, ids=[p.name for p in NUMBERED])
 def test_runs_twice_in_one_kernel_without_leaks(path):

@@ -9,6 +9,11 @@ reading time) is the one source. From it this script writes:
 * notebooks/index.ipynb, the contents page;
 * the notebook map in README.md, between its two marker comments.
 
+It also checks provenance the other way round: every ``rpclab`` module a notebook imports must
+say, in its docstring, that this notebook uses it -- by the notebook's two-digit number ("built
+by hand in 04; failures in 05"), alone or in a range ("02-06"). That it cannot write: it
+reports it, and exits 1.
+
     python tools/nav.py           # write everything
     python tools/nav.py --check   # exit 1 if anything is out of date (a test runs this)
 """
@@ -16,6 +21,7 @@ reading time) is the one source. From it this script writes:
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import sys
 from dataclasses import dataclass
@@ -34,6 +40,13 @@ NAME = re.compile(r"^(\d\d)-[a-z0-9]+(?:-[a-z0-9]+)*\.ipynb$")
 TITLE = re.compile(r"^#\s+(\d\d)\s+·\s+(.+?)\s*$")
 READING = re.compile(r"\*Reading time: about (\d+) minutes\.\*")
 NB_VERSION = 4
+LIB = ROOT / "lib"
+# The short names notebooks may use, and the modules they are (rpclab/socketrpc.py says so).
+SHORT_NAMES = {
+    "rpclab.socketrpc": "rpclab.byhand.socketrpc",
+    "rpclab.background": "rpclab.runtime.background",
+}
+LISTED = re.compile(r"\b(\d\d)(?:\s*[-–]\s*(\d\d))?\b")  # "04", or a range "02-06"
 
 
 @dataclass(frozen=True)
@@ -150,6 +163,66 @@ def index_notebook(items: list[Entry]) -> nbformat.NotebookNode:
     return nb
 
 
+def module_file(name: str, lib: Path = LIB) -> Path | None:
+    """The file of module ``name`` ("rpclab.byhand.framing") under ``lib``, or None."""
+    path = lib.joinpath(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def notebook_imports(nb: nbformat.NotebookNode, lib: Path = LIB) -> set[str]:
+    """The rpclab modules a notebook's code cells import (``from rpclab.x import y`` counts y
+    when y is a module, else x), with the short names resolved."""
+    found: set[str] = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        lines = cell.source.splitlines()
+        source = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in lines)
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:  # a cell of IPython syntax this does not strip: nothing to learn
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.split(".")[0] == "rpclab"}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "rpclab":
+                for alias in node.names:
+                    inner = f"{node.module}.{alias.name}"
+                    found.add(inner if module_file(inner, lib) else node.module)
+    return {SHORT_NAMES.get(name, name) for name in found}
+
+
+def listed_notebooks(docstring: str) -> set[str]:
+    """The notebook numbers a docstring names: "04" -> {"04"}, "02-06" -> {"02", ..., "06"}."""
+    numbers: set[str] = set()
+    for first, last in LISTED.findall(docstring):
+        numbers |= {f"{n:02d}" for n in range(int(first), int(last or first) + 1)}
+    return numbers
+
+
+def provenance_problems(folder: Path = NOTEBOOKS, lib: Path = LIB) -> list[str]:
+    """Each rpclab module a notebook imports whose docstring does not list that notebook."""
+    problems = []
+    for path in numbered_notebooks(folder):
+        number = path.name[:2]
+        nb = nbformat.read(path, as_version=NB_VERSION)
+        for name in sorted(notebook_imports(nb, lib)):
+            file = module_file(name, lib)
+            if file is None:
+                problems.append(f"{path.name} imports {name}, which is not in {lib}")
+                continue
+            docstring = ast.get_docstring(ast.parse(file.read_text())) or ""
+            if number not in listed_notebooks(docstring):
+                problems.append(
+                    f"{path.name} imports {name}: its docstring ({file.relative_to(lib)}) must "
+                    f"say where it is taught or used, naming {number}"
+                )
+    return problems
+
+
 def _render(nb: nbformat.NotebookNode) -> str:
     return nbformat.writes(nb, version=NB_VERSION) + "\n"
 
@@ -189,14 +262,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nav: {exc}", file=sys.stderr)
         return 2
     stale = [p for p, text in files.items() if not p.exists() or p.read_text() != text]
+    problems = provenance_problems()
+    for problem in problems:
+        print(f"provenance: {problem}")
     if args.check:
         for p in stale:
             print(f"out of date: {p.relative_to(ROOT)} (run: python tools/nav.py)")
-        return 1 if stale else 0
+        return 1 if stale or problems else 0
     for p in stale:
         p.write_text(files[p])
         print(f"wrote {p.relative_to(ROOT)}")
-    return 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""The ``rpclab`` command: ``doctor``, ``serve socket|grpc`` and ``bench``."""
+"""The ``rpclab`` command: ``doctor``, ``serve socket|grpc`` and ``bench``.
+
+Not imported by notebooks: notebook 00 and README show the commands; 13 points to ``rpclab bench``.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """Scaffolding for the graded assignments: sockets fed in awkward chunks, a framed server, a framed
 connection.
 
+Used by the graded assignments A1-A4 (assignments/), not by the notebooks.
+
 The assignments ask a learner to write one layer of an RPC system; these
 helpers are the layers around it, so that a test can put the learner's code
 on a real socket without the test itself being the hard part::

@@ -1,5 +1,7 @@
 """Run the Node.js gRPC client (clients/node/kv_client.js) from Python and read what it printed.
 
+Used in notebook 12 (JavaScript calls the gRPC key-value service).
+
 The client is JavaScript: it loads protos/kv.proto at run time and calls a
 gRPC server, such as the kernel's own KV service::
 

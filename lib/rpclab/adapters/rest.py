@@ -1,5 +1,7 @@
 """The key-value store as a REST/JSON resource: FastAPI on uvicorn, and a small http.client client.
 
+Taught in notebook 12 (RPC vs REST); measured in 13; served by ``rpclab serve rest``.
+
 Resources and verbs instead of procedures::
 
     GET    /keys                     {"keys": [...]}

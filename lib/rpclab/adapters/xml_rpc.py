@@ -1,4 +1,7 @@
-"""The key-value store over XML-RPC, the standard library's RPC of the late 1990s."""
+"""The key-value store over XML-RPC, the standard library's RPC of the late 1990s.
+
+A loopback call in notebook 01; compared in 07; taught in 12; measured in 13.
+"""
 
 from __future__ import annotations
 

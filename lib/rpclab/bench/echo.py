@@ -1,5 +1,7 @@
 """Echo servers and their clients, one per transport, as rpclab.bench measures them.
 
+Measured in notebook 13 and by ``rpclab bench`` (through harness.py).
+
 Each ``setup_<transport>()`` starts a server that sends back whatever string it
 is sent (through rpclab.runtime.background, or rpclab.runtime.aio on a private event loop for
 gRPC aio) and returns an :class:`Endpoint`; ``endpoint.connect(payload)``

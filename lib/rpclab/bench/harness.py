@@ -1,6 +1,8 @@
 """The measurement harness behind ``rpclab bench`` and notebook 13: every transport, measured the
 same way.
 
+Notebook 05 times raw sockets against the socket RPC with it.
+
 Each transport is registered by name with a setup function that starts an
 echo server and returns an :class:`Endpoint` (rpclab.bench.echo has one for each);
 ``endpoint.connect(payload)`` opens a client connection whose ``call()``

@@ -1,6 +1,8 @@
 """Where the time of one call goes: cProfile over many echo calls, summed by category, and the cost
 of a thread hand-off.
 
+Used in notebook 13 (where the time of one call goes).
+
 ::
 
     profile = callprofile.profile_calls("socketrpc", calls=2000)

@@ -1,5 +1,7 @@
 """Bytes <-> frames: each message is a 4-byte big-endian length N, then N bytes.
 
+Built by hand in notebook 02; the socket RPC's frames in 04 and 05; assignment A1.
+
 TCP delivers a stream of bytes with no message boundaries: one ``send`` may
 arrive as several ``recv`` results, and several sends as one. Framing puts the
 boundaries back. The length is read off the wire, so it is checked against a

@@ -1,5 +1,7 @@
 """The protobuf wire format, by hand: varints, zigzag, tags, fields, and an annotated dump.
 
+Built by hand in notebook 06; used again in 07.
+
 A pure module (it never imports protobuf) for reading the bytes that
 ``SerializeToString()`` writes::
 

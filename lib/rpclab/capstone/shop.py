@@ -1,6 +1,8 @@
 """The capstone's small system: four gRPC services of a shop that call each other
 (protos/shop.proto).
 
+Notebook 14's system.
+
 ::
 
     client -> gateway.PlaceOrder -> orders.Create -> inventory.Reserve

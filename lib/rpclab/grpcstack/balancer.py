@@ -1,6 +1,8 @@
 """A layer-4 load balancer: a TCP proxy that sends each new connection to the next of several
 upstreams.
 
+Used in notebook 09 (why an L4 proxy does not balance gRPC calls).
+
 It plays the part of an Nginx ``stream { upstream ... }`` block or any other
 TCP (L4) balancer: it sees connections and bytes, never the calls inside them::
 

@@ -1,6 +1,8 @@
 """Call any method of any gRPC server without its .proto: discover it by server reflection, build a
 request, call it.
 
+Used in notebook 10 (the call explorer widget, reflection).
+
 This is what grpcurl, Postman or a call-explorer widget do, in four plain functions::
 
     methods = list_methods(channel)                       # every method the server reflects

@@ -1,6 +1,8 @@
 """Server interceptors: code that runs around every call a gRPC server receives, whatever its
 service.
 
+Taught in notebook 10 (interceptors, token auth).
+
 * :class:`CallLog` -- times and logs each call (method, kind, status code,
   duration, peer), keeping the most recent ones in a bounded list.
 * :class:`TokenAuth` -- refuses calls that lack a valid ``authorization:

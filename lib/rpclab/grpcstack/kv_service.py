@@ -1,5 +1,7 @@
 """The key-value store as a gRPC service (protos/kv.proto): a servicer around rpclab.kv.KVStore.
 
+Taught in notebook 07; used in 08, 09, 10, 11; served by ``rpclab serve grpc``.
+
 Each method does the store's work and turns the store's exceptions into gRPC
 status codes (KeyNotFound -> NOT_FOUND, ValueError/TypeError ->
 INVALID_ARGUMENT). Increment with a ``request_id`` runs at most once, and

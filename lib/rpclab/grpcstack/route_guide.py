@@ -1,5 +1,8 @@
 """The RouteGuide of gRPC's route-guide examples (protos/route_guide.proto): one RPC of each
-kind."""
+kind.
+
+Taught in notebook 08 (streaming).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """The RouteGuide's map: three dozen invented places with coordinates in E7 units.
 
+Used by route_guide.py in notebook 08.
+
 E7 means degrees multiplied by 10^7 and rounded to an integer, as in
 route_guide.proto's ``Point``: 47.5716506 degrees north is 475716506. The
 places are made up; they lie in a box about 55 km by 45 km (latitude 47.3 to

@@ -1,5 +1,7 @@
 """gRPC servers for RPC Lab: the Greeter, the RouteGuide and the key-value store.
 
+Used in notebooks 07, 08, 09, 10, 11 and 12; served by ``rpclab serve grpc``.
+
 ``serve_all()`` runs all three in one background server, with gRPC's standard
 health service and server reflection::
 

@@ -1,6 +1,8 @@
 """Certificates for TLS made on the spot: a private certificate authority and the certificates it
 signs, as PEM bytes.
 
+Taught in notebook 10 (TLS with generated certificates).
+
 A real deployment gets its certificates from an operator or a service (an
 internal CA, Let's Encrypt, a service mesh); a lesson makes its own in a few
 milliseconds so that every step can be seen::

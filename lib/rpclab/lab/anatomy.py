@@ -1,5 +1,7 @@
 """One remote call taken apart: the five steps of Birrell and Nelson's picture, timed.
 
+Used in notebook 01 (the flow of one call, drawn live).
+
 client -> stub (marshal) -> transport -> server stub (unmarshal, dispatch) ->
 server procedure -> back the same way. Client and server share this process,
 so one clock times every step of a real XML-RPC call.

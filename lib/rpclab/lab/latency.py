@@ -1,4 +1,7 @@
-"""What a round-trip time means for a program that makes calls: the latency explorer's logic."""
+"""What a round-trip time means for a program that makes calls: the latency explorer's logic.
+
+Used in notebook 01 (the latency explorer).
+"""
 
 from __future__ import annotations
 

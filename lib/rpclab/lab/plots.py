@@ -1,5 +1,7 @@
 """Plots of measurements, drawn on matplotlib Figures that display themselves in a notebook.
 
+Used in notebooks 01, 03, 05, 07, 08, 09, 12, 13 and 14.
+
 They use ``matplotlib.figure.Figure`` rather than pyplot, so a figure shows
 once (as a cell's value) and leaves no global state behind.
 """

@@ -1,5 +1,8 @@
 """Time a call honestly: many runs, bounded in count and in seconds, summarised by median and
-p99."""
+p99.
+
+Used in notebooks 01, 03, 05, 07, 10, 12 and 13.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """Distributed tracing, small: a trace id carried in gRPC metadata across every hop, and spans
 recorded per call.
 
+Taught in notebook 14 (tracing metadata across services).
+
 One request that crosses four services leaves four servers' worth of logs.
 To put them back together, the first service gives the request a **trace id**
 and every call it makes downstream carries that id in its metadata, with the

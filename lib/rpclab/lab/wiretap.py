@@ -1,5 +1,7 @@
 """Record the frames that cross the wire and format them for reading: JSON, hex dump, table.
 
+Used in notebooks 04 (the wire inspector), 05, 07 and 12.
+
 The logic behind the wire inspector widget, usable on its own::
 
     recorder = wiretap.Recorder()

@@ -1,2 +1,5 @@
 """How servers live in a kernel: background threads, the asyncio loop, and what this process
-runs."""
+runs.
+
+Every notebook (00-14) starts its servers through it.
+"""

@@ -1,6 +1,8 @@
 """Run grpc.aio servers on the current event loop, one per name, so that re-running a notebook cell
 replaces the old one.
 
+Taught in notebook 11 (grpc.aio in the kernel's own event loop).
+
 An asyncio gRPC server is not a background thread: it is a set of tasks on
 the event loop that started it (in a notebook, the kernel's own loop, reached
 with top-level ``await``)::

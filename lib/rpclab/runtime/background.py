@@ -1,5 +1,7 @@
 """Run servers in background threads of this process, one per name.
 
+Shown in notebook 00; every notebook (00-14) starts its servers with it.
+
 Every server in RPC Lab starts here, so that re-running a notebook cell
 replaces the old server instead of failing with "address already in use",
 and so that ``stop()`` really releases the port and ends the server's threads.

@@ -1,5 +1,7 @@
 """What this process is running right now: its threads and its listening TCP ports.
 
+Shown in notebooks 00 and 11; tools/rerun.py checks every notebook with it.
+
 Used by notebook 00 to show what a background server leaves behind, and by the
 tests that check a notebook re-run leaves nothing behind.
 """

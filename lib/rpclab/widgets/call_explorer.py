@@ -1,6 +1,8 @@
 """The call explorer: pick a service and method found by reflection, fill in the request, press
 Call, read the reply.
 
+Used in notebook 10.
+
 Only wiring lives here; rpclab.grpcstack.explorer does the work (and is what the tests call).
 """
 

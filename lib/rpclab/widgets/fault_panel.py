@@ -1,5 +1,8 @@
 """The fault panel: sliders that reconfigure a running fault proxy, its live counts, and a "run N
-calls" button."""
+calls" button.
+
+Used in notebook 05.
+"""
 
 from __future__ import annotations
 

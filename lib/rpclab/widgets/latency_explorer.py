@@ -1,4 +1,7 @@
-"""The latency explorer: pick a round-trip time and a number of calls, see what it costs."""
+"""The latency explorer: pick a round-trip time and a number of calls, see what it costs.
+
+Used in notebook 01.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The wire inspector: a table of every frame a Recorder saw, as JSON or as a hex dump."""
+"""The wire inspector: a table of every frame a Recorder saw, as JSON or as a hex dump.
+
+Used in notebook 04.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """JSON-RPC 2.0 over TCP, built by hand: a threaded server and a client stub.
 
 Built by hand in notebook 04 (rpclab.byhand.reference is that notebook's design as one
-module); failures, retries and at-most-once in 05; measured in 13; served by
-``rpclab serve socket``. Each message is one frame (rpclab.byhand.framing: a 4-byte
+module); failures, retries and at-most-once in 05; the mistakes no IDL catches, in 06; measured in
+13; served by ``rpclab serve socket``. Each message is one frame (rpclab.byhand.framing: a 4-byte
 big-endian length, then UTF-8 JSON)::
 
     from rpclab import socketrpc
