@@ -1,6 +1,8 @@
 """Echo servers and their clients, one per transport, as rpclab.bench measures them.
 
-Measured in notebook 13 and by ``rpclab bench`` (through harness.py).
+Measured in notebook 13 and by ``rpclab bench`` (through harness.py). About 600 lines because
+it holds seven transports, one ``setup_<transport>`` of 30-70 lines each, side by side so that
+they can be compared.
 
 Each ``setup_<transport>()`` starts a server that sends back whatever string it
 is sent (through rpclab.runtime.background, or rpclab.runtime.aio on a private event loop for

@@ -1,6 +1,7 @@
 """The protobuf wire format, by hand: varints, zigzag, tags, fields, and an annotated dump.
 
-Built by hand in notebook 06; used again in 07.
+Built by hand in notebook 06; used again in 07. About 550 lines: the whole wire format,
+encoding and bounded decoding, plus the annotated dump 06 prints, as one lesson.
 
 A pure module (it never imports protobuf) for reading the bytes that
 ``SerializeToString()`` writes::

@@ -1,6 +1,7 @@
 """Plots of measurements, drawn on matplotlib Figures that display themselves in a notebook.
 
-Used in notebooks 01, 03, 05, 07, 08, 09, 12, 13 and 14.
+Used in notebooks 01, 03, 05, 07, 08, 09, 12, 13 and 14. About 430 lines of independent plot
+functions, one per kind of figure, sharing one drawing style.
 
 They use ``matplotlib.figure.Figure`` rather than pyplot, so a figure shows
 once (as a cell's value) and leaves no global state behind.
