@@ -1,8 +1,9 @@
 """The fault vocabulary: one ``Faults`` description and one seed rule for everything that breaks
 calls on purpose.
 
-Taught in notebook 05 (the fault proxy on the socket RPC), used in 01 and 13 (a slow or lossy
-network), 09 (a flaky gRPC server) and 14 (the capstone's failures). Three things take a Faults:
+Taught in notebook 05 (the fault proxy on the socket RPC); used in 01 (a slow, lossy network),
+09 (a flaky gRPC server) and 14 (the capstone's failures); assignment A3. Three things take a
+Faults:
 
 * ``faults.serve_proxy(name, target, Faults(...))`` -- a TCP proxy between client and server
   (proxy.py);
