@@ -26,7 +26,7 @@ from typing import Any
 from rpclab import checks
 from rpclab.byhand import jsonrpc
 from rpclab.byhand.framing import MAX_FRAME_SIZE
-from rpclab.byhand.socketrpc import fastcall
+from rpclab.byhand.socketrpc.fastcall import call_as_reader
 from rpclab.byhand.socketrpc.reader import SharedConnection, result_of
 from rpclab.byhand.socketrpc.transport import OnFrame
 
@@ -120,7 +120,7 @@ class Client(SharedConnection):
             and len(payload) <= self._max_frame_size
             and self._reader.acquire(False)
         ):
-            return fastcall.call_as_reader(self, request_id, payload, timeout)
+            return call_as_reader(self, request_id, payload, timeout)  # fastcall.py
         return result_of(self._exchange((request_id,), payload, timeout)[request_id])
 
     def notify(self, method: str, *args: Any, **kwargs: Any) -> None:

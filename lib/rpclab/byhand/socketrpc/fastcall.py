@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from rpclab.byhand import jsonrpc
+from rpclab.byhand.jsonrpc.fastpath import NOT_PLAIN, plain_result
 from rpclab.byhand.socketrpc.reader import _Link, _Slot, result_of
 from rpclab.byhand.socketrpc.transport import RECV_SIZE, pack_length
 
@@ -64,8 +65,8 @@ def call_as_reader(conn: SharedConnection, request_id: str, payload: bytes, time
                 and not link.decoder.pending
             ):
                 body = chunk[4:]
-                result = jsonrpc.plain_result(body, request_id)
-                if result is not jsonrpc.NOT_PLAIN:
+                result = plain_result(body, request_id)
+                if result is not NOT_PLAIN:
                     conn._hand_over()
                     return result
     return result_of(_complete(conn, request_id, payload, timeout, link, chunk, body, deadline))
