@@ -1,2 +1,11 @@
-"""Part I (notebooks 02-06): the RPC built by hand over TCP -- framing, JSON-RPC, the socket RPC,
-the protobuf wire."""
+"""Part I (notebooks 02-06): the RPC built by hand over TCP.
+
+* ``framing``   -- frames on a byte stream (02);
+* ``reference`` -- notebook 04's design as one module: dispatcher, server, stub (04);
+* ``jsonrpc``   -- the JSON-RPC 2.0 messages, bounded codec and dispatcher (04-05);
+* ``socketrpc`` -- the same design finished: limits, timeouts, retries, at-most-once (04-06);
+* ``protowire`` -- the protobuf wire format, by hand (06).
+
+In ``jsonrpc`` and ``socketrpc`` the design reads first; the speed work stands apart in
+``jsonrpc/fastpath.py`` and ``socketrpc/fastcall.py``.
+"""
