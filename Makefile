@@ -14,13 +14,16 @@ TEST_STAMP  := $(VENV)/.installed-test
 TEACH_STAMP := $(VENV)/.installed-teach
 
 .PHONY: lab test install bench doctor nav assignments clean node-client
+.PHONY: test-other-pythons test-all-pythons
 
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-# install(EXTRAS): create the venv if needed, then install this package with those extras.
+# install(EXTRAS): check that the Python is one pyproject.toml's requires-python admits (one line
+# if not), create the venv if needed, then install this package with those extras.
 # uv installs in a fraction of pip's time; plain pip is the fallback.
 define install
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "RPC Lab needs Python 3.10 or newer; this is " + sys.version.split()[0])'
+	@$(PYTHON) tools/check_python.py
+	@test ! -x $(BIN)/python || $(BIN)/python tools/check_python.py $(VENV)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv || true
 	if $(BIN)/python -m uv --version >/dev/null 2>&1; then \
@@ -45,6 +48,13 @@ node-client:
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The unit tests and the notebooks on every other supported Python this machine has (python3.X on
+# PATH, pyenv's), each in a venv of its own (.venv-3.12, ...); the browser tests run in `make test`.
+test-other-pythons: $(TEST_STAMP)
+	$(BIN)/python tools/other_pythons.py $(PYTEST_ARGS)
+
+test-all-pythons: test test-other-pythons
 
 install: $(LEARN_STAMP)
 
@@ -85,4 +95,4 @@ assignments: $(TEACH_STAMP)
 	@echo "Student versions: assignments/release/. Next steps: TEACHING.md."
 
 clean:
-	rm -rf $(VENV) .pytest_cache artifacts
+	rm -rf $(VENV) .venv-3.* .pytest_cache artifacts

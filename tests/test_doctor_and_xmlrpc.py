@@ -37,6 +37,18 @@ def test_doctor_reports_a_failure_with_what_to_do(monkeypatch):
     assert "BAD" in text and "No module named 'grpc'" in text and "make install" in text
 
 
+def test_doctor_turns_down_a_python_below_requires_python_and_names_the_range():
+    major, minor = map(int, doctor.supported_pythons().removeprefix(">=").split("."))
+    assert doctor._python((major, minor, 0)).ok
+    assert doctor._python((major, minor + 3, 1)).ok
+    old = doctor._python((major, minor - 1, 13))
+    assert not old.ok
+    assert (
+        old.detail == f"{major}.{minor - 1}.13, but RPC Lab needs Python {major}.{minor} or newer"
+    )
+    assert "PYTHON=" in old.fix
+
+
 def test_doctor_command_exits_zero_when_all_is_well():
     done = subprocess.run(
         [sys.executable, "-m", "rpclab.cli", "doctor"], capture_output=True, text=True, timeout=120

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 from packaging.requirements import Requirement
+
+from rpclab import doctor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,3 +166,131 @@ def test_an_installed_wheel_finds_its_protos_without_the_source_tree(tmp_path):
     assert out[0].startswith(str(site))  # the installed copy, not this source tree
     assert Path(out[1]) == venv / "share" / "rpclab" / "protos"
     assert out[2:4] == ["GetRequest", "True"]
+
+
+# The supported Pythons: requires-python is the one source; everything else is held to it.
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(
+        f"rpclab_tools_{name}", ROOT / "tools" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+check_python = _tool("check_python")
+
+
+def _floor() -> tuple[int, int]:
+    """requires-python's lower bound, which must have the form the Makefile's gate reads."""
+    requires = _pyproject()["project"]["requires-python"]
+    match = re.fullmatch(r">=(\d+)\.(\d+)", requires.replace(" ", ""))
+    assert match, f'requires-python must read ">=X.Y" (tools/check_python.py), not {requires!r}'
+    return int(match[1]), int(match[2])
+
+
+def test_every_place_that_names_the_supported_pythons_agrees_with_requires_python():
+    floor = _floor()
+    text = f"{floor[0]}.{floor[1]}"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert check_python.lowest_supported(pyproject) == floor  # the Makefile's gate
+    assert doctor.supported_pythons() == f">={text}", "reinstall: `make install`"  # rpclab doctor
+    readme = re.search(r"You need Python (\d+\.\d+) or newer", (ROOT / "README.md").read_text())
+    assert readme and readme[1] == text, "README.md must say: You need Python X.Y or newer"
+    assert _conda_specs()["python"] == f">={text}"  # environment.yml
+    # ruff's pyupgrade rules write code for this version: never newer than the oldest supported.
+    assert _pyproject()["tool"]["ruff"]["target-version"] == f"py{floor[0]}{floor[1]}"
+    minors = [
+        int(c.rsplit(".", 1)[1])
+        for c in _pyproject()["project"]["classifiers"]
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    ]
+    assert minors and minors[0] == floor[1], f"the classifiers must start at {text}: {minors}"
+    assert minors == list(range(minors[0], minors[0] + len(minors))), f"a gap: {minors}"
+
+
+def test_the_gate_answers_an_old_python_in_one_line_and_lets_a_supported_one_through():
+    assert check_python.verdict((3, 11), (3, 11, 0), "python3") is None
+    assert check_python.verdict((3, 11), (3, 14, 2), "python3") is None
+    said = check_python.verdict((3, 11), (3, 10, 13), "/usr/bin/python3")
+    assert said.startswith("RPC Lab needs Python 3.11 or newer; /usr/bin/python3 is 3.10.13")
+    assert "PYTHON=" in said and "\n" not in said
+    said = check_python.verdict((3, 11), (3, 10, 13), "python3", venv=".venv")
+    assert ".venv was made with Python 3.10.13" in said and "make clean" in said
+
+
+def test_the_gate_runs_on_the_old_pythons_this_machine_has():
+    """The gate itself must run where RPC Lab cannot: on every Python 3.6+ below the floor found."""
+    floor = _floor()
+    old = [
+        p
+        for p in _tool("other_pythons").interpreters()
+        if (3, 6) <= (p.version.major, p.version.minor) < floor
+    ]
+    if not old:
+        pytest.skip(f"this machine has no Python from 3.6 up to below {floor[0]}.{floor[1]}")
+    for python in old:
+        done = subprocess.run(
+            [python.path, str(ROOT / "tools" / "check_python.py")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1, (python, done.stderr)
+        assert done.stderr.count("\n") == 1 and "RPC Lab needs Python" in done.stderr, done.stderr
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "check_python.py")], capture_output=True, timeout=60
+    )
+    assert done.returncode == 0 and not done.stderr
+
+
+def test_requires_python_is_the_lowest_python_every_dependency_installs_on(tmp_path):
+    """A resolver must find every dependency (extras and build requirements included) at the
+    floor, and must fail one minor version below it, for want of a Python: so a dependency bump
+    that drops a version, or one that frees an older one, shows here.
+
+    Asks PyPI through `uv pip compile`, because the answer depends on every release a specifier
+    admits (an older fastapi, matplotlib, ... may support a Python the installed one does not),
+    which no installed metadata tells. Skips when PyPI cannot be reached, unless
+    RPCLAB_REQUIRE_PYPI=1 (CI sets it)."""
+    uv = _uv()
+    floor = _floor()
+    pyproject = _pyproject()
+    project = pyproject["project"]
+    requirements = [
+        *pyproject["build-system"]["requires"],
+        *project["dependencies"],
+        *(r for extra in project["optional-dependencies"].values() for r in extra),
+    ]
+    (tmp_path / "requirements.in").write_text("\n".join(requirements) + "\n")
+
+    def resolve(minor: int) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [uv, "pip", "compile", "requirements.in", "--no-header", "--no-python-downloads"]
+            + ["--python-version", f"{floor[0]}.{minor}"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    at = resolve(floor[1])
+    if at.returncode != 0 and re.search(r"Failed to fetch|Request failed|dns error", at.stderr):
+        reason = f"PyPI cannot be reached: {at.stderr.strip().splitlines()[0]}"
+        if os.environ.get("RPCLAB_REQUIRE_PYPI") == "1":
+            pytest.fail(reason + " (RPCLAB_REQUIRE_PYPI=1)")
+        pytest.skip(reason)
+    text = f"{floor[0]}.{floor[1]}"
+    assert at.returncode == 0, f"the dependencies do not install on Python {text}: {at.stderr}"
+    below = resolve(floor[1] - 1)
+    if below.returncode == 0:
+        pytest.fail(
+            f"every dependency installs on Python {floor[0]}.{floor[1] - 1} too: "
+            "lower requires-python (and what the tests above hold to it)"
+        )
+    assert "No solution found" in below.stderr and "depends on Python>=" in below.stderr, (
+        below.stderr
+    )

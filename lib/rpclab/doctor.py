@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 import tempfile
@@ -13,9 +14,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["Check", "check", "report", "MIN_PYTHON"]
+__all__ = ["Check", "check", "report", "supported_pythons"]
 
-MIN_PYTHON = (3, 10)
 FIX_INSTALL = "run `make install` in the rpclab folder (or `pip install -e .` in your environment)"
 
 
@@ -29,15 +29,32 @@ class Check:
     fix: str = ""
 
 
-def _python() -> Check:
-    version = ".".join(map(str, sys.version_info[:3]))
-    if sys.version_info[:2] >= MIN_PYTHON:
-        return Check("Python", True, version)
+def supported_pythons() -> str | None:
+    """The Pythons RPC Lab supports: pyproject.toml's requires-python (e.g. ">=3.11"), as installed.
+
+    None when rpclab is not installed (the requirements check says so)."""
+    try:
+        return metadata.metadata("rpclab")["Requires-Python"]
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _python(version: tuple[int, int, int] | None = None) -> Check:
+    """This Python (or `version`) is one that requires-python admits."""
+    from packaging.specifiers import SpecifierSet
+
+    shown = ".".join(map(str, (version or sys.version_info)[:3]))
+    supported = supported_pythons()
+    if supported is None or SpecifierSet(supported).contains(shown, prereleases=True):
+        return Check("Python", True, shown)
+    lowest = supported.removeprefix(">=").strip()
+    wanted = f"{lowest} or newer" if re.fullmatch(r"\d+\.\d+", lowest) else supported
     return Check(
         "Python",
         False,
-        f"{version} is too old",
-        f"install Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer and run `make lab` with it",
+        f"{shown}, but RPC Lab needs Python {wanted}",
+        f"install Python {wanted} and run `make lab` with it (`make clean`, then "
+        "`make lab PYTHON=python3.12`, say)",
     )
 
 
