@@ -65,7 +65,7 @@ def test_rate_bars_refuses_empty_groups_or_negative_rates():
         plots.rate_bars({"x": {"raw": -1.0}})
 
 
-# ---------------------------------------------------------------------- span_timeline (notebook 14)
+# ---------------------------------------------------------------------- span_timeline (notebook 15)
 
 
 class _Span:

@@ -1,4 +1,4 @@
-"""A flaky gRPC server (notebooks 09 and 14): an interceptor that fails attempts on purpose, and
+"""A flaky gRPC server (notebooks 09 and 15): an interceptor that fails attempts on purpose, and
 logs every attempt.
 
 :class:`Flaky` fails the first N attempts of every call, or a seeded fraction,
