@@ -20,6 +20,7 @@ def test_doctor_passes_on_this_installation():
         "Python",
         "grpc import",
         "protoc in process",
+        "Arrow Flight",
         "loopback",
         "widgets extension",
     }
@@ -35,6 +36,13 @@ def test_doctor_reports_a_failure_with_what_to_do(monkeypatch):
     assert doctor.report(out=lines.append) is False
     text = "\n".join(lines)
     assert "BAD" in text and "No module named 'grpc'" in text and "make install" in text
+
+
+def test_doctor_says_how_to_get_arrow_flight_when_pyarrow_lacks_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow.flight", None)  # import now raises ImportError
+    result = doctor._arrow_flight()
+    assert not result.ok and result.name == "Arrow Flight"
+    assert "pyarrow" in result.fix and "pyarrow-core" in result.fix
 
 
 def test_doctor_command_exits_zero_when_all_is_well():
