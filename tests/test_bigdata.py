@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.flight as fl
 import pytest
 
-from rpclab.bigdata import flight, over_grpc, over_json, transfer
+from rpclab.bigdata import encodings, flight, over_grpc, over_json, transfer
 from rpclab.bigdata.table import MAX_ROWS, SCHEMA, make_table, nbytes, same_rows
 from rpclab.byhand import socketrpc
 from rpclab.runtime import background, process
@@ -182,3 +182,15 @@ def test_measure_keeps_every_round_rotates_the_order_and_checks_the_rows():
         transfer.measure([transfer.Way("w", 100, wrong)], expected=TABLE, rounds=1)
     with pytest.raises(ValueError, match="rounds must be"):
         transfer.measure([way("a", 1)], expected=TABLE, rounds=0)
+
+
+def test_each_encoding_gives_the_rows_back_and_arrow_carries_16_bytes_a_row():
+    found = {e.name: e for e in encodings.compare(TABLE.slice(0, 5_000), repeat=1)}
+    assert list(found) == list(encodings.ENCODERS)
+    arrow = found["Arrow IPC (Flight)"]
+    assert 16.0 <= arrow.bytes_per_row < 16.2  # the two 8-byte columns, and a short header
+    assert found["protobuf, repeated fields"].bytes_per_row < 16  # varints: small ids, fewer bytes
+    assert found["JSON"].bytes_per_row > 20  # digits in decimal
+    assert "bytes a row" in str(arrow)
+    with pytest.raises(ValueError, match="compare takes"):
+        encodings.compare(make_table(encodings.MAX_COMPARE_ROWS + 1))

@@ -5,6 +5,7 @@ over the hand-built socket RPC, Arrow record batches over Arrow Flight -- and me
 * ``flight``    -- a Flight server in a background thread (DoGet, DoPut, several endpoints);
 * ``over_grpc`` -- the table as protobuf messages: repeated fields, or one message per row;
 * ``over_json`` -- the table as JSON over rpclab's socket RPC, in slices under its frame limit;
+* ``encodings`` -- the same rows as bytes each way, without a network: sizes and times per row;
 * ``transfer``  -- the measurement: rounds, a fresh connection each, every round kept;
 * ``exercise``  -- the check of notebook 14's exercise (a DoPut that appends, a filtered DoGet).
 """
