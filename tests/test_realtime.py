@@ -67,11 +67,24 @@ def test_an_error_in_the_consumers_work_ends_the_stream_and_reaches_the_caller(c
     assert not [t for t in threading.enumerate() if t.name == "rpclab-realtime-reader"]
 
 
-def test_a_second_stream_runs_inside_its_block_and_its_thread_ends_with_it(channel):
-    with consumer.second_stream(channel, rate_hz=5000, payload_bytes=1000, seconds=5) as load:
+def test_work_alongside_runs_again_and_again_inside_its_block_and_its_thread_ends_with_it(channel):
+    stub = feed.feed_pb2_grpc.FeedStub(channel)
+
+    def bulk():
+        list(stub.Subscribe(feed.feed_pb2.Subscription(rate_hz=50_000, count=100), timeout=5))
+
+    with consumer.alongside(bulk) as load:
         consumer.record(channel, count=100)
-    assert load.readings > 0 and load.nbytes >= 1000 * load.readings
-    assert not [t for t in threading.enumerate() if t.name == "rpclab-realtime-load"]
+    assert load.calls >= 1
+    assert not [t for t in threading.enumerate() if t.name == "rpclab-realtime-alongside"]
+
+
+def test_an_error_in_the_work_alongside_reaches_the_caller():
+    def broken():
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"), consumer.alongside(broken):
+        pass
 
 
 def test_bad_subscriptions_are_refused(channel):

@@ -18,8 +18,8 @@ end-to-end latency, from when the producer took it to when the consumer acts -- 
         rec = consumer.record(channel, rate_hz=1000, count=2000, budget_s=0.002)
     print(rec.summary())
 
-:func:`second_stream` runs another subscription beside it, read flat out in a thread of its
-own, as load. Every wait here is bounded by the call's deadline.
+:func:`alongside` runs other work -- a bulk transfer, say -- in a thread beside it, as load.
+Every wait here is bounded.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ __all__ = [
     "Recording",
     "record",
     "takes",
-    "second_stream",
-    "SecondStream",
+    "alongside",
+    "Alongside",
     "format_table",
 ]
 
@@ -284,49 +284,48 @@ def _newest_first(call: Iterator, act: Callable[[feed_pb2.Reading], None], tally
 
 
 @dataclass
-class SecondStream:
-    """Load beside the measured stream: how many readings and bytes it moved."""
+class Alongside:
+    """Work that ran beside a measurement: how many times it completed."""
 
-    readings: int = 0
-    nbytes: int = 0
+    calls: int = 0
 
 
 @contextlib.contextmanager
-def second_stream(
-    channel: grpc.Channel,
-    *,
-    rate_hz: float = 20_000.0,
-    payload_bytes: int = 16_384,
-    seconds: float = 10.0,
-) -> Iterator[SecondStream]:
-    """Inside the ``with`` block, another subscription runs in a thread, read as fast as it comes:
-    ``rate_hz`` readings a second of ``payload_bytes`` each, for at most ``seconds``."""
-    count = max(1, min(MAX_COUNT, int(rate_hz * seconds)))
-    stub = feed_pb2_grpc.FeedStub(channel)
-    request = feed_pb2.Subscription(
-        rate_hz=rate_hz, count=count, catch_up=True, payload_bytes=payload_bytes
-    )
-    call = stub.Subscribe(request, timeout=seconds + SLACK_S)
-    stats = SecondStream()
-    started = threading.Event()
+def alongside(work: Callable[[], object], *, join_s: float = 60.0) -> Iterator[Alongside]:
+    """Inside the ``with`` block, ``work()`` runs again and again in a thread of its own: load
+    beside the measured stream (notebook 14 runs a bulk transfer this way).
 
-    def read() -> None:
-        started.set()
-        with contextlib.suppress(grpc.RpcError):  # cancelled when the block ends
-            for reading in call:
-                stats.readings += 1
-                stats.nbytes += reading.ByteSize()
+    ``work`` runs at least once; when the block ends, the thread finishes the call it is in and
+    stops; an error ``work``
+    raised is raised here. ``join_s`` bounds the wait for that last call.
+    """
+    if not callable(work):
+        raise TypeError(f"work must be callable as work(), not {work!r}")
+    stats = Alongside()
+    stop = threading.Event()
+    errors: list[BaseException] = []
 
-    reader = threading.Thread(target=read, name="rpclab-realtime-load", daemon=True)
-    reader.start()
-    started.wait(JOIN_S)
+    def run() -> None:
+        try:
+            while True:  # at least once, then until the block has ended
+                work()
+                stats.calls += 1
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # handed to the caller's thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="rpclab-realtime-alongside", daemon=True)
+    thread.start()
     try:
         yield stats
     finally:
-        call.cancel()
-        reader.join(JOIN_S)
-        if reader.is_alive():
-            raise RuntimeError(f"the second stream's thread did not end within {JOIN_S:.0f}s")
+        stop.set()
+        thread.join(join_s)
+    if thread.is_alive():
+        raise RuntimeError(f"the work alongside did not finish its call within {join_s:.0f}s")
+    if errors:
+        raise errors[0]
 
 
 def format_table(recordings: dict[str, Recording]) -> str:
