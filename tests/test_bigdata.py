@@ -104,7 +104,7 @@ def test_stop_gives_up_with_an_error_naming_the_cause_when_a_client_holds_a_stre
     monkeypatch,
 ):
     monkeypatch.setattr(flight, "STOP_TIMEOUT", 0.5)
-    big = make_table(400_000)  # more than the stream's flow-control windows hold
+    big = make_table(4_000_000)  # 64 MB: far more than flow-control windows and sockets hold
     server = flight.serve("flight-test", {"readings": big}, batch_rows=1_000)
     with flight.connect(server) as client:
         reader = client.do_get(flight.ticket("readings"), flight.call_options(30))
