@@ -20,6 +20,7 @@ def test_doctor_passes_on_this_installation():
         "Python",
         "grpc import",
         "protoc in process",
+        "Arrow Flight",
         "loopback",
         "widgets extension",
     }
@@ -47,6 +48,13 @@ def test_doctor_turns_down_a_python_below_requires_python_and_names_the_range():
         old.detail == f"{major}.{minor - 1}.13, but RPC Lab needs Python {major}.{minor} or newer"
     )
     assert "PYTHON=" in old.fix
+
+
+def test_doctor_says_how_to_get_arrow_flight_when_pyarrow_lacks_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow.flight", None)  # import now raises ImportError
+    result = doctor._arrow_flight()
+    assert not result.ok and result.name == "Arrow Flight"
+    assert "pyarrow" in result.fix and "pyarrow-core" in result.fix
 
 
 def test_doctor_command_exits_zero_when_all_is_well():

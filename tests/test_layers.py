@@ -27,6 +27,8 @@ LAYERS: dict[int, set[str]] = {
     7: {
         "bench",
         "capstone",
+        "bigdata",
+        "realtime",
         "grading",
         "doctor",
     },  # measurements and systems built from the transports

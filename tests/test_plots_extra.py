@@ -65,7 +65,7 @@ def test_rate_bars_refuses_empty_groups_or_negative_rates():
         plots.rate_bars({"x": {"raw": -1.0}})
 
 
-# ---------------------------------------------------------------------- span_timeline (notebook 14)
+# ---------------------------------------------------------------------- span_timeline (notebook 15)
 
 
 class _Span:
@@ -207,3 +207,32 @@ def test_stacked_bars_refuse_empty_rows_or_negative_parts():
     for bad in ({}, {"x": {}}, {"x": {"a": -1.0}}):
         with pytest.raises(ValueError):
             plots.stacked_bars(bad)
+
+
+# ---------------------------------------------------------------------- notebook 14
+
+
+def test_rounds_strip_shows_every_round_and_labels_the_median():
+    fig = plots.rounds_strip({"Flight": [900.0, 1000.0, 1200.0], "JSON": [15.0, 20.0]})
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and "a dot per round" in ax.get_xlabel()
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["Flight", "JSON"]
+    assert {t.get_text() for t in ax.texts} == {"1e+03 MB/s", "17.5 MB/s"}
+    assert fig._repr_png_().startswith(b"\x89PNG")
+    with pytest.raises(ValueError):
+        plots.rounds_strip({"x": []})
+    with pytest.raises(ValueError):
+        plots.rounds_strip({"x": [0.0]})
+
+
+def test_latency_timeline_draws_a_panel_per_run_with_the_budget():
+    runs = {
+        "quiet": {"latency": ([0.0, 0.001], [0.0003, 0.0004])},
+        "slow": {"held back": ([0.0], [0.01]), "in transit": ([0.0], [0.002])},
+    }
+    fig = plots.latency_timeline(runs, budget=0.002)
+    assert len(fig.axes) == 2 and fig.axes[1].get_xlabel().startswith("seconds since")
+    assert [line.get_label() for line in fig.axes[1].lines] == ["held back", "in transit", "budget"]
+    assert fig.axes[0].lines[-1].get_ydata()[0] == pytest.approx(2.0)  # the budget, in ms
+    with pytest.raises(ValueError):
+        plots.latency_timeline({})

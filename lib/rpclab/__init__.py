@@ -2,7 +2,7 @@
 
 The library is laid out as the course is, one package per part (docs/architecture.md has the map):
 
-* ``kv``        -- the running example, a key-value store every transport serves (01-14);
+* ``kv``        -- the running example, a key-value store every transport serves (01-15);
 * ``runtime``   -- how servers live in a kernel: background threads, the asyncio loop;
 * ``byhand``    -- Part I (02-06): framing, JSON-RPC, the socket RPC, the protobuf wire, by hand;
 * ``grpcstack`` -- Part II (06-11): gRPC, one concept per module;
@@ -10,7 +10,7 @@ The library is laid out as the course is, one package per part (docs/architectur
 * ``faults``    -- everything that breaks calls on purpose, in one seeded vocabulary;
 * ``lab``       -- instruments that watch and time any transport;
 * ``bench``     -- the measurement harness (13);
-* ``capstone``  -- notebook 14's services;
+* ``capstone``  -- notebook 15's services;
 * ``widgets``, ``cli``, ``doctor``, ``grading`` -- what people touch;
 * ``checks``    -- one way to check arguments.
 

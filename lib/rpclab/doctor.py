@@ -1,6 +1,8 @@
 """Check that this installation can run every notebook, and say how to fix what cannot.
 
-``rpclab doctor`` and notebook 00 both call :func:`check`.
+``rpclab doctor`` and notebook 00 both call :func:`check`. Besides the packages and their
+versions it tries what the notebooks do: compile a .proto in the process, serve and read a table
+over Arrow Flight, talk over loopback.
 """
 
 from __future__ import annotations
@@ -132,6 +134,41 @@ def _protoc() -> Check:
     return Check("protoc in process", False, f"protoc exited with {code}", FIX_INSTALL)
 
 
+def _arrow_flight() -> Check:
+    """Serve a tiny table over Arrow Flight on 127.0.0.1 and read it back (notebook 14)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.flight as fl
+    except ImportError as exc:  # some pyarrow builds (conda's pyarrow-core) leave Flight out
+        return Check(
+            "Arrow Flight",
+            False,
+            f"{exc}",
+            "install a pyarrow with Flight: `pip install 'pyarrow>=15'` (with conda: "
+            "`conda install -c conda-forge pyarrow`, not pyarrow-core)",
+        )
+    table = pa.table({"n": [1, 2, 3]})
+
+    class Tiny(fl.FlightServerBase):
+        def do_get(self, context, ticket):  # type: ignore[no-untyped-def]
+            return fl.RecordBatchStream(table)
+
+    server = Tiny("grpc://127.0.0.1:0")
+    try:
+        with fl.FlightClient(f"grpc://127.0.0.1:{server.port}") as client:
+            options = fl.FlightCallOptions(timeout=5)
+            got = client.do_get(fl.Ticket(b"tiny"), options).read_all()
+    except Exception as exc:
+        return Check("Arrow Flight", False, f"{type(exc).__name__}: {exc}", FIX_INSTALL)
+    finally:
+        server.shutdown()
+    if not got.equals(table):
+        return Check(
+            "Arrow Flight", False, "a table sent over Flight came back different", FIX_INSTALL
+        )
+    return Check("Arrow Flight", True, f"pyarrow {pa.__version__}: served and read a table")
+
+
 def _loopback() -> Check:
     """Bind 127.0.0.1 port 0, connect, and send one byte each way."""
     try:
@@ -184,6 +221,7 @@ CHECKS: list[Callable[[], Check | list[Check]]] = [
     _requirements,
     _grpc_in_step,
     _protoc,
+    _arrow_flight,
     _loopback,
     _widgets_extension,
 ]

@@ -1,2 +1,2 @@
-"""Notebook 14: a small shop of gRPC services that call each other, and the retry budget that
+"""Notebook 15: a small shop of gRPC services that call each other, and the retry budget that
 protects them."""

@@ -1,6 +1,6 @@
 """A flaky gRPC server: an interceptor that fails attempts on purpose, and logs every attempt.
 
-Taught in notebook 09 (retries by service config); the capstone's ``Shop.fail`` in 14 is one per
+Taught in notebook 09 (retries by service config); the capstone's ``Shop.fail`` in 15 is one per
 service. It takes the faults of vocabulary.py that a server can act on -- ``fail`` (a
 probability) and ``fail_first`` (a count) -- and answers each failed attempt with a status
 (UNAVAILABLE, as a server that is restarting would)::

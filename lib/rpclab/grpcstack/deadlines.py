@@ -1,4 +1,4 @@
-"""Deadline propagation made visible (notebooks 09 and 14): a chain of Greeters, each passing on
+"""Deadline propagation made visible (notebooks 09 and 15): a chain of Greeters, each passing on
 the time left.
 
 :class:`Hop` works a while, then calls the next service with the time that is

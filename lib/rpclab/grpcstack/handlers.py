@@ -2,7 +2,7 @@
 failing interceptors.
 
 Used by rpclab.grpcstack.callproxy (CallCounter, notebook 09) and rpclab.faults.flaky (Flaky,
-notebooks 09 and 14).
+notebooks 09 and 15).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ once (as a cell's value) and leaves no global state behind.
 from __future__ import annotations
 
 import io
+import statistics
 from collections.abc import Mapping, Sequence
 
 from matplotlib.figure import Figure as _MatplotlibFigure
@@ -29,6 +30,8 @@ __all__ = [
     "latency_bars",
     "payload_sweep",
     "stacked_bars",
+    "rounds_strip",
+    "latency_timeline",
 ]
 
 
@@ -433,4 +436,78 @@ def stacked_bars(
     ax.set_xlabel("microseconds per call")
     ax.set_title(title)
     fig.legend(loc="outside lower center", ncols=min(len(labels), 4), frameon=False, fontsize=9)
+    return fig
+
+
+def rounds_strip(
+    groups: Mapping[str, Sequence[float]],
+    *,
+    unit: str = "MB/s",
+    title: str = "",
+    log: bool = True,
+) -> Figure:
+    """Every round of every measurement as a dot, one row per measurement, the median marked
+    and labelled: the spread stays in view, not only a summary. Log scale when ``log`` (for
+    rates that span decades)."""
+    if not groups or any(not values for values in groups.values()):
+        raise ValueError("rounds_strip needs at least one group, each with at least one value")
+    if any(v <= 0 for values in groups.values() for v in values):
+        raise ValueError("rounds_strip plots values above zero")
+    names = list(groups)
+    fig = Figure(figsize=(8, 1.0 + 0.5 * len(names)), layout="constrained")
+    ax = fig.add_subplot()
+    top = max(max(values) for values in groups.values())
+    for y, name in enumerate(names):
+        values = sorted(groups[name])
+        median = statistics.median(values)
+        ax.scatter(values, [y] * len(values), color="#4c72b0", alpha=0.6, s=22, zorder=3)
+        ax.plot([median, median], [y - 0.3, y + 0.3], color="#c44e52", linewidth=2, zorder=4)
+        ax.text(top * (3 if log else 1.02), y, f"{median:,.3g} {unit}", va="center", fontsize=9)
+    if log:
+        ax.set_xscale("log")
+        ax.set_xlim(right=top * 40)
+    else:
+        ax.set_xlim(0, top * 1.3)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{unit}{' (log scale)' if log else ''}: a dot per round, the bar at the median")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def latency_timeline(
+    runs: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
+    *,
+    budget: float | None = None,
+    title: str = "",
+) -> Figure:
+    """Latency over time, one panel per run, each with its own y scale (milliseconds).
+
+    ``runs`` maps a panel's title to its series: a label -> ``(seconds, latencies)`` pair, both
+    in seconds. ``budget`` (seconds) draws the latency budget as a dashed line in every panel.
+    """
+    if not runs or any(not series for series in runs.values()):
+        raise ValueError("latency_timeline needs at least one run, each with at least one series")
+    fig = Figure(figsize=(9, 0.6 + 2.0 * len(runs)), layout="constrained")
+    axes = fig.subplots(len(runs), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (label, series) in zip(axes, runs.items(), strict=True):
+        for index, (name, (xs, ys)) in enumerate(series.items()):
+            ax.plot(
+                list(xs),
+                [y * 1e3 for y in ys],
+                ".",
+                markersize=2,
+                color=_CATEGORY_COLOURS[index % len(_CATEGORY_COLOURS)],
+                label=name,
+            )
+        if budget is not None:
+            ax.axhline(budget * 1e3, color="#c44e52", linestyle="--", linewidth=1, label="budget")
+        ax.set_ylim(bottom=0)
+        ax.set_title(label, fontsize=10, loc="left")
+        ax.set_ylabel("ms")
+        ax.legend(loc="upper right", fontsize=8, markerscale=4)
+    axes[-1].set_xlabel("seconds since the first reading was due")
+    if title:
+        fig.suptitle(title)
     return fig
