@@ -1,6 +1,6 @@
 """Short name for rpclab.runtime.background: ``from rpclab import background`` keeps working.
 
-Every notebook (00-14) imports it by this name.
+Every notebook (00-15) imports it by this name.
 
 The module itself lives in the runtime package; this name is the same module object, not a copy.
 """

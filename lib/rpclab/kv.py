@@ -1,6 +1,6 @@
 """The running example: a small, thread-safe key-value store.
 
-Used by every notebook, 01-14: local in 01, remote from 04 on.
+Used by every notebook, 01-15: local in 01, remote from 04 on.
 
 Notebook 01 calls it as a plain local object; every later transport (socket
 RPC, gRPC, XML-RPC, Thrift, REST) serves this same class. Values are strings,

@@ -1,6 +1,6 @@
 """A retry budget: a token bucket that lets retries add at most a fixed fraction of extra calls.
 
-Taught in notebook 14 (retries within a budget).
+Taught in notebook 15 (retries within a budget).
 
 A client that retries every failure three times turns an outage downstream
 into three times the load on a service that is already in trouble. A retry

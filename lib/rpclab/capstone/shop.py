@@ -1,7 +1,7 @@
 """The capstone's small system: four gRPC services of a shop that call each other
 (protos/shop.proto).
 
-Notebook 14's system. One module of about 900 lines on purpose: the four services, how they
+Notebook 15's system. One module of about 900 lines on purpose: the four services, how they
 call each other and how the system is started are one design, read side by side (each
 servicer is under 100 lines).
 

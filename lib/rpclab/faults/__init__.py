@@ -11,7 +11,7 @@
     lossy = faults.Faults(drop=0.2, seed=2024)
     proxy = faults.serve_proxy("lossy", server, lossy)         # the socket RPC, 05
     flaky = faults.Flaky(faults.Faults(fail=0.3, seed=9))      # a gRPC server, 09
-    shop.fail("orders", faults.Faults(fail=0.05, seed=6))      # the capstone, 14
+    shop.fail("orders", faults.Faults(fail=0.05, seed=6))      # the capstone, 15
 """
 
 from typing import Any

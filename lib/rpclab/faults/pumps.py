@@ -1,7 +1,7 @@
 """One proxied connection: for each direction, a reader that decides every message's fate and a
 writer that sends the survivors on time; and the counts of what happened.
 
-Part of the fault proxy (proxy.py; taught in notebook 05, used in 01, 07, 10, 12 and 14). The
+Part of the fault proxy (proxy.py; taught in notebook 05, used in 01, 07, 10, 12 and 15). The
 decisions follow vocabulary.py's ``decide`` and seed rule; this module carries them out.
 
 Each direction of each connection has a reader thread that decides the fate of every frame as

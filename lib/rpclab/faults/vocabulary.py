@@ -2,7 +2,7 @@
 calls on purpose.
 
 Taught in notebook 05 (the fault proxy on the socket RPC); used in 01 (a slow, lossy network),
-09 (a flaky gRPC server) and 14 (the capstone's failures); assignment A3. Three things take a
+09 (a flaky gRPC server) and 15 (the capstone's failures); assignment A3. Three things take a
 Faults:
 
 * ``faults.serve_proxy(name, target, Faults(...))`` -- a TCP proxy between client and server

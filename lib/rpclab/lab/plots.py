@@ -1,6 +1,6 @@
 """Plots of measurements, drawn on matplotlib Figures that display themselves in a notebook.
 
-Used in notebooks 01, 03, 05, 07, 08, 09, 12, 13 and 14. About 430 lines of independent plot
+Used in notebooks 01, 03, 05, 07, 08, 09, 12, 13, 14 and 15. About 430 lines of independent plot
 functions, one per kind of figure, sharing one drawing style.
 
 They use ``matplotlib.figure.Figure`` rather than pyplot, so a figure shows

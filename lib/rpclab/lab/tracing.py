@@ -1,9 +1,9 @@
 """Distributed tracing, small: a trace id carried in gRPC metadata across every hop, and spans
 recorded per call.
 
-Taught in notebook 14 (tracing metadata across services). About 500 lines: the trace context,
+Taught in notebook 15 (tracing metadata across services). About 500 lines: the trace context,
 the span recorder and its client and server interceptors (unary and streaming) are one
-mechanism, and notebook 14 reads them together.
+mechanism, and notebook 15 reads them together.
 
 One request that crosses four services leaves four servers' worth of logs.
 To put them back together, the first service gives the request a **trace id**

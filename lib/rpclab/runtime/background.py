@@ -1,6 +1,6 @@
 """Run servers in background threads of this process, one per name.
 
-Shown in notebook 00; every notebook (00-14) starts its servers with it. About 500 lines: its
+Shown in notebook 00; every notebook (00-15) starts its servers with it. About 500 lines: its
 two kinds of server share the one registry and the one promise (stop leaves nothing), which
 most of the lines keep.
 

@@ -2,7 +2,7 @@
 
 Built by hand in notebook 04 (rpclab.byhand.reference is that notebook's design as one
 module); failures, retries and at-most-once in 05; the mistakes no IDL catches, in 06; measured in
-13; served by ``rpclab serve socket``. Each message is one frame (rpclab.byhand.framing: a 4-byte
+13; moving a big table as JSON in 14; served by ``rpclab serve socket``. Each message is one frame (rpclab.byhand.framing: a 4-byte
 big-endian length, then UTF-8 JSON)::
 
     from rpclab import socketrpc
