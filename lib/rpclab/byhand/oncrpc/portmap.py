@@ -16,13 +16,14 @@ message here is built with this package's own XDR, calls and records::
     portmap.dump()                         # every (prog, vers, prot, port) it knows
     portmap.set(0x20000101, 1, 40123)      # True once registered
     portmap.unset(0x20000101, 1)
+    portmap.register(0x20000101, 1, 40123) # set, replacing an entry whose server is gone
 
 A server registers with the portmapper of its own machine, so ``set`` and
 ``unset`` call 127.0.0.1 unless told otherwise. rpcbind records a registration
 made this way (version 2, over TCP) with the owner "unknown"; ``rpcinfo`` (no
 ``-p``) shows it.
 
-``rpclab serve oncrpc --register`` uses ``set`` and ``unset``; notebook 12
+``rpclab serve oncrpc --register`` uses ``register`` and ``unset``; notebook 12
 lists the portmapper's entries with ``dump``.
 """
 
@@ -33,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rpclab.byhand import framing
-from rpclab.byhand.oncrpc.client import Client
+from rpclab.byhand.oncrpc.client import Client, ProtocolError, RPCError
 from rpclab.byhand.oncrpc.xdr import Packer, Unpacker, unpacked
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "dump",
     "set",
     "unset",
+    "register",
 ]
 
 PMAP_PORT = 111
@@ -95,7 +97,9 @@ def _portmapper(host: str, timeout: float) -> Iterator[Client]:
     try:
         client = Client((host, PMAP_PORT), PMAP_PROG, PMAP_VERS, timeout=timeout)
     except OSError as exc:
-        raise PortmapError(f"no portmapper at {host}:{PMAP_PORT}: {exc}") from None
+        raise PortmapError(
+            f"no portmapper at {host}:{PMAP_PORT} (is rpcbind running?): {exc}"
+        ) from None
     with client:
         try:
             yield client
@@ -158,3 +162,39 @@ def _change(proc: int, mapping: Mapping, host: str, timeout: float) -> bool:
     with _portmapper(host, timeout) as pmap:
         results = pmap.call(proc, _packed(mapping))
     return unpacked(results, Unpacker.unpack_bool)
+
+
+def register(
+    prog: int, vers: int, port: int, *, host: str = "127.0.0.1", timeout: float = 5.0
+) -> None:
+    """PMAPPROC_SET for TCP, replacing a stale entry (one whose server no longer answers).
+
+    A server that crashed leaves its entry behind, and the portmapper then
+    refuses a new SET for the same program and version. So when SET says no,
+    this asks which port holds the entry and calls procedure 0 there: if
+    something answers, the entry is someone else's (PortmapError); if not, the
+    entry is taken out and SET is tried again.
+    """
+    if set(prog, vers, port, host=host, timeout=timeout):
+        return
+    holder = getport(prog, vers, host=host, timeout=timeout)
+    if holder and holder != port and _answers((host, holder), prog, vers, timeout):
+        raise PortmapError(
+            f"program {prog:#x} version {vers} is registered already, by a server that "
+            f"answers on port {holder}"
+        )
+    unset(prog, vers, host=host, timeout=timeout)
+    if not set(prog, vers, port, host=host, timeout=timeout):
+        raise PortmapError(f"the portmapper refused to register program {prog:#x} version {vers}")
+
+
+def _answers(address: tuple[str, int], prog: int, vers: int, timeout: float) -> bool:
+    """Whether an ONC RPC server answers a NULL call at ``address`` (any reply counts)."""
+    try:
+        with Client(address, prog, vers, timeout=min(timeout, 1.0)) as client:
+            client.ping()
+    except RPCError:
+        return True  # it answered, if only to say no
+    except (OSError, ProtocolError, framing.FramingError):
+        return False
+    return True

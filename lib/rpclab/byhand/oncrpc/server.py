@@ -13,9 +13,12 @@ peer says nothing for ``idle_timeout`` seconds, or when a record holds no call
 that can be answered (program.Program.answer returns None). Everything else
 gets the reply RFC 5531 asks for; the server goes on serving everyone else.
 
-It runs through rpclab.runtime.background: serving again under the same name
-replaces the old server. Notebook 12 serves the store with it; ``rpclab serve
-oncrpc`` does from a terminal.
+With ``register=True`` the server registers (program, version, TCP, port)
+with this machine's portmapper once it is bound, and takes the entry out when
+it closes (rpclab.byhand.oncrpc.portmap). It runs through
+rpclab.runtime.background: serving again under the same name replaces the old
+server, and stopping it leaves nothing behind, the portmapper entry included.
+Notebook 12 serves the store with it; ``rpclab serve oncrpc`` does from a terminal.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import sys
 from typing import Any
 
 from rpclab.byhand import framing
+from rpclab.byhand.oncrpc import portmap
+from rpclab.byhand.oncrpc.client import RPCError
 from rpclab.byhand.oncrpc.kvservice import kv_program
 from rpclab.byhand.oncrpc.program import Program
 from rpclab.kv import KVStore
@@ -47,6 +52,17 @@ log = logging.getLogger(__name__)
 MAX_RECORD_SIZE = 256 * 1024  # the largest KV call (KV_PUT of a 64 KiB value) is about 66 KB
 RECORD_TIMEOUT = 5.0  # seconds a started record may take to arrive, and a reply to be sent
 IDLE_TIMEOUT = 300.0  # seconds a connection may say nothing between records
+UNSET_TIMEOUT = 2.0  # seconds the portmapper gets to take our entry out as we stop
+
+
+def _check_settings(max_record_size: int, record_timeout: float, idle_timeout: float) -> None:
+    for name, value in (("record_timeout", record_timeout), ("idle_timeout", idle_timeout)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    if isinstance(max_record_size, bool) or not isinstance(max_record_size, int):
+        raise ValueError(f"max_record_size must be a positive int, not {max_record_size!r}")
+    if max_record_size < 1:
+        raise ValueError(f"max_record_size must be a positive int, not {max_record_size!r}")
 
 
 class _Connection(socketserver.BaseRequestHandler):
@@ -94,21 +110,35 @@ class ONCRPCServer(socketserver.ThreadingTCPServer):
         max_record_size: int = MAX_RECORD_SIZE,
         record_timeout: float = RECORD_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
+        register: bool = False,
     ):
-        for name, value in (("record_timeout", record_timeout), ("idle_timeout", idle_timeout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-        if (
-            isinstance(max_record_size, bool)
-            or not isinstance(max_record_size, int)
-            or max_record_size < 1
-        ):
-            raise ValueError(f"max_record_size must be a positive int, not {max_record_size!r}")
+        _check_settings(max_record_size, record_timeout, idle_timeout)
         self.program = program
         self.max_record_size = max_record_size
         self.record_timeout = float(record_timeout)
         self.idle_timeout = float(idle_timeout)
+        self.registered: list[int] = []  # versions registered with the portmapper
         super().__init__(address, _Connection)
+        if register:
+            try:
+                for vers in program.versions:
+                    portmap.register(program.number, vers, self.server_address[1])
+                    self.registered.append(vers)
+            except Exception:
+                self.server_close()
+                raise
+
+    def server_close(self) -> None:
+        """Close the listening socket, and take this server out of the portmapper."""
+        super().server_close()
+        while self.registered:
+            vers = self.registered.pop()
+            try:
+                portmap.unset(self.program.number, vers, timeout=UNSET_TIMEOUT)
+            except (OSError, RPCError) as exc:
+                log.warning(
+                    "oncrpc: could not take version %s out of the portmapper: %s", vers, exc
+                )
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hangs up is normal on a network: note nothing. Report the rest."""
@@ -141,8 +171,11 @@ def serve_program(
     max_record_size: int = MAX_RECORD_SIZE,
     record_timeout: float = RECORD_TIMEOUT,
     idle_timeout: float = IDLE_TIMEOUT,
+    register: bool = False,
 ) -> Server:
-    """Serve ``program`` over TCP in a background thread under ``name``."""
+    """Serve ``program`` over TCP in a background thread under ``name`` (``register``: with
+    the portmapper too)."""
+    _check_settings(max_record_size, record_timeout, idle_timeout)
 
     def make(address: tuple[str, int]) -> ONCRPCServer:
         return ONCRPCServer(
@@ -151,6 +184,7 @@ def serve_program(
             max_record_size=max_record_size,
             record_timeout=record_timeout,
             idle_timeout=idle_timeout,
+            register=register,
         )
 
     return Server(background.serve(name, make, host=host, port=port), program)
@@ -165,6 +199,7 @@ def serve(
     max_record_size: int = MAX_RECORD_SIZE,
     record_timeout: float = RECORD_TIMEOUT,
     idle_timeout: float = IDLE_TIMEOUT,
+    register: bool = False,
 ) -> Server:
     """Serve ``store`` as KV_PROG (0x20000101) version 1 over TCP, in the background."""
     if not isinstance(store, KVStore):
@@ -177,4 +212,5 @@ def serve(
         max_record_size=max_record_size,
         record_timeout=record_timeout,
         idle_timeout=idle_timeout,
+        register=register,
     )
