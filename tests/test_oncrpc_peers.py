@@ -297,7 +297,7 @@ def test_register_replaces_a_stale_entry_but_not_a_live_servers(rpcbind_ns):
     stale = rpcbind_ns.run(
         sys.executable,
         "-c",
-        f"from rpclab.byhand.oncrpc import portmap; print(portmap.set({KV_PROG}, 1, 9))",
+        f"from rpclab.byhand.oncrpc import portmap; print(portmap.set_mapping({KV_PROG}, 1, 9))",
     )
     assert stale.stdout.strip() == "True"  # as if a server on port 9 had died without unset
     first = rpcbind_ns.serve("--register")

@@ -12,19 +12,19 @@ message here is built with this package's own XDR, calls and records::
         unsigned int PMAPPROC_GETPORT(mapping) = 3;  pmaplist PMAPPROC_DUMP(void) = 4;
     } = 2; } = 100000;
 
-    portmap.getport(0x20000101, 1)         # the port, or 0 when it is not registered
-    portmap.dump()                         # every (prog, vers, prot, port) it knows
-    portmap.set(0x20000101, 1, 40123)      # True once registered
-    portmap.unset(0x20000101, 1)
-    portmap.register(0x20000101, 1, 40123) # set, replacing an entry whose server is gone
+    portmap.getport(0x20000101, 1)              # the port, or 0 when it is not registered
+    portmap.dump()                              # every (prog, vers, prot, port) it knows
+    portmap.set_mapping(0x20000101, 1, 40123)   # PMAPPROC_SET: True once registered
+    portmap.unset_mapping(0x20000101, 1)        # PMAPPROC_UNSET
+    portmap.register(0x20000101, 1, 40123)      # SET, replacing an entry whose server is gone
 
-A server registers with the portmapper of its own machine, so ``set`` and
-``unset`` call 127.0.0.1 unless told otherwise. rpcbind records a registration
-made this way (version 2, over TCP) with the owner "unknown"; ``rpcinfo`` (no
-``-p``) shows it.
+A server registers with the portmapper of its own machine, so ``set_mapping``
+and ``unset_mapping`` call 127.0.0.1 unless told otherwise. rpcbind records a
+registration made this way (version 2, over TCP) with the owner "unknown";
+``rpcinfo`` (no ``-p``) shows it.
 
-``rpclab serve oncrpc --register`` uses ``register`` and ``unset``; notebook 12
-lists the portmapper's entries with ``dump``.
+``rpclab serve oncrpc --register`` uses ``register`` and ``unset_mapping``;
+notebook 12 asks the machine's portmapper, when one runs, with ``dump``.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ __all__ = [
     "PortmapError",
     "getport",
     "dump",
-    "set",
-    "unset",
+    "set_mapping",
+    "unset_mapping",
     "register",
 ]
 
@@ -134,7 +134,7 @@ def dump(*, host: str = "127.0.0.1", timeout: float = 5.0) -> list[Mapping]:
     return mappings
 
 
-def set(  # noqa: A001 - the procedure's name in RFC 1833
+def set_mapping(
     prog: int,
     vers: int,
     port: int,
@@ -151,7 +151,7 @@ def set(  # noqa: A001 - the procedure's name in RFC 1833
     return _change(PMAPPROC_SET, Mapping(prog, vers, prot, port), host, timeout)
 
 
-def unset(
+def unset_mapping(
     prog: int, vers: int, prot: int = IPPROTO_TCP, *, host: str = "127.0.0.1", timeout: float = 5.0
 ) -> bool:
     """Take ``prog`` version ``vers`` out of the portmapper; its answer (True: done)."""
@@ -175,7 +175,7 @@ def register(
     something answers, the entry is someone else's (PortmapError); if not, the
     entry is taken out and SET is tried again.
     """
-    if set(prog, vers, port, host=host, timeout=timeout):
+    if set_mapping(prog, vers, port, host=host, timeout=timeout):
         return
     holder = getport(prog, vers, host=host, timeout=timeout)
     if holder and holder != port and _answers((host, holder), prog, vers, timeout):
@@ -183,8 +183,8 @@ def register(
             f"program {prog:#x} version {vers} is registered already, by a server that "
             f"answers on port {holder}"
         )
-    unset(prog, vers, host=host, timeout=timeout)
-    if not set(prog, vers, port, host=host, timeout=timeout):
+    unset_mapping(prog, vers, host=host, timeout=timeout)
+    if not set_mapping(prog, vers, port, host=host, timeout=timeout):
         raise PortmapError(f"the portmapper refused to register program {prog:#x} version {vers}")
 
 

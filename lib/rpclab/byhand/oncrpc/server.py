@@ -134,7 +134,7 @@ class ONCRPCServer(socketserver.ThreadingTCPServer):
         while self.registered:
             vers = self.registered.pop()
             try:
-                portmap.unset(self.program.number, vers, timeout=UNSET_TIMEOUT)
+                portmap.unset_mapping(self.program.number, vers, timeout=UNSET_TIMEOUT)
             except (OSError, RPCError) as exc:
                 log.warning(
                     "oncrpc: could not take version %s out of the portmapper: %s", vers, exc
