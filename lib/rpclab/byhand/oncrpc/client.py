@@ -129,7 +129,8 @@ class Client:
         return reply.results
 
     def ping(self) -> None:
-        """Call procedure 0, which every program has and which does nothing (RFC 5531 s. 12.1)."""
+        """Call procedure 0, which by convention every program has and which does nothing
+        (RFC 5531 section 12.1)."""
         self.call(0)
 
     def _exchange(self, xid: int, record: bytes) -> Reply:

@@ -17,6 +17,9 @@ Notebook 12 serves the store with it (rpclab.byhand.oncrpc.server).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from rpclab.byhand.oncrpc import kvx
 from rpclab.byhand.oncrpc.kvx import KVStatus
 from rpclab.byhand.oncrpc.program import Procedure, Program
@@ -76,7 +79,8 @@ def _void(reader: Unpacker) -> tuple[()]:
     return ()
 
 
-def _one(unpack):  # type: ignore[no-untyped-def]
+def _one(unpack: Callable[[Unpacker], Any]) -> Callable[[Unpacker], tuple[Any]]:
+    """Arguments of one value (a procedure's single parameter), as a tuple of one."""
     return lambda reader: (unpack(reader),)
 
 
