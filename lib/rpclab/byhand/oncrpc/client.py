@@ -15,7 +15,7 @@ timeout. A call that times out or loses its connection closes it, so a late
 reply can never be taken for the next call's, and the next call connects
 again -- as it does when the server closed an idle connection in between.
 The procedure may or may not have run when that happens: ONC RPC over TCP
-promises at most what TCP does (RFC 5531 section 8).
+promises no more than TCP does (RFC 5531 section 5).
 
 Notebooks 06 and 12 call the store with it; rpclab.byhand.oncrpc.portmap
 talks to the portmapper with it.

@@ -55,7 +55,7 @@ __all__ = [
     "decode_reply",
 ]
 
-RPC_VERSION = 2  # the only version of the protocol there has ever been (RFC 1057 to 5531)
+RPC_VERSION = 2  # the protocol's version, the same from RFC 1057 to RFC 5531
 MAX_AUTH_BYTES = 400  # opaque body<400> of a credential or verifier
 MAX_MACHINE_NAME = 255  # authsys_parms.machinename<255>
 MAX_GIDS = 16  # authsys_parms.gids<16>

@@ -4,7 +4,7 @@ RFC 5531 that turn one call record into one reply record -- bytes in, bytes out,
     program = Program(0x20000101, "KV_PROG", {1: {0: Procedure("KV_NULL", ...), ...}})
     program.answer(call_record)     # the reply record, or None: nothing can be answered
 
-What the server answers, in the order it checks (RFC 5531 section 9):
+What the server answers (the statuses of RFC 5531 section 9), in the order it checks:
 
     RPC version is not 2                    MSG_DENIED   RPC_MISMATCH (low 2, high 2)
     credential or verifier not decodable    MSG_DENIED   AUTH_ERROR AUTH_BADCRED / AUTH_BADVERF
