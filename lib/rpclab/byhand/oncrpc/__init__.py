@@ -1,7 +1,7 @@
 """ONC RPC (Sun RPC; RFC 5531, its data in XDR, RFC 4506), built by hand, serving the store.
 
-Sun Microsystems' RPC (1988: RFC 1057; now RFC 5531), the RPC under NFS, is
-the oldest RPC still in daily use. One module per job, bottom up:
+Sun Microsystems' RPC (1988: RFC 1050 and 1057; now RFC 5531) is the RPC that
+NFS runs on. One module per job, bottom up:
 
     xdr        XDR: Packer and Unpacker, every size off the wire bounded
     messages   the call and reply messages (RFC 5531 section 9)
