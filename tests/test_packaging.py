@@ -123,7 +123,7 @@ def test_an_installed_wheel_finds_its_protos_without_the_source_tree(tmp_path):
             Path(name).name for name in archive.namelist() if "/data/share/rpclab/protos/" in name
         }
     assert shipped == {
-        p.name for p in (ROOT / "protos").iterdir() if p.suffix in (".proto", ".thrift")
+        p.name for p in (ROOT / "protos").iterdir() if p.suffix in (".proto", ".thrift", ".x")
     }
 
     # A venv with the wheel installed and, for its dependencies only, this environment's packages.

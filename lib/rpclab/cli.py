@@ -1,4 +1,4 @@
-"""The ``rpclab`` command: ``doctor``, ``serve socket|grpc`` and ``bench``.
+"""The ``rpclab`` command: ``doctor``, ``serve socket|grpc|oncrpc`` and ``bench``.
 
 Not imported by notebooks: notebook 00 and README show the commands; 13 points to ``rpclab bench``.
 """
@@ -34,7 +34,27 @@ def _start_grpc(host: str, port: int) -> Any:
     return grpcservices.serve_all(host=host, port=port)
 
 
-SERVERS: dict[str, Callable[[str, int], Any]] = {"socket": _start_socket, "grpc": _start_grpc}
+def _start_oncrpc(host: str, port: int, register: bool = False) -> Any:
+    from rpclab import kv
+    from rpclab.byhand import oncrpc
+
+    return oncrpc.serve(kv.KVStore(), host=host, port=port, register=register)
+
+
+SERVERS: dict[str, Callable[[str, int], Any]] = {
+    "socket": _start_socket,
+    "grpc": _start_grpc,
+    "oncrpc": _start_oncrpc,
+}
+
+
+def _starter(args: argparse.Namespace) -> Callable[[str, int], Any]:
+    """The start function for ``args.kind``, given the options only that kind takes."""
+    if getattr(args, "register", False):
+        if args.kind != "oncrpc":
+            raise ValueError("--register is for oncrpc only")
+        return lambda host, port: _start_oncrpc(host, port, register=True)
+    return SERVERS[args.kind]
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -47,7 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            server = SERVERS[args.kind](args.host, args.port)
+            server = _starter(args)(args.host, args.port)
         except Exception as exc:
             print(f"rpclab serve {args.kind}: {exc}", file=sys.stderr)
             return 1
@@ -93,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--port", type=int, default=0, help="port to bind (default 0: any free port)"
+    )
+    serve.add_argument(
+        "--register",
+        action="store_true",
+        help="oncrpc only: register with this machine's portmapper (rpcbind, port 111) before "
+        "listening, and take the entry out on exit",
     )
     serve.set_defaults(func=_serve)
 

@@ -7,12 +7,22 @@ arrive as several ``recv`` results, and several sends as one. Framing puts the
 boundaries back. The length is read off the wire, so it is checked against a
 maximum *before* anything is allocated: a peer that declares 4 GiB gets an
 error, not our memory.
+
+ONC RPC's *record marking* (RFC 5531 section 11) is the same idea with one more
+bit: a record travels as fragments, each a 4-byte mark (top bit: "last
+fragment"; 31 bits: its length) and its bytes. ``encode_record`` /
+``send_record`` / ``recv_record`` below do it, bounding each fragment, the
+record's total, the number of fragments and the time a started record may take.
+
+Notebook 02 builds both framings; 04-05 (the socket RPC), 06 and 12 (ONC RPC,
+rpclab.byhand.oncrpc) and the Thrift adapter use them.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+import time
 
 __all__ = [
     "HEADER",
@@ -26,6 +36,13 @@ __all__ = [
     "recv_frame",
     "send_frame",
     "FrameDecoder",
+    "LAST_FRAGMENT",
+    "MAX_FRAGMENT_SIZE",
+    "MAX_FRAGMENTS",
+    "TooManyFragments",
+    "encode_record",
+    "send_record",
+    "recv_record",
 ]
 
 HEADER = struct.Struct(">I")  # 4-byte unsigned big-endian length
@@ -133,3 +150,103 @@ class FrameDecoder:
     def pending(self) -> int:
         """Bytes received that do not yet make a whole frame."""
         return len(self._buffer)
+
+
+# --------------------------------------------------------------------------- record marking
+
+LAST_FRAGMENT = 0x8000_0000  # the top bit of a record mark: this fragment ends the record
+MAX_FRAGMENT_SIZE = LAST_FRAGMENT - 1  # the largest length 31 bits can say
+SEND_FRAGMENT_SIZE = 64 * 1024  # how much ``encode_record`` puts in one fragment by default
+MAX_FRAGMENTS = 4096  # fragments in one record, at most (1 MiB in fragments of 256 bytes)
+
+
+class TooManyFragments(FramingError):
+    """A record came in more fragments than the reader allows (empty fragments cost no bytes)."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"record has more than {limit} fragments")
+        self.limit = limit
+
+
+def encode_record(record: bytes, fragment_size: int = SEND_FRAGMENT_SIZE) -> bytes:
+    """``record`` as record-marked fragments of at most ``fragment_size`` bytes (RFC 5531 s. 11)."""
+    if isinstance(fragment_size, bool) or not isinstance(fragment_size, int):
+        raise TypeError(f"fragment_size must be an int, not {fragment_size!r}")
+    if not 1 <= fragment_size <= MAX_FRAGMENT_SIZE:
+        raise ValueError(f"fragment_size must be 1 to {MAX_FRAGMENT_SIZE}, not {fragment_size}")
+    if len(record) <= fragment_size:  # the usual case: one fragment, the last
+        return HEADER.pack(LAST_FRAGMENT | len(record)) + record
+    out = bytearray()
+    for start in range(0, len(record), fragment_size):
+        piece = record[start : start + fragment_size]
+        last = LAST_FRAGMENT if start + fragment_size >= len(record) else 0
+        out += HEADER.pack(last | len(piece))
+        out += piece
+    return bytes(out)
+
+
+def send_record(
+    sock: socket.socket, record: bytes, fragment_size: int = SEND_FRAGMENT_SIZE
+) -> None:
+    """Send ``record`` record-marked, in one ``sendall`` (concurrent senders must hold a lock)."""
+    sock.sendall(encode_record(record, fragment_size))
+
+
+def recv_record(
+    sock: socket.socket,
+    max_size: int = MAX_FRAME_SIZE,
+    *,
+    max_fragments: int = MAX_FRAGMENTS,
+    timeout: float | None = None,
+) -> bytes:
+    """Read one record-marked record and return it, its fragments joined.
+
+    Each fragment's length is checked, before it is read, against what is left
+    of ``max_size`` for the whole record (FrameTooLarge); a record of more than
+    ``max_fragments`` fragments raises TooManyFragments. The first mark is
+    awaited as the socket's own timeout says; once its first byte has come, the
+    rest of the record must arrive within ``timeout`` seconds (TimeoutError), so a
+    peer that trickles a byte at a time cannot hold the reader for ever.
+    """
+    first = recv_exactly(sock, 1)  # between records: wait as long as the socket says
+    deadline = None if timeout is None else time.monotonic() + timeout
+    previous = sock.gettimeout()
+    parts: list[bytes] = []
+    total = 0
+    try:
+        for count in range(1, max_fragments + 1):
+            (mark,) = HEADER.unpack(
+                _recv_before(sock, HEADER.size, deadline, first if count == 1 else b"")
+            )
+            size = mark & MAX_FRAGMENT_SIZE
+            if size > max_size - total:
+                raise FrameTooLarge(total + size, max_size)
+            if size:
+                parts.append(_recv_before(sock, size, deadline))
+                total += size
+            if mark & LAST_FRAGMENT:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+        raise TooManyFragments(max_fragments)
+    finally:
+        if deadline is not None:
+            sock.settimeout(previous)
+
+
+def _recv_before(sock: socket.socket, n: int, deadline: float | None, have: bytes = b"") -> bytes:
+    """``n`` bytes, starting with ``have`` (already read), all of them by ``deadline`` (a
+    time.monotonic() value; None: each read waits as the socket's timeout says)."""
+    buf = bytearray(n)
+    buf[: len(have)] = have
+    view = memoryview(buf)
+    got = len(have)
+    while got < n:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"record not complete in time ({got} of {n} bytes of a part)")
+            sock.settimeout(remaining)
+        count = sock.recv_into(view[got:], n - got)
+        if count == 0:
+            raise ConnectionClosed(got, n)
+        got += count
+    return bytes(buf)
