@@ -70,6 +70,8 @@ KNOWN_INTERFACES = {
     uuid.UUID("3919286a-b10c-11d0-9ba8-00c04fd92ef5"): "DSSETUP [MS-DSSP]",
     uuid.UUID("894de0c0-0d55-11d3-a322-00c04fa321a1"): "INITSHUTDOWN [MS-RSP]",
     uuid.UUID("a8e0653c-2744-4389-a61d-7373df8b2292"): "FSRVP, shadow copies [MS-FSRVP]",
+    uuid.UUID("8d9f4e40-a03d-11ce-8f69-08003e30051b"): "PNP, plug and play [MS-PNPR]",
+    uuid.UUID("4fc742e0-4a10-11cf-8273-00aa004ae673"): "NETDFS, DFS namespaces [MS-DFSNM]",
 }
 
 HOW_TO_SEE_ONE = (
