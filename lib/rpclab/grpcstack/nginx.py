@@ -341,19 +341,39 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 def _end_group(process: subprocess.Popen[bytes], timeout: float) -> None:
     """SIGTERM to nginx's master (a fast shutdown: it stops its workers, then exits); SIGKILL to
-    its whole process group if it has not gone within ``timeout`` seconds."""
+    its whole process group if it has not gone within ``timeout`` seconds, or to the workers
+    it left behind if it died on its own (killed, crashed)."""
     if process.poll() is None:
         process.terminate()
         try:
             process.wait(timeout)
             return
         except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # the master is alive: the group is ours
+            process.wait(timeout)
+            return
+    # The master is gone, so its pid (the group's id) could in time name someone else's group:
+    # kill only the processes that are still in it and are nginx.
+    for pid in _orphans(process.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # the group is ours: nginx leads it
-    except ProcessLookupError:
-        return  # nothing of the group is left
-    process.wait(timeout)
+
+
+def _orphans(pgid: int) -> list[int]:
+    """The live nginx processes in process group ``pgid`` (Linux's /proc; elsewhere, none)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # it ended while we looked
+        name = text[text.find("(") + 1 : text.rfind(")")]
+        state, _ppid, group = text[text.rfind(")") + 2 :].split()[:3]
+        if int(group) == pgid and name == "nginx" and state != "Z":
+            found.append(int(stat.parent.name))
+    return found
 
 
 class _Running:

@@ -74,12 +74,13 @@ KNOWN_INTERFACES = {
     uuid.UUID("4fc742e0-4a10-11cf-8273-00aa004ae673"): "NETDFS, DFS namespaces [MS-DFSNM]",
 }
 
-HOW_TO_SEE_ONE = (
-    "On Windows, 127.0.0.1:135 is Microsoft's endpoint mapper: this works as it is. "
-    "On Linux, Samba's is one: apt-get install samba, then as root run "
-    "/usr/libexec/samba/samba-dcerpcd --libexec-rpcds --foreground "
-    "--option='rpc start on demand helpers=false' and try again."
-)
+HOW_TO_SEE_ONE = """\
+To see a real endpoint mapper:
+  on Windows, 127.0.0.1:135 is Microsoft's own: this works as it is;
+  on Linux, Samba has one: apt-get install samba, then as root run
+    /usr/libexec/samba/samba-dcerpcd --libexec-rpcds --foreground \\
+        --option='rpc start on demand helpers=false'
+  and try again."""
 
 
 class ContextHandle(NamedTuple):

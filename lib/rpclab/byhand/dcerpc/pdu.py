@@ -149,9 +149,13 @@ def _u32(value: int) -> bytes:
     return struct.pack("<I", value)
 
 
-def _syntax_fields(what: str, syntax: SyntaxId) -> list[Field]:
+def _syntax_fields(what: str, role: str, syntax: SyntaxId) -> list[Field]:
     return [
-        Field(f"{what}.uuid", uuid_bytes(syntax.uuid), f"{syntax.uuid} (NDR's UUID layout)"),
+        Field(
+            f"{what}.uuid",
+            uuid_bytes(syntax.uuid),
+            f"{role} {syntax.uuid} (first three fields little-endian)",
+        ),
         Field(
             f"{what}.version",
             _u16(syntax.major) + _u16(syntax.minor),
@@ -197,8 +201,10 @@ def bind_fields(
         Field("p_cont_id", _u16(context_id), f"context {context_id}: requests name it"),
         Field("n_transfer_syn", bytes([1]), "one transfer syntax offered"),
         Field("reserved", b"\x00", "padding"),
-        *_syntax_fields("abstract_syntax", interface),
-        *_syntax_fields("transfer_syntax", transfer),
+        *_syntax_fields("abstract_syntax", "interface", interface),
+        *_syntax_fields(
+            "transfer_syntax", "NDR" if transfer == NDR else "transfer syntax", transfer
+        ),
     ]
     length = sum(len(f.raw) for f in body)
     return _header_fields(PType.BIND, length, call_id) + body
@@ -317,7 +323,7 @@ def explain(fields: list[Field]) -> str:
     for field in fields:
         rows = [field.raw[i : i + 8] for i in range(0, len(field.raw), 8)] or [b""]
         for n, row in enumerate(rows):
-            label = f"{field.name:<22} {field.meaning}" if n == 0 else ""
+            label = f"{field.name:<24} {field.meaning}" if n == 0 else ""
             lines.append(f"{offset + 8 * n:4d}  {row.hex(' '):<23}  {label}".rstrip())
         offset += len(field.raw)
     return "\n".join(lines)
