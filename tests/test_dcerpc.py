@@ -538,7 +538,7 @@ def test_show_on_a_closed_port_says_nothing_listens_and_how_to_see_a_real_one():
     assert epmap.show(f"127.0.0.1:{_closed_port()}", out=out) is False
     text = out.getvalue()
     assert "nothing listens on 127.0.0.1:" in text
-    assert "On Windows" in text and "samba-dcerpcd" in text
+    assert "on Windows" in text and "samba-dcerpcd" in text
 
 
 def test_show_lists_a_map_one_line_an_entry(serve):

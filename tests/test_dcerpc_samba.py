@@ -78,8 +78,29 @@ def _in_netns(ns: str, *argv: str, timeout: float = 60) -> subprocess.CompletedP
     )
 
 
-def _end(ns: str, process: subprocess.Popen[bytes]) -> list[str]:
-    """Stop samba-dcerpcd and every worker it started; return what was still in the namespace."""
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, dead and waiting to be collected, is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _wait_exit(pid: int, timeout: float) -> bool:
+    """Wait until ``pid`` (not our child) ends, on its pidfd; return whether it did."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0]) or not _alive(pid)
+    finally:
+        os.close(fd)
+
+
+def _end(ns: str, process: subprocess.Popen[bytes]) -> list[int]:
+    """Stop samba-dcerpcd and the workers it started (SIGTERM to its process group, then SIGKILL
+    to whatever outlives it); return the processes still alive in the namespace after that."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)  # its process group: samba-dcerpcd leads it
         try:
@@ -87,15 +108,16 @@ def _end(ns: str, process: subprocess.Popen[bytes]) -> list[str]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
-    left = subprocess.run(
-        ["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=10
-    ).stdout.split()
-    for pid in left:  # only ours can be in a namespace we made
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return left
+
+    def in_namespace() -> list[int]:
+        listed = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+        return [int(pid) for pid in listed.stdout.split() if _alive(int(pid))]
+
+    for pid in in_namespace():  # workers ending on the SIGTERM, or deaf to it
+        if not _wait_exit(pid, 5):
+            os.kill(pid, signal.SIGKILL)  # only ours can be in a namespace we made
+            _wait_exit(pid, 5)
+    return in_namespace()
 
 
 @pytest.fixture(scope="module")
