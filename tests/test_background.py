@@ -243,3 +243,29 @@ def test_grpc_register_that_raises_is_explained():
 def test_grpc_bad_max_workers():
     with pytest.raises(ValueError, match="max_workers"):
         background.serve_grpc("echo", _generic_echo, max_workers=0)
+
+
+def test_a_child_process_server_is_kept_by_name_replaced_and_stopped_by_stop_all():
+    stopped: list[int] = []
+
+    def starter(n: int):
+        def start():
+            return ("127.0.0.1", 40000 + n), lambda timeout: stopped.append(n)
+
+        return start
+
+    first = background.serve_process("child", starter(1), kind="nginx")
+    assert first.kind == "nginx" and background.running() == {"child": ("127.0.0.1", 40001)}
+    background.serve_process("child", starter(2))  # a re-run stops the first one first
+    assert stopped == [1] and not first.running
+    assert background.stop_all() == ["child"] and stopped == [1, 2]
+    assert background.running() == {}
+
+
+def test_a_child_process_server_that_fails_to_start_is_not_kept():
+    def start():
+        raise RuntimeError("nginx exited with status 1")
+
+    with pytest.raises(RuntimeError, match="status 1"):
+        background.serve_process("child", start)
+    assert background.running() == {}

@@ -95,6 +95,45 @@ def _bench(args: argparse.Namespace) -> int:
     return bench.main(args)
 
 
+def _epmap(args: argparse.Namespace) -> int:
+    from rpclab.byhand.dcerpc import epmap
+
+    return epmap.main(args.target, timeout=args.timeout)
+
+
+def _nginx(args: argparse.Namespace) -> int:
+    from rpclab.grpcstack import nginx
+
+    return nginx.main(args.mode, args.backend, host=args.host, port=args.port)
+
+
+def _add_epmap_and_nginx(sub: Any) -> None:
+    """``rpclab epmap`` (a DCE/RPC endpoint mapper's map) and ``rpclab nginx`` (issue 13)."""
+    epmap = sub.add_parser(
+        "epmap", help="list what a DCE/RPC (Microsoft RPC) endpoint mapper has registered"
+    )
+    epmap.add_argument(
+        "target", nargs="?", default="127.0.0.1:135", help="HOST[:PORT] (default 127.0.0.1:135)"
+    )
+    epmap.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds the whole lookup may take (default 5)"
+    )
+    epmap.set_defaults(func=_epmap)
+
+    nginx = sub.add_parser(
+        "nginx", help="run the machine's nginx in front of gRPC servers until Ctrl-C"
+    )
+    nginx.add_argument(
+        "mode", choices=["grpc", "stream"], help="grpc: grpc_pass, per call; stream: per connection"
+    )
+    nginx.add_argument(
+        "--backend", action="append", required=True, metavar="H:P", help="a server (repeat)"
+    )
+    nginx.add_argument("--host", default="127.0.0.1", help="address nginx listens on")
+    nginx.add_argument("--port", type=int, default=0, help="port nginx listens on (0: a free one)")
+    nginx.set_defaults(func=_nginx)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rpclab", description="RPC Lab: remote procedure calls from the ground up."
@@ -131,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--transports", metavar="A,B", help="measure only these, comma-separated (default: all)"
     )
     bench.set_defaults(func=_bench)
+    _add_epmap_and_nginx(sub)
     return parser
 
 

@@ -13,7 +13,9 @@ Two kinds of server fit:
 * anything socketserver-style -- an object with ``serve_forever()``,
   ``shutdown()``, ``server_close()`` and ``server_address`` (socketserver,
   http.server and xmlrpc.server all qualify; adapters make others fit);
-* gRPC servers, made here by :func:`serve_grpc`.
+* gRPC servers, made here by :func:`serve_grpc`;
+* a server that runs as a child process (nginx), started and stopped by the
+  caller's own functions and kept here by name: :func:`serve_process`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "SocketServerLike",
     "serve",
     "serve_grpc",
+    "serve_process",
     "stop",
     "stop_all",
     "running",
@@ -435,6 +438,30 @@ def _grpc_bind_error(name: str, host: str, port: int) -> BackgroundServerError:
         f"cannot start {name!r}: gRPC could not bind {host}:{port} "
         f"(the port is in use, or the address is not on this machine). Use port=0 for a free port."
     )
+
+
+# --------------------------------------------------------------------------- child processes
+
+
+def serve_process(
+    name: str,
+    start: Callable[[], tuple[tuple[str, int], Callable[[float], None]]],
+    *,
+    kind: str = "process",
+) -> ServerHandle:
+    """Keep a server that runs in a child process (nginx, for one) under ``name``.
+
+    If a server called ``name`` is running, it is stopped first. ``start()`` starts the
+    process and returns once it accepts connections: ``(address, stopper)``, where
+    ``stopper(timeout)`` ends the process and everything it started and returns once they are
+    gone (raising BackgroundServerError if they are not within ``timeout`` seconds).
+    """
+    name = _check_name(name)
+    if not callable(start):
+        raise TypeError(f"start must be callable as start() -> (address, stopper), not {start!r}")
+    _replace(name)
+    address, stopper = start()
+    return _register(ServerHandle(name, kind, _address_of(address), stopper))
 
 
 # --------------------------------------------------------------------------- registry
