@@ -88,3 +88,98 @@ def test_exit_does_not_wait_for_a_grpc_handler_that_never_returns():
         out, err = proc.communicate()
         pytest.fail(f"the process did not exit within 40 s of its last line: {out!r} {err[-2000:]}")
     assert out == "leaving\n", err
+
+
+# --------------------------------------------------------------------------- item 15: health Watch
+
+
+def _health_watches(channel: grpc.Channel, count: int) -> list:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stub = health_pb2_grpc.HealthStub(channel)
+    watches = [stub.Watch(health_pb2.HealthCheckRequest(), timeout=10) for _ in range(count)]
+    for watch in watches:
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+    return watches
+
+
+def test_health_watches_through_an_interceptor_hold_no_worker_thread():
+    """grpc_health's Watch is non-blocking (it holds no thread while open) only when the server
+    sees its ``experimental_non_blocking`` flag: an interceptor must keep it."""
+    from rpclab.grpcstack import services
+    from rpclab.grpcstack.interceptors import CallLog
+
+    calls = CallLog()
+    handle = background.serve_grpc(
+        "health-watch", services.register_all, max_workers=2, interceptors=[calls]
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{handle.port}") as channel:
+            watches = _health_watches(channel, 4)  # twice the workers
+            greeter = services.greeter
+            reply = greeter.helloworld_pb2_grpc.GreeterStub(channel).SayHello(
+                greeter.helloworld_pb2.HelloRequest(name="next"), timeout=3
+            )
+            assert reply.message == "Hello, next!"
+            for watch in watches:
+                watch.cancel()
+    finally:
+        handle.stop()
+    watched = [r for r in calls.records if r.method.endswith("/Watch")]
+    assert [r.code for r in watched] == ["CANCELLED"] * 4
+
+
+# --------------------------------------------------------------------------- item 1: tokens
+
+TOKEN = "s3cr3t-ada"
+
+
+def _kv_stubs():
+    from rpclab.grpcstack import kv_service
+
+    return kv_service.kv_pb2, kv_service.kv_pb2_grpc
+
+
+def test_without_a_token_reflection_and_health_are_refused_and_hold_no_worker():
+    """Issue 12, item 1: 8 reflection streams opened without a token held all 8 workers of a
+    TokenAuth server, and a token holder's Put timed out."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    from rpclab.grpcstack import services
+    from rpclab.grpcstack.interceptors import TokenAuth
+
+    kv_pb2, kv_pb2_grpc = _kv_stubs()
+    handle = background.serve_grpc(
+        "token-kv", services.register_all, max_workers=8, interceptors=[TokenAuth([TOKEN])]
+    )
+    target = f"127.0.0.1:{handle.port}"
+    try:
+        with grpc.insecure_channel(target) as intruder, grpc.insecure_channel(target) as learner:
+            streams = []
+            for _ in range(8):
+                requests = iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+                stream = reflection_pb2_grpc.ServerReflectionStub(intruder).ServerReflectionInfo(
+                    requests, timeout=10
+                )
+                streams.append(stream)
+            for stream in streams:
+                with pytest.raises(grpc.RpcError) as refused:
+                    next(stream)
+                assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(grpc.RpcError) as health:
+                health_pb2_grpc.HealthStub(intruder).Check(
+                    health_pb2.HealthCheckRequest(), timeout=5
+                )
+            assert health.value.code() is grpc.StatusCode.UNAUTHENTICATED
+
+            auth = [("authorization", f"Bearer {TOKEN}")]
+            kv_pb2_grpc.KVStub(learner).Put(
+                kv_pb2.PutRequest(key="k", value="v"), metadata=auth, timeout=2
+            )
+            reply = health_pb2_grpc.HealthStub(learner).Check(
+                health_pb2.HealthCheckRequest(), metadata=auth, timeout=2
+            )
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        handle.stop()
