@@ -183,3 +183,96 @@ def test_without_a_token_reflection_and_health_are_refused_and_hold_no_worker():
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         handle.stop()
+
+
+# --------------------------------------------------------------------------- item 2: limits
+
+HOSTILE, HONEST = "s3cr3t-mallory", "s3cr3t-bob"
+
+
+def _open_watches(stub, kv_pb2, metadata, count: int) -> tuple[list, list]:
+    """Open ``count`` Watch streams; return those that opened and those that ended at once."""
+    opened, refused = [], []
+    for _ in range(count):
+        watch = stub.Watch(kv_pb2.WatchRequest(), metadata=metadata, timeout=20)
+        # the servicer sends its version once the watch is in place; a refused call sends none
+        if any(key == "rpclab-version" for key, _ in watch.initial_metadata()):
+            opened.append(watch)
+        else:
+            refused.append(watch)
+    return opened, refused
+
+
+def _points_until(done: threading.Event):
+    """A client stream that sends nothing until ``done`` (or 20 s), then ends."""
+    done.wait(20)
+    return
+    yield
+
+
+def test_one_learner_cannot_hold_every_worker_of_a_grpc_server():
+    """Issue 12, item 2: 16 Watch streams from one client held a 16-worker server."""
+    from rpclab.grpcstack import services
+    from rpclab.grpcstack.interceptors import TokenAuth
+    from rpclab.grpcstack.limits import LearnerLimits
+
+    kv_pb2, kv_pb2_grpc = _kv_stubs()
+    auth = TokenAuth({HOSTILE: "mallory", HONEST: "bob"})
+    limits = LearnerLimits(calls=8, streams=4, tokens=auth)
+    handle = background.serve_grpc(
+        "limited-kv", services.register_all, max_workers=16, interceptors=[auth, limits]
+    )
+    target = f"127.0.0.1:{handle.port}"
+    mallory = [("authorization", f"Bearer {HOSTILE}")]
+    bob = [("authorization", f"Bearer {HONEST}")]
+    done = threading.Event()
+    try:
+        with grpc.insecure_channel(target) as hostile, grpc.insecure_channel(target) as honest:
+            stub = kv_pb2_grpc.KVStub(hostile)
+            opened, refused = _open_watches(stub, kv_pb2, mallory, 16)
+            assert len(opened) == 4 and len(refused) == 12
+            assert {e.code() for e in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+            assert "mallory already has 4 streams open" in refused[0].details()
+            # unfinished client streams count as streams too
+            route_guide = services.route_guide
+            record = route_guide.route_guide_pb2_grpc.RouteGuideStub(hostile).RecordRoute
+            never_ending = record.future(_points_until(done), metadata=mallory, timeout=20)
+            with pytest.raises(grpc.RpcError) as extra:
+                never_ending.result(timeout=10)
+            assert extra.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert limits.in_progress() == {"mallory": (4, 4)}
+
+            # everyone else is served as before, streams included
+            kv = kv_pb2_grpc.KVStub(honest)
+            kv.Put(kv_pb2.PutRequest(key="k", value="v"), metadata=bob, timeout=2)
+            mine, none_refused = _open_watches(kv, kv_pb2, bob, 4)
+            assert len(mine) == 4 and not none_refused
+            for watch in opened + mine:
+                watch.cancel()
+        assert limits.refused == {"mallory": 13}
+    finally:
+        done.set()
+        handle.stop()
+    assert limits.in_progress() == {}
+
+
+def test_a_learner_is_the_token_holder_else_the_address_without_its_port():
+    from rpclab.grpcstack.interceptors import TokenAuth
+    from rpclab.grpcstack.limits import LearnerLimits
+
+    class Context:
+        def __init__(self, peer: str) -> None:
+            self._peer = peer
+
+        def peer(self) -> str:
+            return self._peer
+
+    limits = LearnerLimits(tokens=TokenAuth({HONEST: "bob"}))
+    bob = [("authorization", f"Bearer {HONEST}")]
+    assert limits.learner(bob, Context("ipv4:10.0.0.7:5123")) == "bob"
+    assert limits.learner([], Context("ipv4:10.0.0.7:5123")) == "10.0.0.7"
+    assert limits.learner(None, Context("ipv6:[fd00::7]:5123")) == "fd00::7"
+    with pytest.raises(ValueError, match="streams"):
+        LearnerLimits(calls=2, streams=3)
+    with pytest.raises(ValueError, match="calls"):
+        LearnerLimits(calls=0)
