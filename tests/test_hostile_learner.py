@@ -276,3 +276,76 @@ def test_a_learner_is_the_token_holder_else_the_address_without_its_port():
         LearnerLimits(calls=2, streams=3)
     with pytest.raises(ValueError, match="calls"):
         LearnerLimits(calls=0)
+
+
+# --------------------------------------------------------------------------- item 8: Thrift
+
+
+def _thrift_call(name: bytes, fields: bytes) -> bytes:
+    """A strict binary-protocol CALL message: header, name, sequence id 1, then ``fields``."""
+    import struct
+
+    return struct.pack(">IiI", 0x80010001, len(name), 0)[:8] + name + struct.pack(">i", 1) + fields
+
+
+def _skip_bombs() -> dict[str, bytes]:
+    import struct
+
+    list_of = struct.pack(">bhb", 15, 99, 1) + struct.pack(">i", 2**31 - 1)  # field 99: list<VOID>
+    unknown = struct.pack(">bhb", 15, 99, 0x7F) + struct.pack(">i", 2**31 - 1)  # list<type 127>
+    map_of = struct.pack(">bhbb", 13, 99, 1, 1) + struct.pack(">i", 2**31 - 1)  # map<VOID, VOID>
+    return {
+        "list of VOID": _thrift_call(b"get", list_of),
+        "list of type 127": _thrift_call(b"get", unknown),
+        "map of VOID": _thrift_call(b"get", map_of),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_skip_bombs()))
+def test_a_small_thrift_message_cannot_keep_a_cpu_busy(name):
+    """Issue 12, item 8: thriftpy2 skipped a list of 2**31 - 1 VOID elements one by one."""
+    import socket
+
+    from rpclab.adapters import thrift
+    from rpclab.byhand import framing
+    from rpclab.kv import KVStore
+
+    bomb = framing.encode_frame(_skip_bombs()[name])
+    assert len(bomb) <= 28
+    with thrift.serve(KVStore()) as handle:
+        started = time.process_time()
+        with socket.create_connection(handle.address, timeout=5) as conn:
+            conn.sendall(bomb)
+            assert conn.recv(1) == b""  # refused: the connection is closed at once
+        assert time.process_time() - started < 1.0  # CPU seconds of this whole process
+        with thrift.connect(handle.address, timeout=2) as client:
+            client.put("still", "serving")
+            assert client.get("still") == "serving"
+
+
+def test_the_thrift_check_passes_real_messages_and_refuses_lies():
+    import struct
+
+    from thriftpy2.protocol.binary import TBinaryProtocol
+    from thriftpy2.transport.memory import TMemoryBuffer
+
+    from rpclab.adapters import thrift
+    from rpclab.adapters.thrift_wire import MalformedMessage, check_message
+
+    out = TMemoryBuffer()
+    client = thrift.ThriftClient(thrift.kv_thrift.KV, TBinaryProtocol(out))
+    client._send("put", key="k", value="v" * 100)  # what thriftpy2's client sends for put()
+    message = out.getvalue()
+    check_message(message)
+    for cut in (1, 5, 20, len(message) - 1):
+        with pytest.raises(MalformedMessage):
+            check_message(message[:cut])
+    with pytest.raises(MalformedMessage, match="follow"):
+        check_message(message + b"\x00")
+    nested = _thrift_call(b"get", (struct.pack(">bh", 12, 1) * 70) + b"\x00" * 71)
+    with pytest.raises(MalformedMessage, match="nest"):
+        check_message(nested)
+    ints = struct.pack(">bhb", 15, 99, 8) + struct.pack(">i", 3) + b"\x00" * 12 + b"\x00"
+    check_message(_thrift_call(b"get", ints))
+    with pytest.raises(MalformedMessage, match="3 elements"):
+        check_message(_thrift_call(b"get", ints[:-5] + b"\x00"))

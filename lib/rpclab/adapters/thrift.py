@@ -33,6 +33,7 @@ from thriftpy2.thrift import TApplicationException, TClient, TException, TProces
 from thriftpy2.transport import TFramedTransportFactory, TSocket, TTransportException
 from thriftpy2.transport.memory import TMemoryBuffer as PurePythonMemoryBuffer
 
+from rpclab.adapters.thrift_wire import MalformedMessage, check_message
 from rpclab.byhand import framing
 from rpclab.grpcstack import protos
 from rpclab.kv import KeyNotFound, KVStore
@@ -172,8 +173,14 @@ class KVThriftServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
         Decoding uses thriftpy2's pure-Python protocol over a buffer that refuses
         to read past the message: a length field that lies about a string's size
-        cannot make it allocate or read more than the frame holds.
+        cannot make it allocate or read more than the frame holds. Before that,
+        rpclab.adapters.thrift_wire checks every count against the bytes left, so that
+        a lying container count cannot make thriftpy2 loop billions of times either.
         """
+        try:
+            check_message(message)
+        except MalformedMessage:
+            return None
         iprot = PurePythonBinaryProtocol(_ExactBuffer(message), strict_decode=True)
         out = PurePythonMemoryBuffer()
         oprot = PurePythonBinaryProtocol(out)
