@@ -6,6 +6,7 @@ The same attacks, all at once across network namespaces, are in tests/test_class
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -349,3 +350,216 @@ def test_the_thrift_check_passes_real_messages_and_refuses_lies():
     check_message(_thrift_call(b"get", ints))
     with pytest.raises(MalformedMessage, match="3 elements"):
         check_message(_thrift_call(b"get", ints[:-5] + b"\x00"))
+
+
+# --------------------------------------------------------------------------- item 9: XML-RPC
+
+
+def _http_exchange(address, request: bytes, timeout: float = 5.0) -> bytes:
+    """Send ``request`` (without closing our side) and read until the server closes or 5 s."""
+    import socket
+
+    with socket.create_connection(address, timeout=timeout) as conn:
+        conn.sendall(request)
+        received = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = conn.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            received += chunk
+            if (
+                b"\r\n\r\n" in received
+                and received.startswith(b"HTTP/1.")
+                and (b"Connection: close" in received)
+            ):
+                break
+        return received
+
+
+_CALL = b"<?xml version='1.0'?><methodCall><methodName>keys</methodName></methodCall>"
+
+
+def _xmlrpc_servers():
+    from rpclab.adapters import xml_rpc
+    from rpclab.bench import echo
+    from rpclab.kv import KVStore
+
+    def kv():
+        handle = xml_rpc.serve(KVStore())
+        return handle.address, handle.stop
+
+    def bench():
+        endpoint = echo.setup_xmlrpc()
+        return background.running()["bench-xmlrpc"], endpoint.close
+
+    return {"kv": kv, "bench echo": bench}
+
+
+@pytest.mark.parametrize("server", ["kv", "bench echo"])
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [(b"-1", b"400"), (b"abc", b"400"), (b"+5", b"400"), (b"99999999999", b"413")],
+)
+def test_xmlrpc_refuses_a_content_length_that_is_not_a_size(server, length, status, capfd):
+    """Issue 12, item 9: -1 passed the size check and the handler read until EOF; abc printed a
+    traceback."""
+    address, stop = _xmlrpc_servers()[server]()
+    try:
+        request = b"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\n"
+        reply = _http_exchange(address, request + _CALL)
+        assert reply.split(b" ", 2)[1] == status, reply
+        assert b"Content-Length must be a number of bytes" in reply or status == b"413"
+        no_length = _http_exchange(address, b"POST /RPC2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert no_length.split(b" ", 2)[1] == b"411"
+    finally:
+        stop()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_xmlrpc_bounds_a_gzip_body_once_decompressed():
+    import gzip
+
+    from rpclab.adapters import xml_rpc
+    from rpclab.kv import KVStore
+
+    bomb = gzip.compress(b"<" + b" " * (2 * xml_rpc.MAX_REQUEST_SIZE))
+    with xml_rpc.serve(KVStore()) as handle:
+        head = (
+            b"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+            b"Content-Length: " + str(len(bomb)).encode() + b"\r\n\r\n"
+        )
+        reply = _http_exchange(handle.address, head + bomb)
+    assert reply.split(b" ", 2)[1] == b"400"
+    assert b"once decompressed" in reply
+
+
+# --------------------------------------------------------------------------- item 11: timeouts
+
+
+def _thrift_half_request() -> bytes:
+    return b"\x00\x00\x00\x64" + _thrift_call(b"get", b"")[:6]  # says 100 bytes, sends 10
+
+
+def _serve_guarded(kind: str, **timeouts):
+    from rpclab.adapters import rest, thrift, xml_rpc
+    from rpclab.kv import KVStore
+
+    serve = {"thrift": thrift.serve, "xmlrpc": xml_rpc.serve, "rest": rest.serve}[kind]
+    return serve(KVStore(), **timeouts)
+
+
+_HALF_REQUESTS = {
+    "thrift": _thrift_half_request(),
+    "xmlrpc": b"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n<?xml",
+    "rest": b"PUT /keys/a HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 100\r\n\r\n{"val',
+}
+
+
+def _closed_within(conn, seconds: float) -> float:
+    """Seconds until the server closes ``conn`` (reading whatever it sends first)."""
+    started = time.monotonic()
+    conn.settimeout(seconds)
+    try:
+        while conn.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        pytest.fail(f"the server kept the connection open for {seconds} s")
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("kind", ["thrift", "xmlrpc", "rest"])
+def test_a_half_sent_request_times_out(kind):
+    """Issue 12, item 11: Thrift, XML-RPC and REST servers held a half-sent request forever."""
+    import socket
+
+    with _serve_guarded(kind, request_timeout=1.0, idle_timeout=30.0) as handle:
+        with socket.create_connection(handle.address, timeout=5) as conn:
+            conn.sendall(_HALF_REQUESTS[kind])
+            assert _closed_within(conn, 6.0) < 4.0
+
+
+@pytest.mark.parametrize("kind", ["thrift", "xmlrpc", "rest"])
+def test_a_request_sent_a_byte_at_a_time_times_out_as_a_whole(kind):
+    import socket
+
+    request = _HALF_REQUESTS[kind]
+    with _serve_guarded(kind, request_timeout=1.0, idle_timeout=30.0) as handle:
+        with socket.create_connection(handle.address, timeout=5) as conn:
+            started = time.monotonic()
+            try:
+                for byte in request:  # one byte every 0.2 s: each read is quick, the whole is not
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.2)
+                    if time.monotonic() - started > 8:
+                        break
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            assert _closed_within(conn, 6.0) + (time.monotonic() - started) < 5.0
+
+
+@pytest.mark.parametrize("kind", ["thrift", "xmlrpc", "rest"])
+def test_an_idle_connection_is_closed_and_a_busy_one_is_not(kind):
+    import socket
+
+    with _serve_guarded(kind, request_timeout=5.0, idle_timeout=1.0) as handle:
+        with socket.create_connection(handle.address, timeout=5) as conn:
+            assert _closed_within(conn, 6.0) < 4.0
+        # an honest client's calls, each within the idle time of the last, keep working
+        if kind == "thrift":
+            from rpclab.adapters import thrift
+
+            with thrift.connect(handle.address, timeout=2) as client:
+                for n in range(3):
+                    client.put("k", str(n))
+                    time.sleep(0.5)
+                assert client.get("k") == "2"
+
+
+# --------------------------------------------------------------------------- item 13: REST
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"value": "\\ud800"}', b'{"value": "ok\\udfff"}', b'{"amount": "\\ud800"}'],
+    ids=["value", "trailing low surrogate", "amount"],
+)
+def test_rest_answers_a_lone_surrogate_with_400_not_500(body, capfd):
+    """Issue 12, item 13: FastAPI echoed the invalid input back, could not encode it: 500."""
+    from rpclab.adapters import rest
+    from rpclab.kv import KVStore
+
+    with rest.serve(KVStore()) as handle, rest.connect(handle.address, timeout=5) as client:
+        method, path = ("POST", "/keys/n/increment") if b"amount" in body else ("PUT", "/keys/k")
+        status, reply = client.request(method, path, json.loads(body))
+        assert status == 400, reply
+        assert "not valid Unicode text" in reply["detail"]
+        client.put("k", "still serving")
+        assert client.keys() == ["k"]
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_rest_stop_does_not_wait_for_a_stalled_client(capfd):
+    """Issue 12, item 13: a client that sent half a body made stop() wait its full grace and
+    print CancelledError."""
+    import socket
+
+    from rpclab.adapters import rest
+    from rpclab.kv import KVStore
+
+    handle = rest.serve(KVStore())
+    with socket.create_connection(handle.address, timeout=5) as stalled:
+        stalled.sendall(_HALF_REQUESTS["rest"])
+        with rest.connect(handle.address) as client:
+            client.put("k", "v")  # the server has read the stalled request's head by now
+        started = time.monotonic()
+        handle.stop()
+        assert time.monotonic() - started < rest.SHUTDOWN_GRACE / 2
+    err = capfd.readouterr().err
+    assert "CancelledError" not in err and "Traceback" not in err
