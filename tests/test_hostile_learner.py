@@ -563,3 +563,109 @@ def test_rest_stop_does_not_wait_for_a_stalled_client(capfd):
         assert time.monotonic() - started < rest.SHUTDOWN_GRACE / 2
     err = capfd.readouterr().err
     assert "CancelledError" not in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- connection limits
+
+
+@pytest.mark.parametrize("kind", ["thrift", "xmlrpc", "rest"])
+def test_connections_over_the_per_address_limit_are_refused_and_counted_back(kind):
+    import socket
+
+    from rpclab.runtime.guard import ConnectionLimits
+
+    limits = ConnectionLimits(per_address=2, total=10)
+    with _serve_guarded(kind, limits=limits) as handle:
+        held = [socket.create_connection(handle.address, timeout=5) for _ in range(2)]
+        try:
+            deadline = time.monotonic() + 5
+            while limits.open() != {"127.0.0.1": 2} and time.monotonic() < deadline:
+                time.sleep(0.01)  # the accept loop admits them in its own thread
+            assert limits.open() == {"127.0.0.1": 2}
+            with socket.create_connection(handle.address, timeout=5) as third:
+                answer = b""
+                try:
+                    while chunk := third.recv(4096):
+                        answer += chunk
+                except ConnectionResetError:
+                    pass
+            if kind != "thrift":  # the HTTP stacks say why before closing
+                assert answer.startswith(b"HTTP/1.1 503 ")
+                assert b"127.0.0.1 already has 2 connections open" in answer
+            else:
+                assert answer == b""
+        finally:
+            for conn in held:
+                conn.close()
+        deadline = time.monotonic() + 5
+        while limits.open() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert limits.open() == {}
+        with socket.create_connection(handle.address, timeout=5):
+            pass  # admitted again
+
+
+def test_connection_limits_count_per_address_and_in_all():
+    from rpclab.runtime.guard import ConnectionLimits
+
+    limits = ConnectionLimits(per_address=2, total=3)
+    assert limits.admit("a") is None and limits.admit("a") is None
+    assert "a already has 2" in limits.admit("a")
+    assert limits.admit("b") is None
+    assert "3 connections open, its limit" in limits.admit("c")
+    limits.release("a")
+    limits.release("nobody")  # harmless
+    assert limits.admit("c") is None
+    assert limits.open() == {"a": 1, "b": 1, "c": 1}
+    with pytest.raises(ValueError, match="per_address"):
+        ConnectionLimits(per_address=0)
+
+
+# --------------------------------------------------------------------------- tokens over HTTP
+
+
+def test_xmlrpc_and_rest_need_the_bearer_token_when_given_tokens():
+    import xmlrpc.client
+
+    from rpclab.adapters import rest, xml_rpc
+    from rpclab.kv import KVStore
+
+    tokens = {HONEST: "bob"}
+    store = KVStore()
+    with xml_rpc.serve(store, tokens=tokens) as x, rest.serve(store, tokens=tokens) as r:
+        with pytest.raises(xmlrpc.client.ProtocolError) as refused:
+            xml_rpc.connect(x.address).keys()
+        assert refused.value.errcode == 401 and "needs a token" in refused.value.errmsg
+        with pytest.raises(xmlrpc.client.ProtocolError) as wrong:
+            xml_rpc.connect(x.address, token=HOSTILE).keys()
+        assert wrong.value.errcode == 401 and "not valid" in wrong.value.errmsg
+        xml_rpc.connect(x.address, token=HONEST).put("k", "v")
+        with rest.connect(r.address) as anonymous:
+            with pytest.raises(rest.RESTError) as no_token:
+                anonymous.keys()
+            assert no_token.value.status == 401
+        with rest.connect(r.address, token=HONEST) as client:
+            assert client.get("k") == "v"
+
+
+def test_a_token_file_is_read_strictly(tmp_path):
+    from rpclab import tokens
+
+    good = tmp_path / "tokens.txt"
+    ada, bob = tokens.make_token(), tokens.make_token()
+    good.write_text(f"# class of 2\nada {ada}\n\nbob   {bob}\n")
+    assert tokens.read_token_file(good) == {ada: "ada", bob: "bob"}
+    for text, reason in [
+        (f"ada {ada} extra\n", "expected 'NAME TOKEN'"),
+        ("ada short\n", "token must be"),
+        (f"ada {ada}\nada {bob}\n", "ada has a token already"),
+        (f"ada {ada}\nbob {ada}\n", "also ada's"),
+        (f"-x {ada}\n", "a name is"),
+        ("# nobody\n", "holds no"),
+    ]:
+        bad = tmp_path / "bad.txt"
+        bad.write_text(text)
+        with pytest.raises(tokens.TokenFileError, match=reason):
+            tokens.read_token_file(bad)
+    with pytest.raises(tokens.TokenFileError, match="cannot read"):
+        tokens.read_token_file(tmp_path / "missing.txt")
