@@ -30,6 +30,7 @@ LAYERS: dict[int, set[str]] = {
         "capstone",
         "grading",
         "doctor",
+        "classroom",
     },  # measurements and systems built from the transports
     8: {
         "widgets",

@@ -1,4 +1,7 @@
-"""The ``rpclab`` command: ``doctor``, ``serve socket|grpc`` and ``bench``."""
+"""The ``rpclab`` command: ``doctor``, ``serve socket|grpc|thrift|xmlrpc|rest`` and ``bench``.
+
+``rpclab serve`` runs a class server: rpclab.classroom applies its tokens, TLS and limits.
+"""
 
 from __future__ import annotations
 
@@ -18,48 +21,152 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if doctor.report() else 1
 
 
-def _start_socket(host: str, port: int) -> Any:
+# --------------------------------------------------------------------------- rpclab serve
+#
+# Each stack is a function that starts its server (in background threads) from the class
+# options and returns its handle (``.address``, ``.stop(timeout)``). To add a stack, write its
+# function and add it to SERVERS; options it cannot honour raise ValueError with the reason.
+
+
+def _start_socket(options: Any) -> Any:
     from rpclab import kv
     from rpclab.byhand import socketrpc
 
-    return socketrpc.serve(kv.KVStore(), host=host, port=port)
+    if options.tokens or options.tls_dir is not None:
+        raise ValueError("--token-file and --tls are not available for socket yet")
+    return socketrpc.serve(kv.KVStore(), host=options.host, port=options.port)
 
 
-def _start_grpc(host: str, port: int) -> Any:
-    from rpclab.grpcstack import services as grpcservices
+def _start_grpc(options: Any) -> Any:
+    from rpclab import classroom
 
-    return grpcservices.serve_all(host=host, port=port)
+    return classroom.serve_grpc(options)
 
 
-SERVERS: dict[str, Callable[[str, int], Any]] = {"socket": _start_socket, "grpc": _start_grpc}
+def _start_thrift(options: Any) -> Any:
+    from rpclab import classroom
+
+    return classroom.serve_thrift(options)
+
+
+def _start_xmlrpc(options: Any) -> Any:
+    from rpclab import classroom
+
+    return classroom.serve_xmlrpc(options)
+
+
+def _start_rest(options: Any) -> Any:
+    from rpclab import classroom
+
+    return classroom.serve_rest(options)
+
+
+SERVERS: dict[str, Callable[[Any], Any]] = {
+    "socket": _start_socket,
+    "grpc": _start_grpc,
+    "thrift": _start_thrift,
+    "xmlrpc": _start_xmlrpc,
+    "rest": _start_rest,
+}
+
+STOP_TIMEOUT = 7.0  # seconds the server gets to stop: with the signal's latency, under 10
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class _SecondSignal(Exception):
+    """A second Ctrl-C or SIGTERM while the server was stopping: leave without waiting."""
+
+
+def _class_options(args: argparse.Namespace) -> Any:
+    from rpclab import classroom, tokens
+
+    tokens_by_value = tokens.read_token_file(args.token_file) if args.token_file else None
+    limits = classroom.ClassLimits(
+        connections_per_address=args.max_connections_per_address,
+        calls_per_learner=args.max_calls_per_learner,
+        streams_per_learner=args.max_streams_per_learner,
+        workers=args.workers,
+        idle_timeout=args.idle_timeout,
+        request_timeout=args.request_timeout,
+    )
+    return classroom.ClassOptions(
+        host=args.host,
+        port=args.port,
+        tokens=tokens_by_value,
+        tls_dir=args.tls,
+        limits=limits,
+        log_calls=args.log_calls,
+    )
+
+
+def _warnings(args: argparse.Namespace, options: Any) -> list[str]:
+    if args.host in LOOPBACK:
+        return []
+    reach = f"serving on {args.host}: other machines can reach this server"
+    if not options.tokens:
+        return [f"warning: {reach}; it has no authentication."]
+    if options.tls_dir is None:
+        return [f"warning: {reach}; tokens and data travel in plain text (--tls: grpc only)."]
+    return []
+
+
+def _log_to_stderr(log_calls: bool) -> None:
+    """Refusals (and with --log-calls, every call) as lines on stderr."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("rpclab")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    if log_calls:
+        logging.getLogger("rpclab.grpcstack.interceptors").setLevel(logging.DEBUG)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    """Serve until Ctrl-C or SIGTERM, then stop cleanly and exit 0."""
+    """Serve until Ctrl-C or SIGTERM, then stop cleanly and exit 0 (a second signal while
+    stopping: leave at once, exit 128 + the signal's number)."""
+    from rpclab.runtime.background import BackgroundServerError
+
     done = threading.Event()
+    stopping = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
+        if stopping.is_set():
+            raise _SecondSignal(signum)
         done.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            server = SERVERS[args.kind](args.host, args.port)
+            options = _class_options(args)
+            from rpclab import classroom
+
+            shortfall = classroom.raise_open_file_limit(args.workers)
+            server = SERVERS[args.kind](options)
         except Exception as exc:
             print(f"rpclab serve {args.kind}: {exc}", file=sys.stderr)
             return 1
+        _log_to_stderr(args.log_calls)
         host, port = server.address
         print(f"listening on {host}:{port}", flush=True)
-        if args.host not in ("127.0.0.1", "localhost", "::1"):
+        for line in _warnings(args, options) + ([f"warning: {shortfall}"] if shortfall else []):
+            print(line, file=sys.stderr, flush=True)
+        while not done.wait(0.5):
+            pass
+        stopping.set()
+        try:
+            server.stop(STOP_TIMEOUT)
+        except _SecondSignal as second:
             print(
-                f"warning: serving on {args.host}: other machines can reach this server; "
-                "it has no authentication.",
+                "rpclab serve: a second signal: leaving without waiting for the server to stop",
                 file=sys.stderr,
                 flush=True,
             )
-        while not done.wait(0.5):
-            pass
-        server.stop()
+            return 128 + int(second.args[0])
+        except BackgroundServerError as exc:
+            print(f"rpclab serve {args.kind}: {exc}", file=sys.stderr, flush=True)
+            return 1
         return 0
     finally:
         for sig, handler in previous.items():
@@ -70,6 +177,90 @@ def _bench(args: argparse.Namespace) -> int:
     from rpclab import bench
 
     return bench.main(args)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def _add_class_options(serve: argparse.ArgumentParser) -> None:
+    from pathlib import Path
+
+    from rpclab.runtime import guard
+
+    cls = serve.add_argument_group("a class server (TEACHING.md, 'Lab classes')")
+    cls.add_argument(
+        "--token-file",
+        metavar="F",
+        type=Path,
+        help="lines 'NAME TOKEN': every call needs 'authorization: Bearer TOKEN', and NAME is "
+        "the learner in the log and the limits (grpc, xmlrpc, rest)",
+    )
+    cls.add_argument(
+        "--tls",
+        metavar="DIR",
+        type=Path,
+        help="grpc over TLS only: make or reuse a class CA and a server certificate in DIR; "
+        "learners trust DIR/ca.pem",
+    )
+    cls.add_argument(
+        "--max-connections-per-address",
+        metavar="N",
+        type=_positive_int,
+        default=guard.DEFAULT_CONNECTIONS_PER_ADDRESS,
+        help="open connections from one address (thrift, xmlrpc, rest; default %(default)s)",
+    )
+    cls.add_argument(
+        "--max-calls-per-learner",
+        metavar="N",
+        type=_positive_int,
+        default=8,
+        help="grpc calls in progress per learner (default %(default)s)",
+    )
+    cls.add_argument(
+        "--max-streams-per-learner",
+        metavar="N",
+        type=_positive_int,
+        default=4,
+        help="grpc streams open per learner (default %(default)s)",
+    )
+    cls.add_argument(
+        "--workers",
+        metavar="N",
+        type=_positive_int,
+        default=guard.DEFAULT_MAX_CONNECTIONS,
+        help="grpc worker threads; connections in all for the others (default %(default)s)",
+    )
+    cls.add_argument(
+        "--idle-timeout",
+        metavar="S",
+        type=_positive_seconds,
+        default=guard.DEFAULT_IDLE_TIMEOUT,
+        help="seconds before an idle connection is closed (default %(default)g)",
+    )
+    cls.add_argument(
+        "--request-timeout",
+        metavar="S",
+        type=_positive_seconds,
+        default=guard.DEFAULT_REQUEST_TIMEOUT,
+        help="seconds from a request's first byte to its reply (thrift, xmlrpc, rest; "
+        "default %(default)g)",
+    )
+    cls.add_argument(
+        "--log-calls",
+        action="store_true",
+        help="grpc: log every call on stderr with who made it (refusals are always logged)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,14 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.set_defaults(func=_doctor)
 
-    serve = sub.add_parser("serve", help="serve the key-value store until Ctrl-C")
-    serve.add_argument("kind", choices=sorted(SERVERS), help="which transport")
+    serve = sub.add_parser(
+        "serve",
+        help="serve the key-value store until Ctrl-C (a class server: see TEACHING.md)",
+        description="Serve the key-value store (grpc adds Greeter and RouteGuide) until Ctrl-C "
+        "or SIGTERM. Prints 'listening on HOST:PORT' once it accepts.",
+    )
+    serve.add_argument("kind", choices=list(SERVERS), help="which stack")
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
     )
     serve.add_argument(
         "--port", type=int, default=0, help="port to bind (default 0: any free port)"
     )
+    _add_class_options(serve)
     serve.set_defaults(func=_serve)
 
     bench = sub.add_parser("bench", help="measure latency and throughput of each transport")
