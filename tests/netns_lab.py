@@ -23,8 +23,10 @@ Used by tests/test_class_lab_netns.py; a test of another stack imports it the sa
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+import string
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -33,6 +35,7 @@ from typing import Any
 import pytest
 
 IP_TIMEOUT = 10.0  # seconds one `ip` command may take
+_LETTERS = itertools.cycle(string.ascii_lowercase)
 SUBNET = "10.213.0"  # a /24 inside each lab; it exists only in the lab's namespaces
 
 
@@ -80,7 +83,8 @@ class NetworkLab:
         if not 1 <= len(roles) <= 9:
             raise ValueError("a lab has 1 to 9 roles")
         self.prefix = prefix
-        self.tag = f"{prefix}-{os.getpid() % 100000}"  # "h12g-4242": at most 12 characters
+        # "h12g-4242a": this process's id and a letter per lab, at most 12 characters
+        self.tag = f"{prefix}-{os.getpid() % 100000}{next(_LETTERS)}"
         self.roles = list(roles)
         self.bridge = f"{self.tag}-br"
         self._made: list[tuple[str, str]] = []  # what to delete, most recent last
@@ -157,9 +161,9 @@ class NetworkLab:
 
 
 def remove_leftovers(prefix: str) -> list[str]:
-    """Delete namespaces and links named ``<prefix>-<pid>-...`` whose process is gone (a run
+    """Delete namespaces and links named ``<prefix>-<pid><letter>-...`` whose process is gone (a run
     that was killed before it could clean up); return their names."""
-    pattern = re.compile(rf"{re.escape(prefix)}-(\d+)-\S+")
+    pattern = re.compile(rf"{re.escape(prefix)}-(\d+)[a-z]-\S+")
     removed = []
     namespaces = _ip("netns", "list", check=False).stdout.split()
     links = [

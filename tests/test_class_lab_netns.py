@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from classlab import EXIT_TIMEOUT, ClassServer, serve_command, start, write_tokens
-from netns_lab import NetworkLab, require_netns
+from netns_lab import NetworkLab, remove_leftovers, require_netns
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux namespaces")
 
@@ -181,3 +181,35 @@ def test_a_hostile_learner_does_not_stop_an_honest_one_and_servers_still_exit(la
     for stack in ("thrift", "xmlrpc", "rest"):
         half = seen["seen"][f"{stack}:attack_it"]
         assert half["closed by the server"] > 0, seen
+
+
+def test_the_lab_leaves_nothing_behind_even_when_its_test_fails():
+    require_netns()
+    import subprocess as sp
+
+    def names() -> str:
+        listed = sp.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10)
+        links = sp.run(["ip", "-o", "link", "show"], capture_output=True, text=True, timeout=10)
+        return listed.stdout + links.stdout
+
+    with pytest.raises(RuntimeError, match="a failing test"):
+        with NetworkLab(PREFIX, ["teacher", "learner"]) as lab:
+            assert lab.namespace("teacher") in names()
+            raise RuntimeError("a failing test")
+    assert lab.tag not in names()
+
+    # what a killed run left behind is removed by the next one
+    dead = next(n for n in range(99999, 0, -1) if not _process_ends_in(n))
+    leftover = f"{PREFIX}-{dead}a-teacher"
+    sp.run(["ip", "netns", "add", leftover], check=True, timeout=10)
+    try:
+        assert leftover in remove_leftovers(PREFIX)
+        assert leftover not in names()
+    finally:
+        sp.run(["ip", "netns", "delete", leftover], capture_output=True, timeout=10)
+
+
+def _process_ends_in(n: int) -> bool:
+    import os
+
+    return any(p.isdigit() and int(p) % 100000 == n for p in os.listdir("/proc"))
