@@ -26,8 +26,8 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import string
 import shutil
+import string
 import subprocess
 from collections.abc import Sequence
 from typing import Any
