@@ -225,6 +225,7 @@ class _SlowToStop:
 
     def __init__(self) -> None:
         self.started, self.stopping = threading.Event(), threading.Event()
+        self.release = threading.Event()
 
     def __call__(self, *options) -> _SlowToStop:
         self.started.set()
@@ -232,7 +233,7 @@ class _SlowToStop:
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()
-        threading.Event().wait(30)
+        self.release.wait(30)
 
 
 def test_a_second_ctrl_c_while_stopping_leaves_at_once(monkeypatch, capsys):
@@ -256,6 +257,10 @@ def test_a_second_ctrl_c_while_stopping_leaves_at_once(monkeypatch, capsys):
     status = cli._serve(args)
     took = time.monotonic() - started
     presser.join(30)
+    slow.release.set()  # let the abandoned stop end, so that no thread outlives the test
+    for thread in threading.enumerate():
+        if thread.name == "rpclab-serve-stop":
+            thread.join(10)
     assert status == 128 + signal.SIGINT
     assert took < 10
     assert "a second signal" in capsys.readouterr().err

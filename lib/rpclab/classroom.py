@@ -122,11 +122,10 @@ def serve_grpc(options: ClassOptions) -> background.ServerHandle:
     if options.tls_dir is not None:
         server, names = tls_folder(options.tls_dir, machine_names(options.host))
         credentials = grpc.ssl_server_credentials([(server.key_pem, server.cert_pem)])
-        print(
-            f"TLS: the certificate names {', '.join(names)}; "
-            f"learners trust {Path(options.tls_dir) / CA_FILE}",
-            file=sys.stderr,
-            flush=True,
+        log.info(
+            "TLS: the certificate names %s; learners trust %s",
+            ", ".join(names),
+            Path(options.tls_dir) / CA_FILE,
         )
     grpc_options = [
         # an HTTP/2 connection idle this long is closed (the client reconnects by itself)

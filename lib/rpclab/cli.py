@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -73,10 +74,6 @@ STOP_TIMEOUT = 7.0  # seconds the server gets to stop: with the signal's latency
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-class _SecondSignal(Exception):
-    """A second Ctrl-C or SIGTERM while the server was stopping: leave without waiting."""
-
-
 def _class_options(args: argparse.Namespace) -> Any:
     from rpclab import classroom, tokens
 
@@ -119,6 +116,7 @@ def _log_to_stderr(log_calls: bool) -> None:
     logger = logging.getLogger("rpclab")
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
+    logging.getLogger("rpclab.classroom").setLevel(logging.INFO)  # what TLS covers
     if log_calls:
         logging.getLogger("rpclab.grpcstack.interceptors").setLevel(logging.DEBUG)
 
@@ -126,14 +124,11 @@ def _log_to_stderr(log_calls: bool) -> None:
 def _serve(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C or SIGTERM, then stop cleanly and exit 0 (a second signal while
     stopping: leave at once, exit 128 + the signal's number)."""
-    from rpclab.runtime.background import BackgroundServerError
-
     done = threading.Event()
-    stopping = threading.Event()
+    signals: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:
-        if stopping.is_set():
-            raise _SecondSignal(signum)
+        signals.append(signum)
         done.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -143,34 +138,54 @@ def _serve(args: argparse.Namespace) -> int:
             from rpclab import classroom
 
             shortfall = classroom.raise_open_file_limit(args.workers)
+            _log_to_stderr(args.log_calls)
             server = SERVERS[args.kind](options)
         except Exception as exc:
             print(f"rpclab serve {args.kind}: {exc}", file=sys.stderr)
             return 1
-        _log_to_stderr(args.log_calls)
         host, port = server.address
         print(f"listening on {host}:{port}", flush=True)
         for line in _warnings(args, options) + ([f"warning: {shortfall}"] if shortfall else []):
             print(line, file=sys.stderr, flush=True)
         while not done.wait(0.5):
             pass
-        stopping.set()
+        return _stop(args.kind, server, signals)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop(kind: str, server: Any, signals: list[int]) -> int:
+    """Stop ``server`` in a thread of its own while this (the main) thread, which is where
+    Python runs signal handlers, keeps waking to see whether a second signal came."""
+    from rpclab.runtime.background import BackgroundServerError
+
+    first = len(signals)
+    failure: list[BaseException] = []
+
+    def stop() -> None:
         try:
             server.stop(STOP_TIMEOUT)
-        except _SecondSignal as second:
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+
+    stopper = threading.Thread(target=stop, name="rpclab-serve-stop", daemon=True)
+    stopper.start()
+    while stopper.is_alive():
+        stopper.join(0.1)
+        if len(signals) > first:
             print(
                 "rpclab serve: a second signal: leaving without waiting for the server to stop",
                 file=sys.stderr,
                 flush=True,
             )
-            return 128 + int(second.args[0])
-        except BackgroundServerError as exc:
-            print(f"rpclab serve {args.kind}: {exc}", file=sys.stderr, flush=True)
-            return 1
-        return 0
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            return 128 + signals[first]
+    if failure:
+        if not isinstance(failure[0], BackgroundServerError):
+            raise failure[0]
+        print(f"rpclab serve {kind}: {failure[0]}", file=sys.stderr, flush=True)
+        return 1
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -304,7 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    status = int(args.func(args))
+    if args.command == "serve" and status > 128:  # a second signal: leave now, run nothing more
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ A token file has one learner a line, ``NAME TOKEN`` (blank lines and lines start
 ``rpclab serve ... --token-file F`` reads it with :func:`read_token_file`: every call must
 then carry ``authorization: Bearer TOKEN`` (gRPC metadata, or an HTTP header), and NAME is
 who the server says called, in its log and in its per-learner limits. :func:`make_token`
-makes a token no one will guess.
+makes a token no one will guess; ``python -m rpclab.tokens ada grace alan > tokens.txt``
+writes a token file for a class.
 
 gRPC servers check tokens with rpclab.grpcstack.interceptors.TokenAuth; the XML-RPC and
 REST servers (rpclab.adapters) with :class:`BearerTokens`. Used by ``rpclab serve`` and
@@ -124,3 +125,27 @@ class BearerTokens:
         if holder is None:
             raise PermissionError("the bearer token is not valid")
         return holder
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rpclab.tokens NAME...``: a token file for these learners, on stdout."""
+    import sys
+
+    names = sys.argv[1:] if argv is None else argv
+    if not names or any(not _NAME.fullmatch(name) for name in names):
+        print(
+            "usage: python -m rpclab.tokens NAME [NAME...] > tokens.txt  (names: letters, "
+            "digits, '.', '_', '@', '-')",
+            file=sys.stderr,
+        )
+        return 2
+    if len(set(names)) != len(names):
+        print("each name once, please", file=sys.stderr)
+        return 2
+    for name in names:
+        print(name, make_token())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

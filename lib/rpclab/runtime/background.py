@@ -99,9 +99,14 @@ class ServerHandle(BoundServer):
         """Stop the server; return once its port is closed and its threads have ended.
 
         Stopping twice is harmless. Raises BackgroundServerError if a thread of
-        the server is still alive after ``timeout`` seconds.
+        the server is still alive after ``timeout`` seconds (or if another thread's
+        stop of this server is still going on then).
         """
-        with self._stop_lock:
+        if not self._stop_lock.acquire(timeout=timeout):
+            raise BackgroundServerError(
+                f"stopping {self.name!r}: another thread's stop() still running after {timeout:g}s"
+            )
+        try:
             if self._stopped:
                 return
             self._stopped = True
@@ -111,6 +116,8 @@ class ServerHandle(BoundServer):
                 with _lock:
                     if _registry.get(self.name) is self:
                         del _registry[self.name]
+        finally:
+            self._stop_lock.release()
 
     def __enter__(self) -> ServerHandle:
         return self
