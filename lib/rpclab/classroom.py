@@ -296,7 +296,7 @@ def tls_folder(folder: str | Path, names: Iterable[str]) -> tuple[Any, list[str]
         ca = tls.make_ca("RPC Lab class CA", days=CERT_DAYS)
         _write(ca_key_path, ca.key_pem, private=True)
         _write(ca_path, ca.cert_pem, private=False)
-        log.warning("made a new class CA in %s: give learners the new %s", folder, CA_FILE)
+        log.info("made a new class CA in %s: give learners the new %s", folder, CA_FILE)
     server_path, server_key_path = folder / SERVER_FILE, folder / SERVER_KEY_FILE
     if server_path.is_file() and server_key_path.is_file():
         try:

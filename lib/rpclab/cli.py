@@ -113,10 +113,9 @@ def _log_to_stderr(log_calls: bool) -> None:
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    logger = logging.getLogger("rpclab")
+    logger = logging.getLogger("rpclab")  # refusals, and what TLS covers, are INFO lines
     logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
-    logging.getLogger("rpclab.classroom").setLevel(logging.INFO)  # what TLS covers
+    logger.setLevel(logging.INFO)
     if log_calls:
         logging.getLogger("rpclab.grpcstack.interceptors").setLevel(logging.DEBUG)
 

@@ -255,7 +255,7 @@ class GuardedH11Protocol(H11Protocol):
             address = self.client[0]
             reason = self.limits.admit(address)
             if reason is not None:
-                log.warning("refused a connection from %s: %s", address, reason)
+                log.info("refused a connection from %s: %s", address, reason)
                 transport.write(_raw_response(503, "Service Unavailable", reason))
                 transport.close()
                 return

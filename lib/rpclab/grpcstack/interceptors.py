@@ -146,7 +146,7 @@ class RefusalLog:
                 return
             self._last[key] = (now, count)
         more = count - logged - 1
-        self.logger.warning("%s%s", message, f" (and {more} more like it)" if more > 0 else "")
+        self.logger.info("%s%s", message, f" (and {more} more like it)" if more > 0 else "")
 
 
 # --------------------------------------------------------------------------- timing and logging
@@ -349,7 +349,7 @@ class TokenAuth(grpc.ServerInterceptor):
     ``("/grpc.health.",)``) need none. Exempting reflection shows your whole API to
     anyone, and any exempt stream is a thread anyone may hold. A refused call ends with
     UNAUTHENTICATED before the servicer runs; ``allowed`` counts the calls let
-    through per holder, and each refusal is logged (a WARNING, at most one line per
+    through per holder, and each refusal is logged (an INFO line, at most one per
     caller's address every 10 seconds) to the ``rpclab.grpcstack.interceptors`` logger.
     """
 

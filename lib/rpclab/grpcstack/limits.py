@@ -14,7 +14,7 @@ message that says which limit and what to do::
 A learner is the holder's name of the call's bearer token when ``tokens`` is given and the
 token is valid, else the caller's address without its port (so learners behind one address,
 a JupyterHub or a NAT, share one allowance unless they have tokens). Refusals are logged
-(a WARNING per learner at most every 10 s) and counted in ``refused``.
+(an INFO line per learner at most every 10 s: `rpclab serve` shows them) and counted in ``refused``.
 
 Used by ``rpclab serve grpc`` (its ``--max-calls-per-learner`` and
 ``--max-streams-per-learner``), as TEACHING.md's lab section describes.

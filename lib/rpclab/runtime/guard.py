@@ -181,7 +181,7 @@ class GuardedServerMixIn:
     Put it first among the bases (``class S(GuardedServerMixIn, ThreadingMixIn, TCPServer)``);
     it guards with the defaults (no connection limits), and :meth:`guard` sets others. Over a
     limit, :meth:`refuse` is called with the reason (by default it does nothing: the
-    connection is closed), and the refusal is logged (a WARNING, at most one line per address
+    connection is closed), and the refusal is logged (an INFO line, at most one per address
     every 10 s).
     """
 
@@ -268,4 +268,4 @@ class GuardedServerMixIn:
             if len(self._refusal_logged) > 1000:
                 self._refusal_logged.clear()
             self._refusal_logged[address] = now
-        log.warning("refused a connection from %s: %s", address, reason)
+        log.info("refused a connection from %s: %s", address, reason)
