@@ -283,7 +283,7 @@ def tls_folder(folder: str | Path, names: Iterable[str]) -> tuple[Any, list[str]
     ``names`` and it is not about to expire, else makes one. Private keys are written
     readable by their owner only.
     """
-    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
 
     from rpclab.grpcstack import tls
 
@@ -306,7 +306,7 @@ def tls_folder(folder: str | Path, names: Iterable[str]) -> tuple[Any, list[str]
             covered = set(tls.describe(server).hostnames)
             if _still_good(cert) and {_canonical(n) for n in wanted} <= covered:
                 return server, wanted
-        except (ValueError, TypeError, x509.InvalidSignature):
+        except (ValueError, TypeError, InvalidSignature):
             pass
     server = tls.make_server_cert(ca, wanted, common_name=wanted[0], days=CERT_DAYS)
     _write(server_key_path, server.key_pem, private=True)
