@@ -35,8 +35,14 @@ LEARNERS = Path(__file__).resolve().parent / "class_learners.py"
 HONEST_SECONDS = 8.0  # how long the honest learner calls while the attack goes on
 ATTACK_SECONDS = 90.0  # the hostile learner's own limit (it is stopped long before)
 CALL_LIMIT = 2.0  # seconds an honest call may take
-# what the hostile learner sees once the servers have stopped under it
-AFTER_STOP = {"UNAVAILABLE", "ConnectionRefusedError", "ConnectionResetError", "BrokenPipeError"}
+# what the hostile learner sees as the servers stop under it (gRPC cancels calls in progress)
+AFTER_STOP = {
+    "UNAVAILABLE",
+    "CANCELLED",
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+    "BrokenPipeError",
+}
 
 
 @pytest.fixture(scope="module")
