@@ -184,7 +184,7 @@ def test_token_auth_refuses_calls_without_a_valid_token(ca, server_pair):
     assert [r.code for r in calls.records] == ["UNAUTHENTICATED"] * 4 + ["OK", "UNIMPLEMENTED"]
 
 
-def test_token_auth_lets_reflection_through_and_checks_its_tokens():
+def test_token_auth_checks_its_tokens_and_exempts_nothing_unless_told():
     with pytest.raises(ValueError, match="at least one token"):
         TokenAuth([])
     with pytest.raises(ValueError, match="non-empty str"):
@@ -193,7 +193,9 @@ def test_token_auth_lets_reflection_through_and_checks_its_tokens():
     assert auth.check([("authorization", "Bearer t2")]) == "holder of token 2"
     with pytest.raises(PermissionError, match="not valid"):
         auth.check([("authorization", "Bearer t3")])
-    assert any(prefix.startswith("/grpc.reflection.") for prefix in auth.exempt)
+    assert auth.holder([("authorization", "Bearer t3")]) is None
+    assert auth.exempt == ()
+    assert TokenAuth(["t1"], exempt="/grpc.health.").exempt == ("/grpc.health.",)
 
 
 # --------------------------------------------------------------------------- the call log

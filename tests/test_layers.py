@@ -17,6 +17,7 @@ LAYERS: dict[int, set[str]] = {
         "rpclab",
         "kv",
         "checks",
+        "tokens",
     },  # the running example and plain helpers: no servers, no threads of their own
     1: {"runtime"},  # how a server lives in the kernel: background threads, the asyncio loop
     2: {"byhand"},  # Part I: the RPC built by hand
@@ -31,6 +32,7 @@ LAYERS: dict[int, set[str]] = {
         "realtime",
         "grading",
         "doctor",
+        "classroom",
     },  # measurements and systems built from the transports
     8: {
         "widgets",

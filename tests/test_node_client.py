@@ -104,3 +104,16 @@ def test_missing_packages_are_explained(monkeypatch, tmp_path):
     monkeypatch.setattr(node_client, "CLIENT_SCRIPT", tmp_path / "kv_client.js")
     reason = node_client.missing_reason()
     assert reason is not None and "npm ci" in reason and str(tmp_path) in reason
+
+
+def test_keys_and_values_may_look_like_options(node, kv_server):
+    """Issue 12, item 14: "-h", "--help" and "--deadline-ms" were taken for options."""
+    handle, store = kv_server
+    assert node_client.run_node_client(handle.address, "put", "-h", "--deadline-ms") == [
+        {"call": "put", "key": "-h", "value": "--deadline-ms"}
+    ]
+    node_client.run_node_client(handle.address, "put", "--help", "--", deadline_ms=3000)
+    assert store.get("-h") == "--deadline-ms" and store.get("--help") == "--"
+    assert node_client.run_node_client(handle.address, "get", "--help") == [
+        {"call": "get", "key": "--help", "value": "--"}
+    ]

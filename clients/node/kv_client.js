@@ -21,7 +21,9 @@
 
 const path = require('path');
 
-const USAGE = `usage: node kv_client.js HOST:PORT COMMAND [ARGS...] [--deadline-ms N]
+const USAGE = `usage: node kv_client.js [--deadline-ms N] HOST:PORT COMMAND [ARGS...] [-- ARGS...]
+Every argument after -- is a key or a value, even one that starts with a dash
+(node kv_client.js 127.0.0.1:50051 put -- -h --help stores the value "--help" at the key "-h").
 commands:
   get KEY                the value at KEY
   put KEY VALUE          store VALUE at KEY
@@ -68,7 +70,10 @@ function parseArgs(argv) {
   const args = [];
   let deadlineMs = 5000;
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--deadline-ms') {
+    if (argv[i] === '--') { // the rest are keys and values, whatever they look like
+      args.push(...argv.slice(i + 1));
+      break;
+    } else if (argv[i] === '--deadline-ms') {
       deadlineMs = Number(argv[++i]);
       if (!Number.isInteger(deadlineMs) || deadlineMs <= 0) usageError('--deadline-ms needs a positive whole number');
     } else if (argv[i] === '-h' || argv[i] === '--help') {

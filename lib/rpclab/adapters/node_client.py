@@ -127,9 +127,11 @@ def run_node_client(
     """
     node = require_node()
     target = address if isinstance(address, str) else _target(address)
-    command = [node, str(CLIENT_SCRIPT), target, *[str(a) for a in args]]
+    command = [node, str(CLIENT_SCRIPT)]
     if deadline_ms is not None:
         command += ["--deadline-ms", str(int(deadline_ms))]
+    # after "--" every argument is a key or a value, even "-h" or "--deadline-ms"
+    command += [target, str(args[0]), "--", *[str(a) for a in args[1:]]] if args else [target]
     env = {**os.environ, "NODE_NO_WARNINGS": "1"}
     try:
         done = subprocess.run(

@@ -12,8 +12,17 @@ Resources and verbs instead of procedures::
     GET    /openapi.json             the interface, described by FastAPI (OpenAPI 3)
 
 Bad input gets 422 (FastAPI's validation: a non-integer amount, a key over
-256 characters...), increment of a non-integer value 409, a body over
+256 characters...), a body that is not Unicode text (a lone surrogate such as
+``"\\ud800"``) 400, increment of a non-integer value 409, a body over
 ``max_body_size`` 413. Keys may hold any character: the client percent-encodes them.
+
+A server others can reach is bounded as rpclab.runtime.guard describes: a request must
+arrive whole and be answered within ``request_timeout`` seconds of its first byte (else the
+connection is closed, with 408 if no answer had begun), a connection idle for
+``idle_timeout`` seconds is closed, ``limits`` bounds the connections per address and in all
+(one over gets 503 with the reason), and ``tokens`` makes every request need
+``Authorization: Bearer <token>`` (else 401). ``stop()`` closes at once a connection whose
+request is still arriving; only requests already whole get the shutdown grace.
 
     handle = rest.serve(store)                       # background server, 127.0.0.1, a free port
     with rest.connect(handle.address) as client:
@@ -24,21 +33,30 @@ Bad input gets 422 (FastAPI's validation: a non-integer amount, a key over
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
+import logging
 import select
 import socket
 import threading
 import urllib.parse
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import Body, FastAPI, HTTPException, Path
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictInt, StrictStr
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from rpclab import checks
 from rpclab.kv import MAX_KEY_LENGTH, MAX_VALUE_LENGTH, KeyNotFound, KVStore
 from rpclab.runtime import background
+from rpclab.runtime.guard import DEFAULT_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, ConnectionLimits
+from rpclab.tokens import BearerTokens
 
 __all__ = [
     "MAX_BODY_SIZE",
@@ -57,6 +75,11 @@ MAX_BODY_SIZE = (
 )  # a request body over this gets 413: a value is at most 64 KiB characters
 MAX_RESPONSE_SIZE = 16 * 1024 * 1024  # the client refuses a larger response
 SHUTDOWN_GRACE = 3.0  # seconds stop() lets requests in flight finish
+NOT_UNICODE = (
+    "the request body is not valid Unicode text (it holds a lone surrogate such as \\ud800)"
+)
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- the application
@@ -102,8 +125,40 @@ KeyParam = Annotated[
 ]
 
 
-def make_app(store: KVStore, *, max_body_size: int = MAX_BODY_SIZE) -> FastAPI:
-    """A FastAPI application serving ``store`` as the resources /keys and /keys/{key}."""
+def _token_check(tokens: BearerTokens) -> Any:
+    """A FastAPI dependency: 401 unless the request carries a valid bearer token."""
+
+    async def check(request: Request) -> None:
+        try:
+            request.state.learner = tokens.check(request.headers.get("authorization"))
+        except PermissionError as exc:
+            raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+
+    return Depends(check)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Any:
+    """FastAPI's 422 for invalid input, but 400 for text that is not Unicode: its default
+    handler echoes the input back, and a lone surrogate cannot be encoded (a 500 before)."""
+    assert isinstance(exc, RequestValidationError)
+    if any(error.get("type") == "string_unicode" for error in exc.errors()):
+        return JSONResponse({"detail": NOT_UNICODE}, status_code=400)
+    try:
+        return await request_validation_exception_handler(request, exc)
+    except UnicodeEncodeError:
+        return JSONResponse({"detail": NOT_UNICODE}, status_code=400)
+
+
+def make_app(
+    store: KVStore,
+    *,
+    max_body_size: int = MAX_BODY_SIZE,
+    tokens: Mapping[str, str] | None = None,
+) -> FastAPI:
+    """A FastAPI application serving ``store`` as the resources /keys and /keys/{key}.
+
+    ``tokens`` (token -> holder's name) makes every request need ``Authorization: Bearer``.
+    """
     app = FastAPI(
         title="RPC Lab key-value store",
         version="1.0",
@@ -111,7 +166,9 @@ def make_app(store: KVStore, *, max_body_size: int = MAX_BODY_SIZE) -> FastAPI:
         max_body_size=max_body_size,
         docs_url=None,  # FastAPI's /docs and /redoc pages fetch their scripts from a CDN:
         redoc_url=None,  # RPC Lab keeps every byte on this machine. /openapi.json stays.
+        dependencies=[_token_check(BearerTokens(tokens))] if tokens else None,
     )
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     not_found = {404: {"model": ErrorOut, "description": "No such key"}}
 
     # The handlers are `async def`: they run on uvicorn's event loop thread (the
@@ -161,16 +218,116 @@ def make_app(store: KVStore, *, max_body_size: int = MAX_BODY_SIZE) -> FastAPI:
 # --------------------------------------------------------------------------- the server
 
 
+def _raw_response(status: int, phrase: str, message: str) -> bytes:
+    body = json.dumps({"detail": message}).encode()
+    return (
+        f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with the bounds of rpclab.runtime.guard: connections per
+    address, a deadline per request, an idle timeout (uvicorn's keep-alive timer, also armed
+    before a connection's first request), and a shutdown that does not wait for a request
+    still arriving. A subclass made by :meth:`bound` carries the settings."""
+
+    limits: ConnectionLimits | None = None
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+
+    @classmethod
+    def bound(
+        cls,
+        limits: ConnectionLimits | None,
+        idle_timeout: float,
+        request_timeout: float,
+    ) -> type[GuardedH11Protocol]:
+        settings = {
+            "limits": limits,
+            "idle_timeout": idle_timeout,
+            "request_timeout": request_timeout,
+        }
+        return type("BoundGuardedH11Protocol", (cls,), settings)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._admitted: str | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        if self.limits is not None and self.client is not None:
+            address = self.client[0]
+            reason = self.limits.admit(address)
+            if reason is not None:
+                log.info("refused a connection from %s: %s", address, reason)
+                transport.write(_raw_response(503, "Service Unavailable", reason))
+                transport.close()
+                return
+            self._admitted = address
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.idle_timeout, self.timeout_keep_alive_handler
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
+            self._deadline = self.loop.call_later(self.request_timeout, self._too_slow)
+        super().data_received(data)
+
+    def on_response_complete(self) -> None:
+        self._cancel_deadline()
+        super().on_response_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        if self._admitted is not None and self.limits is not None:
+            self.limits.release(self._admitted)
+            self._admitted = None
+        super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        if self.cycle is not None and not self.cycle.response_complete and self.cycle.more_body:
+            self.transport.close()  # its request is still arriving: nothing to finish
+            return
+        super().shutdown()
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or not self.cycle.response_started:
+            message = f"a request must arrive within {self.request_timeout:g} s of its first byte"
+            self.transport.write(_raw_response(408, "Request Timeout", message))
+        self.transport.close()
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+
 class UvicornServer:
     """A uvicorn server in the shape rpclab.runtime.background runs: serve_forever, shutdown,
     server_close, server_address.
 
     The listening socket is made here, so the address (port 0 included) is
     known before the server runs; ``serve_forever`` runs uvicorn's event loop on
-    it, ``shutdown`` asks that loop to finish and waits until it has.
+    it, ``shutdown`` asks that loop to finish and waits until it has. Connections are
+    guarded by :class:`GuardedH11Protocol` with ``limits``, ``idle_timeout`` and
+    ``request_timeout``.
     """
 
-    def __init__(self, app: Any, address: tuple[str, int], *, grace: float = SHUTDOWN_GRACE):
+    def __init__(
+        self,
+        app: Any,
+        address: tuple[str, int],
+        *,
+        grace: float = SHUTDOWN_GRACE,
+        limits: ConnectionLimits | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    ):
+        for name, value in (("idle_timeout", idle_timeout), ("request_timeout", request_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
         self.socket = _listening_socket(address)
         self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
         config = uvicorn.Config(
@@ -180,6 +337,8 @@ class UvicornServer:
             access_log=False,
             lifespan="off",
             loop="asyncio",
+            http=GuardedH11Protocol.bound(limits, idle_timeout, request_timeout),
+            timeout_keep_alive=idle_timeout,  # type: ignore[arg-type]  # call_later takes a float
             timeout_graceful_shutdown=grace,
         )
         self.server = uvicorn.Server(config)
@@ -230,10 +389,24 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     max_body_size: int = MAX_BODY_SIZE,
+    limits: ConnectionLimits | None = None,
+    tokens: Mapping[str, str] | None = None,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
 ) -> background.ServerHandle:
     """Serve ``store`` over REST/JSON in the background under ``name``."""
-    app = make_app(store, max_body_size=max_body_size)
-    return background.serve(name, lambda address: UvicornServer(app, address), host=host, port=port)
+    app = make_app(store, max_body_size=max_body_size, tokens=tokens)
+
+    def make(address: tuple[str, int]) -> UvicornServer:
+        return UvicornServer(
+            app,
+            address,
+            limits=limits,
+            idle_timeout=idle_timeout,
+            request_timeout=request_timeout,
+        )
+
+    return background.serve(name, make, host=host, port=port)
 
 
 # --------------------------------------------------------------------------- the client
@@ -259,10 +432,11 @@ class RESTClient:
     """The store's four calls over HTTP/1.1 on one kept-alive connection (thread-safe: one call at a
     time)."""
 
-    def __init__(self, address: tuple[str, int], *, timeout: float = 5.0):
+    def __init__(self, address: tuple[str, int], *, timeout: float = 5.0, token: str | None = None):
         checks.seconds("timeout", timeout, above=0)
         self.host, self.port = address
         self.timeout = timeout
+        self._token = token
         self._conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         self._lock = threading.Lock()
 
@@ -309,6 +483,8 @@ class RESTClient:
     def _send(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         payload = None if body is None else json.dumps(body).encode()
         headers = {"Accept": "application/json"}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
         if payload is not None:
             headers["Content-Type"] = "application/json"
         reused = self._drop_if_closed()
@@ -384,7 +560,9 @@ def _path(key: str) -> str:
     return "/keys/" + urllib.parse.quote(key, safe="")
 
 
-def connect(address: tuple[str, int], *, timeout: float = 5.0) -> RESTClient:
+def connect(
+    address: tuple[str, int], *, timeout: float = 5.0, token: str | None = None
+) -> RESTClient:
     """A client for the REST server at ``address``; every call gives up after ``timeout``
-    seconds."""
-    return RESTClient(address, timeout=timeout)
+    seconds, and carries ``Authorization: Bearer <token>`` if ``token`` is given."""
+    return RESTClient(address, timeout=timeout, token=token)

@@ -36,10 +36,17 @@ from thriftpy2.transport import TFramedTransportFactory, TSocket, TTransportExce
 from thriftpy2.transport.memory import TMemoryBuffer as PurePythonMemoryBuffer
 
 from rpclab import checks
+from rpclab.adapters.thrift_wire import MalformedMessage, check_message
 from rpclab.byhand import framing
 from rpclab.grpcstack import protos
 from rpclab.kv import KeyNotFound, KVStore
 from rpclab.runtime import background
+from rpclab.runtime.guard import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT,
+    ConnectionLimits,
+    GuardedServerMixIn,
+)
 
 __all__ = [
     "kv_thrift",
@@ -134,32 +141,48 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         sock: socket.socket = self.request
-        while True:
-            try:
-                frame = framing.recv_frame(sock, self.server.max_message_size)
-            except (framing.FramingError, OSError):
-                return  # closed, too large (refused by closing, as Thrift servers do) or stalled
-            reply = self.server.process(frame)
-            if reply is None:
-                return  # malformed: the stream can no longer be trusted
-            if reply:
+        server = self.server
+        while server.wait_for_request(sock):  # False once idle for idle_timeout seconds
+            with server.request_deadline(sock):  # from its first byte to its reply
                 try:
-                    framing.send_frame(sock, reply, max_size=sys.maxsize)
-                except OSError:
-                    return
+                    frame = framing.recv_frame(sock, server.max_message_size)
+                except (framing.FramingError, OSError):
+                    return  # closed, too large (refused by closing, as Thrift servers do), late
+                reply = server.process(frame)
+                if reply is None:
+                    return  # malformed: the stream can no longer be trusted
+                if reply:
+                    try:
+                        framing.send_frame(sock, reply, max_size=sys.maxsize)
+                    except OSError:
+                        return
 
 
-class KVThriftServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """A threaded TCP server that answers Thrift calls (binary protocol, framed) on a KVStore."""
+class KVThriftServer(GuardedServerMixIn, socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """A threaded TCP server that answers Thrift calls (binary protocol, framed) on a KVStore.
+
+    A request must arrive whole and be answered within ``request_timeout`` seconds of its
+    first byte; a connection idle for ``idle_timeout`` seconds is closed; ``limits``
+    (rpclab.runtime.guard.ConnectionLimits) bounds the connections per address and in all
+    (one over is closed at once: Thrift has no way to say why before a request).
+    """
 
     allow_reuse_address = True
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], store: KVStore, *, max_message_size: int = MAX_MESSAGE_SIZE
+        self,
+        address: tuple[str, int],
+        store: KVStore,
+        *,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+        limits: ConnectionLimits | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ):
         checks.integer("max_message_size", max_message_size, low=1)
         super().__init__(address, _ConnectionHandler)
+        self.guard(limits, idle_timeout=idle_timeout, request_timeout=request_timeout)
         self.store = store
         self.max_message_size = max_message_size
         self.processor = TProcessor(kv_thrift.KV, KVHandler(store))
@@ -170,8 +193,14 @@ class KVThriftServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
         Decoding uses thriftpy2's pure-Python protocol over a buffer that refuses
         to read past the message: a length field that lies about a string's size
-        cannot make it allocate or read more than the frame holds.
+        cannot make it allocate or read more than the frame holds. Before that,
+        rpclab.adapters.thrift_wire checks every count against the bytes left, so that
+        a lying container count cannot make thriftpy2 loop billions of times either.
         """
+        try:
+            check_message(message)
+        except MalformedMessage:
+            return None
         iprot = PurePythonBinaryProtocol(_ExactBuffer(message), strict_decode=True)
         out = PurePythonMemoryBuffer()
         oprot = PurePythonBinaryProtocol(out)
@@ -217,11 +246,21 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     max_message_size: int = MAX_MESSAGE_SIZE,
+    limits: ConnectionLimits | None = None,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
 ) -> background.ServerHandle:
     """Serve ``store`` over Thrift in the background under ``name``."""
 
     def make(address: tuple[str, int]) -> KVThriftServer:
-        return KVThriftServer(address, store, max_message_size=max_message_size)
+        return KVThriftServer(
+            address,
+            store,
+            max_message_size=max_message_size,
+            limits=limits,
+            idle_timeout=idle_timeout,
+            request_timeout=request_timeout,
+        )
 
     return background.serve(name, make, host=host, port=port)
 

@@ -33,8 +33,9 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+from xmlrpc.server import SimpleXMLRPCServer
 
+from rpclab.adapters import xml_rpc
 from rpclab.byhand import framing
 from rpclab.runtime import background
 
@@ -229,26 +230,12 @@ def setup_socketrpc() -> Endpoint:
 # --------------------------------------------------------------------------- XML-RPC
 
 
-class _XMLRPCEchoHandler(SimpleXMLRPCRequestHandler):
-    """HTTP/1.1 (the connection stays open between calls), requests bounded to MAX_MESSAGE bytes, no
-    logging."""
+class _XMLRPCEchoHandler(xml_rpc.BoundedRequestHandler):
+    """rpclab.adapters.xml_rpc's handler (HTTP/1.1 kept alive, a strict Content-Length, no
+    logging), with requests bounded to MAX_MESSAGE bytes."""
 
     rpc_paths = ("/RPC2",)
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:
-        try:
-            length = int(self.headers.get("content-length") or 0)
-        except ValueError:
-            self.send_error(400, "bad Content-Length")
-            return
-        if length > MAX_MESSAGE:
-            self.send_error(413, "request too large")
-            return
-        super().do_POST()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    max_request_size = MAX_MESSAGE
 
 
 class _XMLRPCEchoServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
@@ -270,8 +257,6 @@ class _XMLRPCEchoServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
 def setup_xmlrpc() -> Endpoint:
     """The standard library's XML-RPC server (a thread per connection) and client, HTTP/1.1 kept
     alive ('bench-xmlrpc')."""
-    from rpclab.adapters import xml_rpc
-
     handle = background.serve("bench-xmlrpc", _XMLRPCEchoServer)
 
     def connect(payload: str) -> Connection:

@@ -5,7 +5,8 @@
 * ``jsonrpc``   -- the JSON-RPC 2.0 messages, bounded codec and dispatcher (04-05);
 * ``socketrpc`` -- the same design finished: limits, timeouts, retries, at-most-once (04-06);
 * ``protowire`` -- the protobuf wire format, by hand (06);
-* ``oncrpc``    -- Sun's RPC: XDR (RFC 4506) and RFC 5531's messages, a server and a client (06, 12).
+* ``oncrpc``    -- Sun's RPC: XDR (RFC 4506), RFC 5531's messages, a server, a client (06, 12);
+* ``dcerpc``    -- Microsoft RPC: a bind and ``ept_lookup`` by hand (06).
 
 In ``jsonrpc`` and ``socketrpc`` the design reads first; the speed work stands apart in
 ``jsonrpc/fastpath.py`` and ``socketrpc/fastcall.py``.

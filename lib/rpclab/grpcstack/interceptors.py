@@ -7,9 +7,19 @@ Taught in notebook 10 (interceptors, token auth).
   duration, peer), keeping the most recent ones in a bounded list.
 * :class:`TokenAuth` -- refuses calls that lack a valid ``authorization:
   Bearer <token>`` metadata entry, with UNAUTHENTICATED, before the servicer runs.
+  Every method needs the token, server reflection and health checking included,
+  unless ``exempt`` names them.
 
 Interceptors wrap each other in the order given to the server: with
 ``interceptors=[log, auth]`` the log sees every call, the ones auth refuses too.
+
+:func:`wrap_handler` replaces a method handler's behaviour, keeping what gRPC needs
+to know about it: its kind, its (de)serializers, and the ``experimental_non_blocking``
+flag of a handler that holds no thread while its stream is open (grpc_health's Watch).
+Lose the flag and every open health Watch holds one of the server's worker threads.
+
+Used by notebook 10 (the call log, tokens), 14/15 (tracing), and ``rpclab serve grpc``
+(tokens and per-learner limits, rpclab.grpcstack.limits).
 """
 
 from __future__ import annotations
@@ -34,6 +44,9 @@ __all__ = [
     "kind_of",
     "wrap_handler",
     "bearer_token",
+    "peer_host",
+    "is_non_blocking",
+    "RefusalLog",
     "MAX_RECORDS",
 ]
 
@@ -61,20 +74,83 @@ def kind_of(handler: grpc.RpcMethodHandler) -> str:
     raise ValueError(f"{handler!r} has no behaviour")
 
 
+NON_BLOCKING = "experimental_non_blocking"  # the attribute gRPC looks for on a behaviour
+
+
+def is_non_blocking(behaviour: Behaviour) -> bool:
+    """Whether gRPC calls ``behaviour`` with a ``send_response_callback`` and no thread of its own
+    for the stream (grpc_health's Watch is such a behaviour)."""
+    return bool(getattr(behaviour, NON_BLOCKING, False))
+
+
 def wrap_handler(
     handler: grpc.RpcMethodHandler, wrap: Callable[[Behaviour, str], Behaviour]
 ) -> grpc.RpcMethodHandler:
     """The same kind of handler, its behaviour replaced by ``wrap(behaviour, kind)`` (same
-    (de)serializers)."""
+    (de)serializers).
+
+    gRPC calls the wrapper as ``wrapper(request, context, *extra)``: it must pass ``extra``
+    on to ``behaviour``. For a non-blocking behaviour ``extra`` is ``(send_response_callback,)``,
+    the behaviour returns at once, and the call ends later (``context.add_callback`` says when);
+    the wrapper is marked non-blocking too, so that gRPC keeps calling it that way.
+    """
     for attribute, kind, make in _KINDS:
         behaviour = getattr(handler, attribute)
         if behaviour is not None:
+            wrapped = wrap(behaviour, kind)
+            if is_non_blocking(behaviour):
+                setattr(wrapped, NON_BLOCKING, True)
             return make(
-                wrap(behaviour, kind),
+                wrapped,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
     return handler
+
+
+def peer_host(context: grpc.ServicerContext) -> str:
+    """The caller's address without its port: "ipv4:10.0.0.7:53412" -> "10.0.0.7",
+    "ipv6:[::1]:53412" -> "::1"; anything else as gRPC gives it."""
+    peer = context.peer() or ""
+    scheme, _, rest = peer.partition(":")
+    if scheme == "ipv4":
+        return rest.rpartition(":")[0] or rest
+    if scheme == "ipv6":
+        host = rest.rpartition(":")[0] or rest
+        return host.strip("[]")
+    return peer
+
+
+class RefusalLog:
+    """Logs refused calls without letting a flood of them flood the log: per ``key`` (a learner),
+    at most one line every ``every`` seconds, which counts the refusals it stood for.
+
+    ``counts`` holds every refusal per key (at most ``max_keys`` keys, the oldest forgotten).
+    """
+
+    def __init__(self, logger: logging.Logger, every: float = 10.0, max_keys: int = 1000) -> None:
+        self.logger = logger
+        self.every = every
+        self.max_keys = max_keys
+        self.counts: dict[str, int] = {}
+        self._last: dict[str, tuple[float, int]] = {}  # key -> (when logged, count then)
+        self._lock = threading.Lock()
+
+    def note(self, key: str, message: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            count = self.counts.pop(key, 0) + 1
+            self.counts[key] = count  # most recent last
+            while len(self.counts) > self.max_keys:
+                oldest = next(iter(self.counts))
+                del self.counts[oldest]
+                self._last.pop(oldest, None)
+            when, logged = self._last.get(key, (float("-inf"), 0))
+            if now - when < self.every:
+                return
+            self._last[key] = (now, count)
+        more = count - logged - 1
+        self.logger.info("%s%s", message, f" (and {more} more like it)" if more > 0 else "")
 
 
 # --------------------------------------------------------------------------- timing and logging
@@ -94,6 +170,7 @@ class CallRecord:
     )
     peer: str  # "ipv4:127.0.0.1:53412"
     started: float  # time.time() when the call began
+    learner: str = ""  # who called, when the CallLog was given a way to tell (``learner=``)
 
 
 def _ended_code(context: grpc.ServicerContext, failed: bool) -> str:
@@ -113,13 +190,21 @@ class CallLog(grpc.ServerInterceptor):
     ``background.serve_grpc("greeter", add_greeter, interceptors=[calls])``,
     then ``calls.records`` or ``print(calls.table())``. Each record is also
     logged at DEBUG level to the ``rpclab.grpcstack.interceptors`` logger.
+    ``learner(metadata, context)``, if given, names the caller of each call in its record
+    (``rpclab serve grpc`` gives the token holder's name, else the peer's address).
     """
 
-    def __init__(self, max_records: int = MAX_RECORDS) -> None:
+    def __init__(
+        self,
+        max_records: int = MAX_RECORDS,
+        *,
+        learner: Callable[[Any, grpc.ServicerContext], str] | None = None,
+    ) -> None:
         checks.integer("max_records", max_records, low=1)
         self._records: deque[CallRecord] = deque(maxlen=max_records)
         self._lock = threading.Lock()
         self.max_records = max_records
+        self.learner = learner
 
     # -- the interceptor --------------------------------------------------------
 
@@ -128,16 +213,22 @@ class CallLog(grpc.ServerInterceptor):
         if handler is None:  # no such method: gRPC answers UNIMPLEMENTED
             self._add(CallRecord(details.method, "", "UNIMPLEMENTED", 0.0, "", time.time()))
             return None
-        method = details.method
-        return wrap_handler(handler, lambda behaviour, kind: self._timed(behaviour, kind, method))
+        method, metadata = details.method, details.invocation_metadata
+        return wrap_handler(
+            handler, lambda behaviour, kind: self._timed(behaviour, kind, method, metadata)
+        )
 
-    def _timed(self, behaviour: Behaviour, kind: str, method: str) -> Behaviour:
+    def _timed(self, behaviour: Behaviour, kind: str, method: str, metadata: Any) -> Behaviour:
         streams_out = kind in ("server streaming", "bidi streaming")
 
-        def timed(request: Any, context: grpc.ServicerContext) -> Any:
+        def timed(request: Any, context: grpc.ServicerContext, *extra: Any) -> Any:
             started, start = time.time(), time.perf_counter()
+            finished = threading.Lock()
 
             def finish(failed: bool) -> None:
+                if not finished.acquire(blocking=False):
+                    return  # once per call
+                learner = self.learner(metadata, context) if self.learner is not None else ""
                 self._add(
                     CallRecord(
                         method,
@@ -146,14 +237,19 @@ class CallLog(grpc.ServerInterceptor):
                         time.perf_counter() - start,
                         context.peer(),
                         started,
+                        learner,
                     )
                 )
 
             try:
-                result = behaviour(request, context)
+                result = behaviour(request, context, *extra)
             except BaseException:
                 finish(True)
                 raise
+            if extra:  # non-blocking: replies go to extra[0], and the stream ends later
+                if not context.add_callback(lambda: finish(False)):
+                    finish(False)
+                return result
             if not streams_out:
                 finish(False)
                 return result
@@ -176,7 +272,8 @@ class CallLog(grpc.ServerInterceptor):
         with self._lock:
             self._records.append(record)
         log.debug(
-            "%s %s %s %.3f ms %s",
+            "%s %s %s %s %.3f ms %s",
+            record.learner or "-",
             record.method,
             record.kind,
             record.code,
@@ -250,16 +347,19 @@ class TokenAuth(grpc.ServerInterceptor):
     """A server interceptor that lets a call through only with a known bearer token.
 
     ``tokens`` maps each valid token to who holds it (or is a plain list of
-    tokens). Methods starting with one of ``exempt`` (by default server
-    reflection and health checking) need no token. A refused call ends with
+    tokens). Every method needs a token, server reflection and health checking
+    included: methods starting with one of ``exempt`` (none by default; for example
+    ``("/grpc.health.",)``) need none. Exempting reflection shows your whole API to
+    anyone, and any exempt stream is a thread anyone may hold. A refused call ends with
     UNAUTHENTICATED before the servicer runs; ``allowed`` counts the calls let
-    through per holder.
+    through per holder, and each refusal is logged (an INFO line, at most one per
+    caller's address every 10 seconds) to the ``rpclab.grpcstack.interceptors`` logger.
     """
 
     def __init__(
         self,
         tokens: Mapping[str, str] | Iterable[str],
-        exempt: Iterable[str] = ("/grpc.reflection.", "/grpc.health."),
+        exempt: Iterable[str] = (),
     ) -> None:
         holders = (
             dict(tokens)
@@ -280,9 +380,19 @@ class TokenAuth(grpc.ServerInterceptor):
         if not holders:
             raise ValueError("TokenAuth needs at least one token")
         self._holders = [(token.encode(), holder) for token, holder in holders.items()]
+        if isinstance(exempt, str):
+            exempt = (exempt,)  # one prefix, not its letters
         self.exempt = tuple(exempt)
         self.allowed: dict[str, int] = {}
+        self.refusals = RefusalLog(log)
         self._lock = threading.Lock()
+
+    def holder(self, metadata: Iterable[tuple[str, Any]] | None) -> str | None:
+        """Who holds the bearer token in ``metadata``; None if nobody valid does."""
+        try:
+            return self.check(metadata)
+        except PermissionError:
+            return None
 
     def check(self, metadata: Iterable[tuple[str, Any]] | None) -> str:
         """Who holds the bearer token in ``metadata``; PermissionError saying why if nobody valid
@@ -311,8 +421,11 @@ class TokenAuth(grpc.ServerInterceptor):
             holder = self.check(details.invocation_metadata)
         except PermissionError as exc:
             reason = str(exc)
+            method = details.method
 
-            def refused(request: Any, context: grpc.ServicerContext) -> Any:
+            def refused(request: Any, context: grpc.ServicerContext, *extra: Any) -> Any:
+                host = peer_host(context)
+                self.refusals.note(host, f"UNAUTHENTICATED: {method} from {host}: {reason}")
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
 
             handler = continuation(details)

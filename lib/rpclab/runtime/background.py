@@ -24,12 +24,13 @@ import atexit
 import errno
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from concurrent import futures
 from typing import Any, Protocol
 
 from rpclab import checks
+from rpclab.runtime.threadpool import ServerThreadPool
 
 __all__ = [
     "BackgroundServerError",
@@ -47,6 +48,7 @@ __all__ = [
 
 DEFAULT_HOST = "127.0.0.1"
 STOP_TIMEOUT = 10.0  # seconds stop() waits for threads before it gives up loudly
+EXIT_STOP_TIMEOUT = 3.0  # seconds each server gets when the interpreter exits
 
 
 class BackgroundServerError(RuntimeError):
@@ -105,9 +107,14 @@ class ServerHandle(BoundServer):
         """Stop the server; return once its port is closed and its threads have ended.
 
         Stopping twice is harmless. Raises BackgroundServerError if a thread of
-        the server is still alive after ``timeout`` seconds.
+        the server is still alive after ``timeout`` seconds (or if another thread's
+        stop of this server is still going on then).
         """
-        with self._stop_lock:
+        if not self._stop_lock.acquire(timeout=timeout):
+            raise BackgroundServerError(
+                f"stopping {self.name!r}: another thread's stop() still running after {timeout:g}s"
+            )
+        try:
             if self._stopped:
                 return
             self._stopped = True
@@ -117,6 +124,8 @@ class ServerHandle(BoundServer):
                 with _lock:
                     if _registry.get(self.name) is self:
                         del _registry[self.name]
+        finally:
+            self._stop_lock.release()
 
     def __enter__(self) -> ServerHandle:
         return self
@@ -203,17 +212,25 @@ def _start_error(name: str, host: str, port: int, exc: BaseException) -> Backgro
     )
 
 
-def _join_all(threads: Iterable[threading.Thread], deadline_s: float, what: str) -> None:
+def _left(deadline: float) -> float:
+    """Seconds from now until ``deadline`` (a time.monotonic() value), never negative."""
+    return max(deadline - time.monotonic(), 0.0)
+
+
+def _join_all(
+    threads: Iterable[threading.Thread], deadline: float, timeout: float, what: str
+) -> None:
+    """Join ``threads`` until ``deadline`` in all (not each); name those still running then."""
     stuck = []
     for thread in threads:
         if thread is threading.current_thread():
             continue
-        thread.join(deadline_s)
+        thread.join(_left(deadline))
         if thread.is_alive():
             stuck.append(thread.name)
     if stuck:
         raise BackgroundServerError(
-            f"{what}: threads still running after {deadline_s:.0f}s: {', '.join(stuck)}"
+            f"{what}: threads still running after {timeout:g}s: {', '.join(sorted(stuck))}"
         )
 
 
@@ -285,8 +302,9 @@ def serve(
     started.wait(STOP_TIMEOUT)
 
     def stopper(timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         server.shutdown()  # returns once serve_forever has left its loop
-        thread.join(timeout)
+        thread.join(_left(deadline))
         for conn in list(connections):
             try:
                 conn.shutdown(socket.SHUT_RDWR)  # wakes a handler blocked in recv
@@ -294,8 +312,10 @@ def serve(
                 pass
         with workers_lock:
             pending = list(workers)
-        _join_all(pending, timeout, f"stopping {name!r}")
-        server.server_close()
+        try:
+            _join_all(pending, deadline, timeout, f"stopping {name!r}")
+        finally:
+            server.server_close()
         if thread.is_alive():
             raise BackgroundServerError(
                 f"stopping {name!r}: serve_forever did not return within {timeout:.0f}s"
@@ -363,6 +383,7 @@ def serve_grpc(
     credentials: Any = None,
     compression: Any = None,
     grace: float | None = 0.5,
+    maximum_concurrent_rpcs: int | None = None,
 ) -> ServerHandle:
     """Make a gRPC server, let ``register(server)`` add servicers, bind it and start it.
 
@@ -370,7 +391,11 @@ def serve_grpc(
     second server silently share a port and steal part of its traffic
     (grpc/grpc#16920). ``credentials`` (from ``grpc.ssl_server_credentials``)
     makes it a TLS server. ``stop()`` waits up to ``grace`` seconds for calls in
-    flight, then for the server's thread pool to end.
+    flight, then cancels them; ``stop(timeout)`` returns within ``timeout`` seconds in all,
+    raising BackgroundServerError that names any handler thread still running then (its
+    threads are daemon threads: the process can still exit, see rpclab.runtime.threadpool).
+    ``maximum_concurrent_rpcs`` (None: no limit) makes gRPC answer RESOURCE_EXHAUSTED at once
+    to a call beyond that many in progress, instead of queueing it for a free worker.
     """
     import grpc  # imported here so that socket-only users never pay for it
 
@@ -378,15 +403,19 @@ def serve_grpc(
     host, port = _check_host_port(host, port)
     checks.function("register", register, "register(grpc_server)")
     checks.integer("max_workers", max_workers, low=1)
+    if maximum_concurrent_rpcs is not None:
+        checks.integer("maximum_concurrent_rpcs", maximum_concurrent_rpcs, low=1)
     _replace(name)
 
     opts = [("grpc.so_reuseport", 0), *[o for o in options if o[0] != "grpc.so_reuseport"]]
-    pool = futures.ThreadPoolExecutor(
-        max_workers=max_workers, thread_name_prefix=f"rpclab-grpc:{name}"
-    )
+    pool = ServerThreadPool(max_workers, thread_name_prefix=f"rpclab-grpc:{name}")
     before = set(threading.enumerate())
     server = grpc.server(
-        pool, options=opts, interceptors=list(interceptors), compression=compression
+        pool,
+        options=opts,
+        interceptors=list(interceptors),
+        compression=compression,
+        maximum_concurrent_rpcs=maximum_concurrent_rpcs,
     )
 
     def abandon() -> None:
@@ -418,17 +447,21 @@ def serve_grpc(
     own_threads = set(threading.enumerate()) - before
 
     def stopper(timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         before_stop = set(threading.enumerate())
-        server.stop(grace).wait(timeout)
-        # grpc's stop(grace) starts a thread that cancels leftover calls after the grace
-        # period; it ends as soon as the shutdown is complete, so wait for it too.
+        # grpc's stop(grace) cancels the calls still running after the grace period (in a
+        # thread of its own, which ends as soon as the shutdown is complete: wait for it too).
+        # (grpc's stop(None) would wait for the shutdown without a limit: 0 cancels at once.)
+        server.stop(min(grace or 0.0, timeout)).wait(_left(deadline))
         helpers = {
             t
             for t in set(threading.enumerate()) - before_stop
             if "cancel_all_calls_after_grace" in t.name
         }
-        pool.shutdown(wait=True, cancel_futures=True)
-        _join_all(own_threads | helpers, timeout, f"stopping {name!r}")
+        pool.shutdown(wait=False, cancel_futures=True)
+        _join_all(
+            own_threads | helpers | set(pool.threads), deadline, timeout, f"stopping {name!r}"
+        )
 
     return _register(ServerHandle(name, "grpc", (host, bound), stopper))
 
@@ -484,14 +517,15 @@ def running() -> dict[str, tuple[str, int]]:
         return {name: handle.address for name, handle in _registry.items()}
 
 
-def stop_all() -> list[str]:
-    """Stop every background server started in this process; return their names."""
+def stop_all(timeout: float = STOP_TIMEOUT) -> list[str]:
+    """Stop every background server started in this process, giving each ``timeout`` seconds;
+    return their names."""
     with _lock:
         handles = list(_registry.values())
     errors = []
     for handle in handles:
         try:
-            handle.stop()
+            handle.stop(timeout)
         except BackgroundServerError as exc:
             errors.append(str(exc))
     if errors:
@@ -501,7 +535,7 @@ def stop_all() -> list[str]:
 
 def _stop_all_at_exit() -> None:
     try:
-        stop_all()
+        stop_all(EXIT_STOP_TIMEOUT)
     except BackgroundServerError:
         pass  # the interpreter is leaving anyway; daemon threads end with it
 

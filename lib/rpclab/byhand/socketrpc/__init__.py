@@ -1,9 +1,9 @@
 """JSON-RPC 2.0 over TCP, built by hand: a threaded server and a client stub.
 
 Built by hand in notebook 04 (rpclab.byhand.reference is that notebook's design as one
-module); failures, retries and at-most-once in 05; the mistakes no IDL catches, in 06; measured in
-13; moving a big table as JSON in 14; served by ``rpclab serve socket``. Each message is one frame (rpclab.byhand.framing: a 4-byte
-big-endian length, then UTF-8 JSON)::
+module); failures, retries and at-most-once in 05; the mistakes no IDL catches, in 06; measured
+in 13; moving a big table as JSON in 14; served by ``rpclab serve socket``. Each message is one
+frame (rpclab.byhand.framing: a 4-byte big-endian length, then UTF-8 JSON)::
 
     from rpclab import socketrpc
     server = socketrpc.serve(handlers)              # server stub + runtime, in a background thread
