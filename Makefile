@@ -13,6 +13,11 @@ LEARN_STAMP := $(VENV)/.installed
 TEST_STAMP  := $(VENV)/.installed-test
 TEACH_STAMP := $(VENV)/.installed-teach
 
+# The extras each stamp installs. They live in variables because make splits the arguments of
+# $(call ...) at every comma: `$(call install,$(TEACH_EXTRAS))` would pass "[test" alone.
+TEST_EXTRAS  := [test]
+TEACH_EXTRAS := [test,teach]
+
 .PHONY: lab test install bench doctor nav assignments clean
 
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -43,11 +48,11 @@ $(LEARN_STAMP): pyproject.toml
 	touch $@
 
 $(TEST_STAMP): pyproject.toml
-	$(call install,[test])
+	$(call install,$(TEST_EXTRAS))
 	touch $@ $(LEARN_STAMP)
 
 $(TEACH_STAMP): pyproject.toml
-	$(call install,[test,teach])
+	$(call install,$(TEACH_EXTRAS))
 	touch $@ $(TEST_STAMP) $(LEARN_STAMP)
 
 doctor: $(LEARN_STAMP)

@@ -125,7 +125,14 @@ def _path_with_bin():
 
 def _submissions(root: Path, assignment: str) -> dict[str, dict]:
     """Write the solution and every wrong answer as submitted/<student>/<assignment>/; return them
-    by student."""
+    by student.
+
+    An entry of tests_data/<assignment>.yml starts from the student version with every answer
+    cell holding the solution (or, with ``blank: true``, left as released) and then: ``answers``
+    replaces answer cells, ``extra`` appends code to them, ``edits`` changes other cells,
+    ``inserted`` adds cells of the learner's own after the cells named, ``deletes`` removes
+    cells.
+    """
     source = nbformat.read(_source(assignment), as_version=4)
     solutions = {
         _meta(c)["grade_id"]: _solution_code(c) for c in source.cells if _meta(c).get("solution")
@@ -134,24 +141,37 @@ def _submissions(root: Path, assignment: str) -> dict[str, dict]:
     students = {"solution": {}} | {
         name: entry for name, entry in _wrong_answers(assignment).items()
     }
+    ids = {_meta(c)["grade_id"] for c in release.cells if _meta(c)}
+    others = {
+        _meta(c)["grade_id"] for c in release.cells if _meta(c) and not _meta(c).get("solution")
+    }
     for student, entry in students.items():
         answers, edits = entry.get("answers", {}), entry.get("edits", {})
-        others = {
-            _meta(c)["grade_id"] for c in release.cells if _meta(c) and not _meta(c).get("solution")
-        }
-        assert set(answers) <= set(solutions), (
-            f"{student}: {sorted(set(answers) - set(solutions))} are not answer cells"
+        extra, inserted = entry.get("extra", {}), entry.get("inserted", {})
+        deletes = set(entry.get("deletes", []))
+        assert set(answers) | set(extra) <= set(solutions), (
+            f"{student}: {sorted((set(answers) | set(extra)) - set(solutions))} are not answer cells"
         )
         assert set(edits) <= others, (
             f"{student}: {sorted(set(edits) - others)} are not cells of {assignment}"
         )
+        assert set(inserted) | deletes <= ids, f"{student}: inserted/deletes name unknown cells"
         submission = nbformat.from_dict(release)  # a copy of the student version ...
+        cells = []
         for cell in submission.cells:  # ... with every answer filled in, and the edits made
             grade_id = _meta(cell).get("grade_id")
             if grade_id in edits:
                 cell.source = edits[grade_id].rstrip("\n")
             elif _meta(cell).get("solution"):
-                cell.source = answers.get(grade_id, solutions[grade_id]).rstrip("\n")
+                answer = cell.source if entry.get("blank") else solutions[grade_id]
+                cell.source = answers.get(grade_id, answer).rstrip("\n")
+                if grade_id in extra:
+                    cell.source += "\n" + extra[grade_id].rstrip("\n")
+            if grade_id not in deletes:
+                cells.append(cell)
+            if grade_id in inserted:
+                cells.append(nbformat.v4.new_code_cell(inserted[grade_id].rstrip("\n")))
+        submission.cells = cells
         folder = root / "submitted" / student / assignment
         folder.mkdir(parents=True)
         nbformat.write(submission, folder / f"{assignment}.ipynb")

@@ -28,6 +28,7 @@ LAYERS: dict[int, set[str]] = {
         "bench",
         "capstone",
         "grading",
+        "classroom",
         "doctor",
     },  # measurements and systems built from the transports
     8: {
