@@ -149,9 +149,8 @@ def _submissions(root: Path, assignment: str) -> dict[str, dict]:
         answers, edits = entry.get("answers", {}), entry.get("edits", {})
         extra, inserted = entry.get("extra", {}), entry.get("inserted", {})
         deletes = set(entry.get("deletes", []))
-        assert set(answers) | set(extra) <= set(solutions), (
-            f"{student}: {sorted((set(answers) | set(extra)) - set(solutions))} are not answer cells"
-        )
+        unknown = (set(answers) | set(extra)) - set(solutions)
+        assert not unknown, f"{student}: {sorted(unknown)} are not answer cells"
         assert set(edits) <= others, (
             f"{student}: {sorted(set(edits) - others)} are not cells of {assignment}"
         )
