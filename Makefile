@@ -65,14 +65,11 @@ nav: $(TEST_STAMP)
 	$(BIN)/python tools/nav.py
 
 # The graded assignments (see TEACHING.md): the student version of each assignment
-# in assignments/release/ (not committed). nbgrader runs `alembic` from PATH when it
-# creates assignments/gradebook.db.
-ASSIGNMENTS := $(notdir $(wildcard assignments/source/*))
-
+# in assignments/release/ (not committed), every assignment of assignments/source/ in one run
+# (the glob is nbgrader's). nbgrader runs `alembic` from PATH when it creates
+# assignments/gradebook.db.
 assignments: $(TEACH_STAMP)
-	cd assignments && for a in $(ASSIGNMENTS); do \
-	  PATH="$(abspath $(BIN)):$$PATH" nbgrader generate_assignment $$a --force || exit 1; \
-	done
+	cd assignments && PATH="$(abspath $(BIN)):$$PATH" nbgrader generate_assignment '*' --force
 	@echo "Student versions: assignments/release/. Next steps: TEACHING.md."
 
 clean:
