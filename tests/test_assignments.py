@@ -17,6 +17,7 @@ Also unit tests for rpclab.grading, the scaffolding the assignments use.
 from __future__ import annotations
 
 import contextlib
+import html as html_lib
 import os
 import re
 import shutil
@@ -41,6 +42,7 @@ ASSIGNMENTS = sorted(p.name for p in (COURSE / "source").iterdir() if p.is_dir()
 BIN = Path(sys.executable).parent  # nbgrader's commands live next to this Python
 KERNEL_TIMEOUT = 120  # seconds a notebook cell may take before nbclient gives up
 
+EXCHANGE_SECRET = "0123456789abcdef"  # what `nbgrader submit` writes to submission_secret.txt
 SOLUTION_MARKERS = ("BEGIN SOLUTION", "END SOLUTION")
 HIDDEN_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
@@ -103,6 +105,10 @@ def _solution_code(cell) -> str:
     return "\n".join(
         line for line in cell.source.splitlines() if not any(m in line for m in SOLUTION_MARKERS)
     )
+
+
+def _hidden_region(source: str) -> str:
+    return source.split(HIDDEN_MARKERS[0])[1].split(HIDDEN_MARKERS[1])[0]
 
 
 def _wrong_answers(assignment: str) -> dict:
@@ -174,6 +180,9 @@ def _submissions(root: Path, assignment: str) -> dict[str, dict]:
         folder = root / "submitted" / student / assignment
         folder.mkdir(parents=True)
         nbformat.write(submission, folder / f"{assignment}.ipynb")
+        if student == "solution":  # as if collected from nbgrader's exchange; the others by hand
+            (folder / "timestamp.txt").write_text("2025-01-06 09:00:00.000000 UTC")
+            (folder / "submission_secret.txt").write_text(EXCHANGE_SECRET)
     return students
 
 
@@ -361,6 +370,66 @@ def test_autograde_gives_the_solution_full_marks_and_wrong_answers_lose_their_po
             f"{student} ({entry['why'].strip()}) should lose {sorted(entry['loses'])}, "
             f"lost {sorted(lost(student))}: {why(student)}"
         )
+
+
+@pytest.mark.notebook
+def test_autograde_warns_only_about_test_cells_a_learner_changed(course, autograded):
+    log = (course["root"] / "autograde.log").read_text()
+    assert "Attribute 'checksum'" not in log, "nbgrader's false alarm about hidden tests is back"
+    changed = re.findall(r"Cell (\S+) was changed by the learner", log)
+    edited = [
+        cell
+        for assignment in ASSIGNMENTS
+        for entry in _wrong_answers(assignment).values()
+        for cell in entry.get("edits", {})
+    ]
+    deleted = [
+        cell
+        for assignment in ASSIGNMENTS
+        for entry in _wrong_answers(assignment).values()
+        for cell in entry.get("deletes", [])
+    ]
+    assert sorted(changed) == sorted(edited)
+    assert sorted(re.findall(r"Missing grade cell (\S+) encountered", log)) == sorted(deleted)
+
+
+@pytest.mark.notebook
+def test_feedback_hides_the_hidden_tests_and_release_skips_hand_placed_submissions(
+    course, autograded, tmp_path
+):
+    root, assignment = course["root"], "a1-framing"
+    _nbgrader(root, "generate_feedback", assignment)
+    release = (root / "release" / assignment / f"{assignment}.ipynb").read_text()
+    visible = "\n".join(c.source for c in nbformat.reads(release, as_version=4).cells)
+    hidden = [
+        line.strip()
+        for cell in _graded(nbformat.read(_source(assignment), as_version=4))
+        for line in _hidden_region(cell.source).splitlines()
+        if len(line.strip()) > 20 and line.strip() not in visible
+    ]
+    assert hidden
+    for student in course["students"][assignment]:
+        html = (root / "feedback" / student / assignment / f"{assignment}.html").read_text()
+        text = html_lib.unescape(re.sub(r"<[^>]+>", "", html))
+        shown = [line for line in hidden if line in text]
+        assert not shown, f"{student}'s feedback shows hidden tests: {shown[:3]}"
+        assert "hidden tests:" in text
+    late = root / "feedback" / "checks-size-after-reading" / assignment / f"{assignment}.html"
+    assert "did not return within" in late.read_text(), "feedback says why a hidden test failed"
+
+    exchange = tmp_path / "exchange"
+    exchange.mkdir(mode=0o777)  # as TEACHING.md has the administrator make it
+    log = _nbgrader(root, "release_feedback", assignment, f"--Exchange.root={exchange}")
+    from nbgrader.utils import notebook_hash
+
+    released = (
+        exchange / "rpclab" / "feedback" / f"{notebook_hash(EXCHANGE_SECRET, assignment)}.html"
+    )
+    assert released.exists(), log[-3000:]
+    assert len(list((exchange / "rpclab" / "feedback").iterdir())) == 1
+    for student in course["students"][assignment]:
+        if student != "solution":
+            assert f"Not released: {student}'s {assignment}" in log
 
 
 # --------------------------------------------------------------------------- rpclab.grading

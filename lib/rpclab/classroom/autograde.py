@@ -147,18 +147,32 @@ class CheckIntegrity(NbGraderPreprocessor):
 
     @staticmethod
     def _take_out(cell, line: str) -> bool:
-        """Remove the token's line from the cell's printed output; was it there?"""
+        """Remove the token's line from the cell's printed output; was it there?
+
+        A print may reach the notebook as several stream messages ("text", then "\\n"), so
+        consecutive stdout outputs are joined first.
+        """
+        merged = []
+        for output in cell.outputs:
+            if (
+                output.output_type == "stream"
+                and output.name == "stdout"
+                and merged
+                and merged[-1].output_type == "stream"
+                and merged[-1].name == "stdout"
+            ):
+                merged[-1].text += output.text
+            else:
+                merged.append(output)
         printed = False
         kept = []
-        for output in cell.outputs:
+        for output in merged:
             if output.output_type == "stream" and output.name == "stdout":
-                text = output.text
-                if f"{line}\n" in text:
+                if not printed and f"{line}\n" in output.text:
                     printed = True
-                    text = text.replace(f"{line}\n", "", 1)
-                if not text:
+                    output.text = output.text.replace(f"{line}\n", "", 1)
+                if not output.text:
                     continue
-                output.text = text
             kept.append(output)
         cell.outputs = kept
         return printed
