@@ -23,10 +23,10 @@ set-up and test cells, which the autograder restores from the teacher's copy) an
   import into one of its non-public parts (``grading.framing``). The graded cells whose code
   uses that cell score 0.
 
-:func:`dependencies` says which cells a graded cell's code reaches (names resolved to the cells
-that define them); :func:`cells_to_zero` turns findings into the graded cells that lose their
-points. Used by ``rpclab.classroom.autograde`` during ``nbgrader autograde``, and from the
-command line, from the course folder::
+:func:`dependencies` says which cells a graded cell's code reaches (names resolved to the
+statements that bind them); :func:`cells_to_zero` turns findings into the graded cells that
+lose their points. Used by ``rpclab.classroom.autograde`` during ``nbgrader autograde``, and
+from the command line, from the course folder::
 
     python -m rpclab.classroom.scan a1-framing      # every submission in submitted/
 
@@ -585,26 +585,61 @@ def _symbols(source: str) -> tuple[set[str], set[str]]:
     return _stored_names(tree.body), used
 
 
-def dependencies(nb) -> dict[int, set[int]]:
-    """For each graded cell: the indices of the earlier code cells its code reaches.
+@dataclass(frozen=True)
+class _Statement:
+    """One top-level statement of a cell: where it is, what it binds, what it reads."""
 
-    A name resolves to the last cell before the graded cell that binds it; that cell's own
-    names are followed in turn (a test calls ``roundtrip``, a set-up function, which calls the
-    learner's ``dispatch``: the test reaches the answer cell through the set-up cell).
+    cell: int
+    first: int  # its lines in the cell, 1-based
+    last: int
+    binds: frozenset[str]
+    reads: frozenset[str]
+
+
+def _statements(nb) -> list[_Statement]:
+    found = []
+    for index, cell in enumerate(nb.cells):
+        if cell.get("cell_type") != "code":
+            continue
+        tree = _python(cell.source)
+        for node in tree.body if tree is not None else []:
+            reads = {
+                n.id
+                for n in ast.walk(node)
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+            }
+            found.append(
+                _Statement(
+                    index,
+                    node.lineno,
+                    node.end_lineno or node.lineno,
+                    frozenset(_stored_names([node])),
+                    frozenset(reads),
+                )
+            )
+    return found
+
+
+def _reach(nb) -> dict[int, set[_Statement]]:
+    """For each graded cell: the top-level statements its code reaches.
+
+    A name resolves to the last statement before the end of the graded cell that binds it, and
+    the names that statement reads are followed in turn (a test calls ``roundtrip``, a set-up
+    function, which calls the learner's ``dispatch``: the test reaches the answer cell through
+    the set-up cell). Statements, not cells: a function an answer cell defines next to an import
+    the assignment forbids does not carry the import's cost unless it uses it.
     """
-    symbols = {
-        i: _symbols(c.source) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"
-    }
+    statements = _statements(nb)
     result = {}
     for graded, cell in enumerate(nb.cells):
         if cell.get("cell_type") != "code" or not _meta(cell).get("grade"):
             continue
-        reached: set[int] = set()
-        todo = [graded]
+        before = [s for s in statements if s.cell <= graded]
+        reached = {s for s in before if s.cell == graded}
+        todo = list(reached)
         while todo:
-            bound, used = symbols[todo.pop()]
-            for name in used - bound:
-                definers = [i for i in symbols if i < graded and name in symbols[i][0]]
+            for name in todo.pop().reads:
+                definers = [s for s in before if name in s.binds]
                 if definers and definers[-1] not in reached:
                     reached.add(definers[-1])
                     todo.append(definers[-1])
@@ -612,25 +647,32 @@ def dependencies(nb) -> dict[int, set[int]]:
     return result
 
 
+def dependencies(nb) -> dict[int, set[int]]:
+    """For each graded cell: the indices of the other code cells its code reaches."""
+    return {graded: {s.cell for s in reached} - {graded} for graded, reached in _reach(nb).items()}
+
+
 def cells_to_zero(nb, findings: Iterable[Finding]) -> dict[int, list[Finding]]:
     """Graded cell index -> the findings that cost it its points.
 
     An escape costs every graded cell after it; a forbidden import costs the graded cells whose
-    code reaches the cell that holds it.
+    code reaches the statement that holds it.
     """
     findings = list(findings)
-    reach = dependencies(nb) if any(f.kind == FORBIDDEN for f in findings) else {}
+    reach = _reach(nb) if any(f.kind == FORBIDDEN for f in findings) else {}
     graded = [
         i for i, c in enumerate(nb.cells) if c.get("cell_type") == "code" and _meta(c).get("grade")
     ]
     zero: dict[int, list[Finding]] = {}
     for finding in findings:
         for index in graded:
-            hit = (
-                index > finding.cell
-                if finding.kind == ESCAPE
-                else finding.cell in reach.get(index, set())
-            )
+            if finding.kind == ESCAPE:
+                hit = index > finding.cell
+            else:
+                hit = any(
+                    s.cell == finding.cell and s.first <= finding.line <= s.last
+                    for s in reach.get(index, set())
+                )
             if hit:
                 zero.setdefault(index, []).append(finding)
     return zero
