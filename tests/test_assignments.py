@@ -135,9 +135,10 @@ def _submissions(root: Path, assignment: str) -> dict[str, dict]:
 
     An entry of tests_data/<assignment>.yml starts from the student version with every answer
     cell holding the solution (or, with ``blank: true``, left as released) and then: ``answers``
-    replaces answer cells, ``extra`` appends code to them, ``edits`` changes other cells,
-    ``inserted`` adds cells of the learner's own after the cells named, ``deletes`` removes
-    cells.
+    replaces answer cells, ``replace`` changes lines of their solutions (``{old: ..., new: ...}``
+    pairs, each ``old`` found exactly once), ``extra`` appends code to them, ``edits`` changes
+    other cells, ``inserted`` adds cells of the learner's own after the cells named, ``deletes``
+    removes cells.
     """
     source = nbformat.read(_source(assignment), as_version=4)
     solutions = {
@@ -154,6 +155,15 @@ def _submissions(root: Path, assignment: str) -> dict[str, dict]:
     for student, entry in students.items():
         answers, edits = entry.get("answers", {}), entry.get("edits", {})
         extra, inserted = entry.get("extra", {}), entry.get("inserted", {})
+        answers = dict(answers)
+        for grade_id, changes in entry.get("replace", {}).items():
+            code = solutions[grade_id]
+            for change in changes:
+                assert code.count(change["old"]) == 1, (
+                    f"{student}: {change['old']!r} is not in {grade_id}'s solution exactly once"
+                )
+                code = code.replace(change["old"], change["new"])
+            answers[grade_id] = code
         deletes = set(entry.get("deletes", []))
         unknown = (set(answers) | set(extra)) - set(solutions)
         assert not unknown, f"{student}: {sorted(unknown)} are not answer cells"
