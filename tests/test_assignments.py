@@ -196,56 +196,82 @@ def _submissions(root: Path, assignment: str) -> dict[str, dict]:
     return students
 
 
+def _start_nbgrader(course: Path, *args: str, log: Path) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [str(BIN / "nbgrader"), *args],
+            cwd=course,
+            env=_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _finish(process: subprocess.Popen, log: Path, timeout: float) -> None:
+    try:
+        returncode = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+    assert returncode == 0, f"{' '.join(process.args[1:])} failed:\n{log.read_text()[-4000:]}"
+
+
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    """A copy of the course with the student versions generated and the submissions being
+    """A course copy per assignment, its student version generated and its submissions being
     autograded.
 
-    `nbgrader autograde` for every assignment and student starts here, in the
-    background, so that it runs side by side with the tests that execute
-    notebooks with nbclient; `autograded` waits for it.
+    One course folder (and gradebook) per assignment, so that the four `nbgrader autograde`
+    runs go side by side (much of their time is kernels starting and tests waiting on
+    timeouts), and side by side with the tests that execute notebooks with nbclient;
+    `autograded` waits for them.
     """
-    root = tmp_path_factory.mktemp("course")
-    shutil.copy(COURSE / "nbgrader_config.py", root)
-    shutil.copytree(COURSE / "source", root / "source")
-    _nbgrader(root, "generate_assignment", "*", "--force")  # a glob: every assignment in one run
-    students = {assignment: _submissions(root, assignment) for assignment in ASSIGNMENTS}
-    log = open(root / "autograde.log", "w")
-    process = subprocess.Popen(
-        [str(BIN / "nbgrader"), "autograde", "*", "--force"],
-        cwd=root,
-        env=_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    base = tmp_path_factory.mktemp("course")
+    roots = {}
+    for assignment in ASSIGNMENTS:
+        roots[assignment] = base / assignment
+        (roots[assignment] / "source").mkdir(parents=True)
+        shutil.copy(COURSE / "nbgrader_config.py", roots[assignment])
+        shutil.copytree(COURSE / "source" / assignment, roots[assignment] / "source" / assignment)
+    generating = {
+        a: _start_nbgrader(
+            roots[a], "generate_assignment", a, "--force", log=roots[a] / "generate.log"
+        )
+        for a in ASSIGNMENTS
+    }
+    for assignment, process in generating.items():
+        _finish(process, roots[assignment] / "generate.log", timeout=300)
+    students = {a: _submissions(roots[a], a) for a in ASSIGNMENTS}
+    grading_runs = {
+        a: _start_nbgrader(roots[a], "autograde", a, "--force", log=roots[a] / "autograde.log")
+        for a in ASSIGNMENTS
+    }
     try:
-        yield {"root": root, "students": students, "autograde": process}
+        yield {"roots": roots, "students": students, "autograde": grading_runs}
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        log.close()
+        for process in grading_runs.values():
+            if process.poll() is None:
+                process.kill()
+            process.wait()
 
 
 @pytest.fixture(scope="module")
 def autograded(course) -> dict:
-    """Scores from the gradebook once autograding is done: assignment -> student -> grade id ->
+    """Scores from the gradebooks once autograding is done: assignment -> student -> grade id ->
     (score, max)."""
     from nbgrader.api import Gradebook
 
-    root, process = course["root"], course["autograde"]
-    returncode = process.wait(timeout=900)
-    assert returncode == 0, (
-        f"nbgrader autograde failed:\n{(root / 'autograde.log').read_text()[-4000:]}"
-    )
     scores: dict = {}
-    with (
-        _path_with_bin(),
-        Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id="rpclab") as gradebook,
-    ):
-        for assignment, students in course["students"].items():
+    for assignment, process in course["autograde"].items():
+        root = course["roots"][assignment]
+        _finish(process, root / "autograde.log", timeout=900)
+        with (
+            _path_with_bin(),
+            Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id="rpclab") as gradebook,
+        ):
             scores[assignment] = {"max": gradebook.find_assignment(assignment).max_score}
-            for student in students:
+            for student in course["students"][assignment]:
                 notebook = gradebook.find_submission_notebook(assignment, assignment, student)
                 scores[assignment][student] = {
                     g.name: (g.score, g.max_score) for g in notebook.grades
@@ -332,7 +358,7 @@ def test_source_notebook_is_tidy_and_states_its_time_and_points(assignment):
 @pytest.mark.notebook
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_student_version_hides_the_answers_and_fails_every_graded_cell(assignment, course):
-    release = course["root"] / "release" / assignment / f"{assignment}.ipynb"
+    release = course["roots"][assignment] / "release" / assignment / f"{assignment}.ipynb"
     text = release.read_text()
     for marker in SOLUTION_MARKERS + HIDDEN_MARKERS:
         assert marker not in text, f"the student version still holds {marker!r}"
@@ -354,6 +380,7 @@ def test_source_notebook_passes_every_graded_cell(assignment, tmp_path):
     assert _graded(nb)
 
 
+@pytest.mark.timeout(900)  # waits for the autograde runs
 @pytest.mark.notebook
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_autograde_gives_the_solution_full_marks_and_wrong_answers_lose_their_points(
@@ -366,7 +393,13 @@ def test_autograde_gives_the_solution_full_marks_and_wrong_answers_lose_their_po
         return {name for name, (score, top) in scores[student].items() if score < top}
 
     def why(student: str) -> str:
-        path = course["root"] / "autograded" / student / assignment / f"{assignment}.ipynb"
+        path = (
+            course["roots"][assignment]
+            / "autograded"
+            / student
+            / assignment
+            / f"{assignment}.ipynb"
+        )
         graded = nbformat.read(path, as_version=4)
         return "; ".join(
             f"{_meta(c)['grade_id']}: {_errors(c)[-1][:300]}" for c in _graded(graded) if _errors(c)
@@ -382,9 +415,10 @@ def test_autograde_gives_the_solution_full_marks_and_wrong_answers_lose_their_po
         )
 
 
+@pytest.mark.timeout(900)  # waits for the autograde runs
 @pytest.mark.notebook
 def test_autograde_warns_only_about_test_cells_a_learner_changed(course, autograded):
-    log = (course["root"] / "autograde.log").read_text()
+    log = "".join((course["roots"][a] / "autograde.log").read_text() for a in ASSIGNMENTS)
     assert "Attribute 'checksum'" not in log, "nbgrader's false alarm about hidden tests is back"
     changed = re.findall(r"Cell (\S+) was changed by the learner", log)
     edited = [
@@ -403,17 +437,22 @@ def test_autograde_warns_only_about_test_cells_a_learner_changed(course, autogra
     assert sorted(re.findall(r"Missing grade cell (\S+) encountered", log)) == sorted(deleted)
 
 
+@pytest.mark.timeout(900)  # waits for the autograde runs
 @pytest.mark.notebook
 def test_feedback_hides_the_hidden_tests_and_release_skips_hand_placed_submissions(
     course, autograded, tmp_path
 ):
-    root, assignment = course["root"], "a1-framing"
+    assignment = "a1-framing"
+    root = course["roots"][assignment]
     _nbgrader(root, "generate_feedback", assignment)
-    release = (root / "release" / assignment / f"{assignment}.ipynb").read_text()
-    visible = "\n".join(c.source for c in nbformat.reads(release, as_version=4).cells)
+    source = nbformat.read(_source(assignment), as_version=4)
+    visible = "\n".join(  # everything but the hidden tests: instructions, solutions, visible tests
+        c.source.replace(_hidden_region(c.source), "") if _meta(c).get("grade") else c.source
+        for c in source.cells
+    )
     hidden = [
         line.strip()
-        for cell in _graded(nbformat.read(_source(assignment), as_version=4))
+        for cell in _graded(source)
         for line in _hidden_region(cell.source).splitlines()
         if len(line.strip()) > 20 and line.strip() not in visible
     ]
