@@ -18,7 +18,7 @@ TEACH_STAMP := $(VENV)/.installed-teach
 TEST_EXTRAS  := [test]
 TEACH_EXTRAS := [test,teach]
 
-.PHONY: lab test install bench doctor nav assignments clean
+.PHONY: lab test install bench doctor nav assignments learner-branch slides clean
 
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
@@ -69,8 +69,19 @@ nav: $(TEST_STAMP)
 # (the glob is nbgrader's). nbgrader runs `alembic` from PATH when it creates
 # assignments/gradebook.db.
 assignments: $(TEACH_STAMP)
+	@test -d assignments/source || { echo "assignments/source is not here: this is the learners' \
+	branch. Teachers build the student versions from the main branch (TEACHING.md)."; exit 1; }
 	cd assignments && PATH="$(abspath $(BIN)):$$PATH" nbgrader generate_assignment '*' --force
 	@echo "Student versions: assignments/release/. Next steps: TEACHING.md."
+
+# The learners' branch `learn`: this commit without the answer key, with the student versions
+# (tools/learner_export.py; TEACHING.md says when to run it and where to push it).
+learner-branch: $(TEACH_STAMP)
+	$(BIN)/python tools/learner_export.py --branch learn
+
+# Lecture slides from the notebooks (reveal.js, by nbconvert) in artifacts/slides/, not committed.
+slides: $(TEST_STAMP)
+	$(BIN)/python tools/slides.py --out artifacts/slides
 
 clean:
 	rm -rf $(VENV) .pytest_cache artifacts

@@ -7,9 +7,12 @@ The nbgrader commands themselves run in tests/test_assignments.py, on the course
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import nbformat
@@ -214,3 +217,94 @@ def test_hidden_regions_fold_to_one_line_in_feedback():
     assert "BEGIN HIDDEN" not in folded
     assert "# ... hidden tests:" in folded and "lines, not shown in feedback" in folded
     assert folded.startswith(source.split("### BEGIN HIDDEN TESTS")[0].rstrip("\n"))
+
+
+# --------------------------------------------------------------------------- the learner route
+
+
+def _answer_key_lines() -> dict[str, set[str]]:
+    """Lines only the answer key holds: each assignment's solutions and hidden tests, minus what
+    the student version shows anyway (the statement, the visible tests, set-up code)."""
+    key = {}
+    for assignment in ASSIGNMENTS:
+        nb = _source(assignment)
+        secret, shown = set(), []
+        for cell in nb.cells:
+            inside = None
+            for line in cell.source.splitlines():
+                if "BEGIN SOLUTION" in line or "BEGIN HIDDEN TESTS" in line:
+                    inside = True
+                elif "END SOLUTION" in line or "END HIDDEN TESTS" in line:
+                    inside = None
+                elif inside:
+                    secret.add(line.strip())
+                else:
+                    shown.append(line.strip())
+        key[assignment] = {
+            line for line in secret - set(shown) if len(line) > 25 and not line.startswith("#")
+        }
+    return key
+
+
+@pytest.mark.notebook
+def test_the_learner_branch_carries_no_answer_key_and_its_check_sees_it_go_stale(tmp_path):
+    """The learners' route: the branch `learn` that tools/learner_export.py makes from a commit
+    (in a clone, so that this repository's branches stay as they are)."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: nothing to export")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=120)
+
+    def tool(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "tools" / "learner_export.py"),
+                "--repo",
+                str(clone),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    made = tool("--branch", "learn")
+    assert made.returncode == 0, made.stdout + made.stderr
+    tree = tmp_path / "learn"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", "learn"], cwd=clone, capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+
+    files = {p.relative_to(tree).as_posix(): p for p in tree.rglob("*") if p.is_file()}
+    for assignment in ASSIGNMENTS:
+        student = f"assignments/{assignment}/{assignment}.ipynb"
+        assert student in files, f"the learners get no student version of {assignment}"
+        nb = nbformat.read(files[student], as_version=4)
+        assert not any("BEGIN SOLUTION" in c.source or "HIDDEN TESTS" in c.source for c in nb.cells)
+    assert not [
+        f for f in files if f.startswith(("assignments/source/", "assignments/tests_data/"))
+    ]
+    texts = {name: path.read_text(errors="replace") for name, path in files.items()}
+    for assignment, lines in _answer_key_lines().items():
+        assert lines, assignment
+        leaks = {name: [line for line in lines if line in text][:2] for name, text in texts.items()}
+        leaks = {name: found for name, found in leaks.items() if found}
+        assert not leaks, f"the learners' branch holds {assignment}'s answer key: {leaks}"
+    assert (tree / "notebooks" / "00-start-here.ipynb").exists() and (tree / "lib").is_dir()
+    assert "learn" in (tree / "README.md").read_text(), "the README sends learners to `learn`"
+
+    checked = tool("--check", "learn")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    notebook = clone / "notebooks" / "00-start-here.ipynb"
+    notebook.write_text(notebook.read_text().replace("Start here", "Begin here", 1))
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "change"],
+        cwd=clone,
+        check=True,
+    )
+    stale = tool("--check", "learn")
+    assert stale.returncode == 1 and "stale" in stale.stdout, stale.stdout + stale.stderr
