@@ -280,20 +280,33 @@ def test_the_learner_branch_carries_no_answer_key_and_its_check_sees_it_go_stale
         tar.extractall(tree, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
 
     files = {p.relative_to(tree).as_posix(): p for p in tree.rglob("*") if p.is_file()}
+    students = {f"assignments/{a}/{a}.ipynb" for a in ASSIGNMENTS}
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=clone, capture_output=True, text=True, check=True
+    ).stdout.split()
+    teacher_only = [
+        f for f in tracked if f.startswith(("assignments/source/", "assignments/tests_data/"))
+    ]
+    assert teacher_only, "main holds the answer key"
+    expected = {f for f in tracked if f not in teacher_only} - {
+        "assignments/nbgrader_config.py",
+        "tests/test_assignments.py",
+        "tests/test_classroom.py",
+    }
+    expected |= students | {"assignments/README.md"}
+    assert set(files) == expected, (
+        "the learners' branch holds what main holds, but the answer key and what needs it, "
+        f"and the student versions: {sorted(set(files) ^ expected)}"
+    )
+    key = _answer_key_lines()
     for assignment in ASSIGNMENTS:
         student = f"assignments/{assignment}/{assignment}.ipynb"
-        assert student in files, f"the learners get no student version of {assignment}"
         nb = nbformat.read(files[student], as_version=4)
-        assert not any("BEGIN SOLUTION" in c.source or "HIDDEN TESTS" in c.source for c in nb.cells)
-    assert not [
-        f for f in files if f.startswith(("assignments/source/", "assignments/tests_data/"))
-    ]
-    texts = {name: path.read_text(errors="replace") for name, path in files.items()}
-    for assignment, lines in _answer_key_lines().items():
-        assert lines, assignment
-        leaks = {name: [line for line in lines if line in text][:2] for name, text in texts.items()}
-        leaks = {name: found for name, found in leaks.items() if found}
-        assert not leaks, f"the learners' branch holds {assignment}'s answer key: {leaks}"
+        text = "\n".join(c.source for c in nb.cells)
+        assert "SOLUTION" not in text and "HIDDEN TESTS" not in text
+        assert key[assignment], assignment
+        leaked = [line for line in key[assignment] if line in text]
+        assert not leaked, f"{student} holds {assignment}'s answer key: {leaked[:3]}"
     assert (tree / "notebooks" / "00-start-here.ipynb").exists() and (tree / "lib").is_dir()
     assert "learn" in (tree / "README.md").read_text(), "the README sends learners to `learn`"
 

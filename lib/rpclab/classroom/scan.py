@@ -576,13 +576,32 @@ def scan_notebook(nb, *, teacher: set[int] | None = None) -> list[Finding]:
     return findings
 
 
+def _free_reads(node: ast.AST, local: frozenset[str] = frozenset()) -> set[str]:
+    """The names ``node`` reads that are not local to a function (or lambda) inside it: the
+    module-level names it depends on."""
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+        body = node.body if isinstance(node.body, list) else [node.body]
+        inner = frozenset(local | _stored_names([node.args, *body]))
+        reads: set[str] = set()
+        for part in [*getattr(node, "decorator_list", []), *node.args.defaults]:
+            reads |= _free_reads(part, local)
+        for statement in body:
+            reads |= _free_reads(statement, inner)
+        return reads
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+        return set() if node.id in local else {node.id}
+    reads = set()
+    for child in ast.iter_child_nodes(node):
+        reads |= _free_reads(child, local)
+    return reads
+
+
 def _symbols(source: str) -> tuple[set[str], set[str]]:
-    """(names the cell binds at module level, names it reads anywhere)."""
+    """(names the cell binds at module level, module-level names it reads)."""
     tree = _python(source)
     if tree is None:
         return set(), set()
-    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    return _stored_names(tree.body), used
+    return _stored_names(tree.body), _free_reads(tree)
 
 
 @dataclass(frozen=True)
@@ -603,11 +622,7 @@ def _statements(nb) -> list[_Statement]:
             continue
         tree = _python(cell.source)
         for node in tree.body if tree is not None else []:
-            reads = {
-                n.id
-                for n in ast.walk(node)
-                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
-            }
+            reads = _free_reads(node)
             found.append(
                 _Statement(
                     index,
