@@ -579,3 +579,58 @@ def test_frame_server_closes_a_connection_whose_handler_raises(caplog):
             conn.request(b"anything", timeout=2)
     assert "handle(payload) raised" in caplog.text
     assert "grading-broken" not in background.running()
+
+
+def test_held_frame_server_answers_a_pipelining_client_last_first_and_a_lock_step_one_never():
+    with grading.serve_held_frames("grading-held", lambda p: p.upper(), hold=3) as server:
+        with grading.FramedConnection(server.address) as conn:
+            for payload in (b"a", b"b", b"c"):
+                conn.send(payload)
+            assert [conn.recv(timeout=2) for _ in range(3)] == [b"C", b"B", b"A"]
+        with grading.FramedConnection(server.address) as conn:
+            with pytest.raises(TimeoutError):
+                conn.request(b"alone", timeout=0.2)
+    with pytest.raises(ValueError, match="hold"):
+        grading.HeldFrameServer(("127.0.0.1", 0), lambda p: p, hold=0)
+
+
+def test_proto_file_from_tables_and_proto_differences_in_words():
+    from rpclab.grpcstack import protos
+
+    contract = grading.proto_file(
+        "shop.proto",
+        "shop",
+        messages={
+            "Item": [("sku", 1, "string"), ("cents", 2, "int64")],
+            "Basket": [("items", 1, "Item", "repeated"), ("owner_id", 2, "int64")],
+        },
+        services={"Till": [("Ring", "Item", "Basket", True, False)]},
+    )
+    same = protos.describe(
+        'syntax = "proto3"; package shop;'
+        " message Item { string sku = 1; int64 cents = 2; }"
+        " message Basket { repeated Item items = 1; int64 owner_id = 2; }"
+        " service Till { rpc Ring(stream Item) returns (Basket); }",
+        "shop.proto",
+    )
+    assert grading.proto_differences(contract, same) == []
+    assert contract.message_type[1].field[1].json_name == same.message_type[1].field[1].json_name
+    other = protos.describe(
+        'syntax = "proto3"; package shop;'
+        " message Item { string sku = 1; int32 cents = 3; string note = 4; }"
+        " message Basket { Item items = 1; }"
+        " service Till { rpc Ring(Item) returns (Basket); }",
+        "shop.proto",
+    )
+    assert sorted(grading.proto_differences(contract, other)) == sorted(
+        [
+            "Item.cents is field 3, not 2",
+            "Item.cents is int32, not int64",
+            "Item has a field note the contract does not",
+            "Basket.items must be repeated",
+            "Basket has no field owner_id",
+            "Ring's request must be a stream",
+        ]
+    )
+    with pytest.raises(ValueError, match="unknown type"):
+        grading.proto_file("x.proto", "x", {"A": [("b", 1, "float128")]}, {})
