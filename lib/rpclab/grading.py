@@ -483,9 +483,7 @@ def proto_differences(expected, got) -> list[str]:
             have_type = have.type_name.split(".")[-1] or type_names[have.type][5:]
             want_type = field.type_name.split(".")[-1] or type_names[field.type][5:]
             if have.type != field.type or have_type != want_type:
-                differences.append(
-                    f"{message.name}.{field.name} is a {have_type}, not a {want_type}"
-                )
+                differences.append(f"{message.name}.{field.name} is {have_type}, not {want_type}")
             if (have.label == F.LABEL_REPEATED) != (field.label == F.LABEL_REPEATED):
                 want = "repeated" if field.label == F.LABEL_REPEATED else "not repeated"
                 differences.append(f"{message.name}.{field.name} must be {want}")
