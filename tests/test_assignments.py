@@ -472,7 +472,10 @@ def test_feedback_hides_the_hidden_tests_and_release_skips_hand_placed_submissio
     from nbgrader.utils import notebook_hash
 
     released = (
-        exchange / "rpclab" / "feedback" / f"{notebook_hash(EXCHANGE_SECRET, assignment)}.html"
+        exchange
+        / "rpclab"
+        / "feedback"
+        / f"{notebook_hash(secret=EXCHANGE_SECRET, notebook_id=assignment)}.html"
     )
     assert released.exists(), log[-3000:]
     assert len(list((exchange / "rpclab" / "feedback").iterdir())) == 1
