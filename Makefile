@@ -13,7 +13,12 @@ LEARN_STAMP := $(VENV)/.installed
 TEST_STAMP  := $(VENV)/.installed-test
 TEACH_STAMP := $(VENV)/.installed-teach
 
-.PHONY: lab test install bench doctor nav assignments clean node-client
+# The extras each stamp installs. They live in variables because make splits the arguments of
+# $(call ...) at every comma: `$(call install,[test,teach])` would pass "[test" alone.
+TEST_EXTRAS  := [test]
+TEACH_EXTRAS := [test,teach]
+
+.PHONY: lab test install bench doctor nav assignments learner-branch slides clean node-client
 .PHONY: test-other-pythons test-all-pythons
 
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -67,11 +72,11 @@ $(LEARN_STAMP): pyproject.toml tools/jupyterlab-overrides.json
 	touch $@
 
 $(TEST_STAMP): pyproject.toml
-	$(call install,[test])
+	$(call install,$(TEST_EXTRAS))
 	touch $@ $(LEARN_STAMP)
 
 $(TEACH_STAMP): pyproject.toml
-	$(call install,[test,teach])
+	$(call install,$(TEACH_EXTRAS))
 	touch $@ $(TEST_STAMP) $(LEARN_STAMP)
 
 doctor: $(LEARN_STAMP)
@@ -84,15 +89,23 @@ nav: $(TEST_STAMP)
 	$(BIN)/python tools/nav.py
 
 # The graded assignments (see TEACHING.md): the student version of each assignment
-# in assignments/release/ (not committed). nbgrader runs `alembic` from PATH when it
-# creates assignments/gradebook.db.
-ASSIGNMENTS := $(notdir $(wildcard assignments/source/*))
-
+# in assignments/release/ (not committed), every assignment of assignments/source/ in one run
+# (the glob is nbgrader's). nbgrader runs `alembic` from PATH when it creates
+# assignments/gradebook.db.
 assignments: $(TEACH_STAMP)
-	cd assignments && for a in $(ASSIGNMENTS); do \
-	  PATH="$(abspath $(BIN)):$$PATH" nbgrader generate_assignment $$a --force || exit 1; \
-	done
+	@test -d assignments/source || { echo "assignments/source is not here: this is the learners' \
+	branch. Teachers build the student versions from the main branch (TEACHING.md)."; exit 1; }
+	cd assignments && PATH="$(abspath $(BIN)):$$PATH" nbgrader generate_assignment '*' --force
 	@echo "Student versions: assignments/release/. Next steps: TEACHING.md."
+
+# The learners' branch `learn`: this commit without the answer key, with the student versions
+# (tools/learner_export.py; TEACHING.md says when to run it and where to push it).
+learner-branch: $(TEACH_STAMP)
+	$(BIN)/python tools/learner_export.py --branch learn
+
+# Lecture slides from the notebooks (reveal.js, by nbconvert) in artifacts/slides/, not committed.
+slides: $(TEST_STAMP)
+	$(BIN)/python tools/slides.py --out artifacts/slides
 
 clean:
 	rm -rf $(VENV) .venv-3.* .pytest_cache artifacts

@@ -17,6 +17,7 @@ Also unit tests for rpclab.grading, the scaffolding the assignments use.
 from __future__ import annotations
 
 import contextlib
+import html as html_lib
 import os
 import re
 import shutil
@@ -41,6 +42,7 @@ ASSIGNMENTS = sorted(p.name for p in (COURSE / "source").iterdir() if p.is_dir()
 BIN = Path(sys.executable).parent  # nbgrader's commands live next to this Python
 KERNEL_TIMEOUT = 120  # seconds a notebook cell may take before nbclient gives up
 
+EXCHANGE_SECRET = "0123456789abcdef"  # what `nbgrader submit` writes to submission_secret.txt
 SOLUTION_MARKERS = ("BEGIN SOLUTION", "END SOLUTION")
 HIDDEN_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
@@ -105,6 +107,10 @@ def _solution_code(cell) -> str:
     )
 
 
+def _hidden_region(source: str) -> str:
+    return source.split(HIDDEN_MARKERS[0])[1].split(HIDDEN_MARKERS[1])[0]
+
+
 def _wrong_answers(assignment: str) -> dict:
     path = COURSE / "tests_data" / f"{assignment}.yml"
     return yaml.safe_load(path.read_text()) if path.exists() else {}
@@ -125,7 +131,15 @@ def _path_with_bin():
 
 def _submissions(root: Path, assignment: str) -> dict[str, dict]:
     """Write the solution and every wrong answer as submitted/<student>/<assignment>/; return them
-    by student."""
+    by student.
+
+    An entry of tests_data/<assignment>.yml starts from the student version with every answer
+    cell holding the solution (or, with ``blank: true``, left as released) and then: ``answers``
+    replaces answer cells, ``replace`` changes lines of their solutions (``{old: ..., new: ...}``
+    pairs, each ``old`` found exactly once), ``extra`` appends code to them, ``edits`` changes
+    other cells, ``inserted`` adds cells of the learner's own after the cells named, ``deletes``
+    removes cells.
+    """
     source = nbformat.read(_source(assignment), as_version=4)
     solutions = {
         _meta(c)["grade_id"]: _solution_code(c) for c in source.cells if _meta(c).get("solution")
@@ -134,80 +148,130 @@ def _submissions(root: Path, assignment: str) -> dict[str, dict]:
     students = {"solution": {}} | {
         name: entry for name, entry in _wrong_answers(assignment).items()
     }
+    ids = {_meta(c)["grade_id"] for c in release.cells if _meta(c)}
+    others = {
+        _meta(c)["grade_id"] for c in release.cells if _meta(c) and not _meta(c).get("solution")
+    }
     for student, entry in students.items():
         answers, edits = entry.get("answers", {}), entry.get("edits", {})
-        others = {
-            _meta(c)["grade_id"] for c in release.cells if _meta(c) and not _meta(c).get("solution")
-        }
-        assert set(answers) <= set(solutions), (
-            f"{student}: {sorted(set(answers) - set(solutions))} are not answer cells"
-        )
+        extra, inserted = entry.get("extra", {}), entry.get("inserted", {})
+        answers = dict(answers)
+        for grade_id, changes in entry.get("replace", {}).items():
+            code = solutions[grade_id]
+            for change in changes:
+                assert code.count(change["old"]) == 1, (
+                    f"{student}: {change['old']!r} is not in {grade_id}'s solution exactly once"
+                )
+                code = code.replace(change["old"], change["new"])
+            answers[grade_id] = code
+        deletes = set(entry.get("deletes", []))
+        unknown = (set(answers) | set(extra)) - set(solutions)
+        assert not unknown, f"{student}: {sorted(unknown)} are not answer cells"
         assert set(edits) <= others, (
             f"{student}: {sorted(set(edits) - others)} are not cells of {assignment}"
         )
+        assert set(inserted) | deletes <= ids, f"{student}: inserted/deletes name unknown cells"
         submission = nbformat.from_dict(release)  # a copy of the student version ...
+        cells = []
         for cell in submission.cells:  # ... with every answer filled in, and the edits made
             grade_id = _meta(cell).get("grade_id")
             if grade_id in edits:
                 cell.source = edits[grade_id].rstrip("\n")
             elif _meta(cell).get("solution"):
-                cell.source = answers.get(grade_id, solutions[grade_id]).rstrip("\n")
+                answer = cell.source if entry.get("blank") else solutions[grade_id]
+                cell.source = answers.get(grade_id, answer).rstrip("\n")
+                if grade_id in extra:
+                    cell.source += "\n" + extra[grade_id].rstrip("\n")
+            if grade_id not in deletes:
+                cells.append(cell)
+            if grade_id in inserted:
+                cells.append(nbformat.v4.new_code_cell(inserted[grade_id].rstrip("\n")))
+        submission.cells = cells
         folder = root / "submitted" / student / assignment
         folder.mkdir(parents=True)
         nbformat.write(submission, folder / f"{assignment}.ipynb")
+        if student == "solution":  # as if collected from nbgrader's exchange; the others by hand
+            (folder / "timestamp.txt").write_text("2025-01-06 09:00:00.000000 UTC")
+            (folder / "submission_secret.txt").write_text(EXCHANGE_SECRET)
     return students
+
+
+def _start_nbgrader(course: Path, *args: str, log: Path) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [str(BIN / "nbgrader"), *args],
+            cwd=course,
+            env=_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _finish(process: subprocess.Popen, log: Path, timeout: float) -> None:
+    try:
+        returncode = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+    assert returncode == 0, f"{' '.join(process.args[1:])} failed:\n{log.read_text()[-4000:]}"
 
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    """A copy of the course with the student versions generated and the submissions being
+    """A course copy per assignment, its student version generated and its submissions being
     autograded.
 
-    `nbgrader autograde` for every assignment and student starts here, in the
-    background, so that it runs side by side with the tests that execute
-    notebooks with nbclient; `autograded` waits for it.
+    One course folder (and gradebook) per assignment, so that the four `nbgrader autograde`
+    runs go side by side (much of their time is kernels starting and tests waiting on
+    timeouts), and side by side with the tests that execute notebooks with nbclient;
+    `autograded` waits for them.
     """
-    root = tmp_path_factory.mktemp("course")
-    shutil.copy(COURSE / "nbgrader_config.py", root)
-    shutil.copytree(COURSE / "source", root / "source")
-    _nbgrader(root, "generate_assignment", "*", "--force")  # a glob: every assignment in one run
-    students = {assignment: _submissions(root, assignment) for assignment in ASSIGNMENTS}
-    log = open(root / "autograde.log", "w")
-    process = subprocess.Popen(
-        [str(BIN / "nbgrader"), "autograde", "*", "--force"],
-        cwd=root,
-        env=_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    base = tmp_path_factory.mktemp("course")
+    roots = {}
+    for assignment in ASSIGNMENTS:
+        roots[assignment] = base / assignment
+        (roots[assignment] / "source").mkdir(parents=True)
+        shutil.copy(COURSE / "nbgrader_config.py", roots[assignment])
+        shutil.copytree(COURSE / "source" / assignment, roots[assignment] / "source" / assignment)
+    generating = {
+        a: _start_nbgrader(
+            roots[a], "generate_assignment", a, "--force", log=roots[a] / "generate.log"
+        )
+        for a in ASSIGNMENTS
+    }
+    for assignment, process in generating.items():
+        _finish(process, roots[assignment] / "generate.log", timeout=300)
+    students = {a: _submissions(roots[a], a) for a in ASSIGNMENTS}
+    grading_runs = {
+        a: _start_nbgrader(roots[a], "autograde", a, "--force", log=roots[a] / "autograde.log")
+        for a in ASSIGNMENTS
+    }
     try:
-        yield {"root": root, "students": students, "autograde": process}
+        yield {"roots": roots, "students": students, "autograde": grading_runs}
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        log.close()
+        for process in grading_runs.values():
+            if process.poll() is None:
+                process.kill()
+            process.wait()
 
 
 @pytest.fixture(scope="module")
 def autograded(course) -> dict:
-    """Scores from the gradebook once autograding is done: assignment -> student -> grade id ->
+    """Scores from the gradebooks once autograding is done: assignment -> student -> grade id ->
     (score, max)."""
     from nbgrader.api import Gradebook
 
-    root, process = course["root"], course["autograde"]
-    returncode = process.wait(timeout=900)
-    assert returncode == 0, (
-        f"nbgrader autograde failed:\n{(root / 'autograde.log').read_text()[-4000:]}"
-    )
     scores: dict = {}
-    with (
-        _path_with_bin(),
-        Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id="rpclab") as gradebook,
-    ):
-        for assignment, students in course["students"].items():
+    for assignment, process in course["autograde"].items():
+        root = course["roots"][assignment]
+        _finish(process, root / "autograde.log", timeout=900)
+        with (
+            _path_with_bin(),
+            Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id="rpclab") as gradebook,
+        ):
             scores[assignment] = {"max": gradebook.find_assignment(assignment).max_score}
-            for student in students:
+            for student in course["students"][assignment]:
                 notebook = gradebook.find_submission_notebook(assignment, assignment, student)
                 scores[assignment][student] = {
                     g.name: (g.score, g.max_score) for g in notebook.grades
@@ -243,7 +307,7 @@ def test_source_notebook_is_tidy_and_states_its_time_and_points(assignment):
 
     intro = nb.cells[0].source
     assert re.search(r"^# A\d · ", intro, re.M), "the first cell is the title"
-    assert re.search(r"^\*Time: about \d+ minutes\.\*", intro, re.M), (
+    assert re.search(r"^\*Time: about \d+ (minutes|hours)\.\*", intro, re.M), (
         "the title cell gives a time estimate"
     )
     rows = re.findall(r"^\| (\d+) \|.*\| (\d+) \|$", intro, re.M)
@@ -294,7 +358,7 @@ def test_source_notebook_is_tidy_and_states_its_time_and_points(assignment):
 @pytest.mark.notebook
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_student_version_hides_the_answers_and_fails_every_graded_cell(assignment, course):
-    release = course["root"] / "release" / assignment / f"{assignment}.ipynb"
+    release = course["roots"][assignment] / "release" / assignment / f"{assignment}.ipynb"
     text = release.read_text()
     for marker in SOLUTION_MARKERS + HIDDEN_MARKERS:
         assert marker not in text, f"the student version still holds {marker!r}"
@@ -316,6 +380,7 @@ def test_source_notebook_passes_every_graded_cell(assignment, tmp_path):
     assert _graded(nb)
 
 
+@pytest.mark.timeout(900)  # waits for the autograde runs
 @pytest.mark.notebook
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_autograde_gives_the_solution_full_marks_and_wrong_answers_lose_their_points(
@@ -328,7 +393,13 @@ def test_autograde_gives_the_solution_full_marks_and_wrong_answers_lose_their_po
         return {name for name, (score, top) in scores[student].items() if score < top}
 
     def why(student: str) -> str:
-        path = course["root"] / "autograded" / student / assignment / f"{assignment}.ipynb"
+        path = (
+            course["roots"][assignment]
+            / "autograded"
+            / student
+            / assignment
+            / f"{assignment}.ipynb"
+        )
         graded = nbformat.read(path, as_version=4)
         return "; ".join(
             f"{_meta(c)['grade_id']}: {_errors(c)[-1][:300]}" for c in _graded(graded) if _errors(c)
@@ -342,6 +413,75 @@ def test_autograde_gives_the_solution_full_marks_and_wrong_answers_lose_their_po
             f"{student} ({entry['why'].strip()}) should lose {sorted(entry['loses'])}, "
             f"lost {sorted(lost(student))}: {why(student)}"
         )
+
+
+@pytest.mark.timeout(900)  # waits for the autograde runs
+@pytest.mark.notebook
+def test_autograde_warns_only_about_test_cells_a_learner_changed(course, autograded):
+    log = "".join((course["roots"][a] / "autograde.log").read_text() for a in ASSIGNMENTS)
+    assert "Attribute 'checksum'" not in log, "nbgrader's false alarm about hidden tests is back"
+    changed = re.findall(r"Cell (\S+) was changed by the learner", log)
+    edited = [
+        cell
+        for assignment in ASSIGNMENTS
+        for entry in _wrong_answers(assignment).values()
+        for cell in entry.get("edits", {})
+    ]
+    deleted = [
+        cell
+        for assignment in ASSIGNMENTS
+        for entry in _wrong_answers(assignment).values()
+        for cell in entry.get("deletes", [])
+    ]
+    assert sorted(changed) == sorted(edited)
+    assert sorted(re.findall(r"Missing grade cell (\S+) encountered", log)) == sorted(deleted)
+
+
+@pytest.mark.timeout(900)  # waits for the autograde runs
+@pytest.mark.notebook
+def test_feedback_hides_the_hidden_tests_and_release_skips_hand_placed_submissions(
+    course, autograded, tmp_path
+):
+    assignment = "a1-framing"
+    root = course["roots"][assignment]
+    _nbgrader(root, "generate_feedback", assignment)
+    source = nbformat.read(_source(assignment), as_version=4)
+    visible = "\n".join(  # everything but the hidden tests: instructions, solutions, visible tests
+        c.source.replace(_hidden_region(c.source), "") if _meta(c).get("grade") else c.source
+        for c in source.cells
+    )
+    hidden = [
+        line.strip()
+        for cell in _graded(source)
+        for line in _hidden_region(cell.source).splitlines()
+        if len(line.strip()) > 20 and line.strip() not in visible
+    ]
+    assert hidden
+    for student in course["students"][assignment]:
+        html = (root / "feedback" / student / assignment / f"{assignment}.html").read_text()
+        text = html_lib.unescape(re.sub(r"<[^>]+>", "", html))
+        shown = [line for line in hidden if line in text]
+        assert not shown, f"{student}'s feedback shows hidden tests: {shown[:3]}"
+        assert "hidden tests:" in text
+    late = root / "feedback" / "checks-size-after-reading" / assignment / f"{assignment}.html"
+    assert "did not return within" in late.read_text(), "feedback says why a hidden test failed"
+
+    exchange = tmp_path / "exchange"
+    exchange.mkdir(mode=0o777)  # as TEACHING.md has the administrator make it
+    log = _nbgrader(root, "release_feedback", assignment, f"--Exchange.root={exchange}")
+    from nbgrader.utils import notebook_hash
+
+    released = (
+        exchange
+        / "rpclab"
+        / "feedback"
+        / f"{notebook_hash(secret=EXCHANGE_SECRET, notebook_id=assignment)}.html"
+    )
+    assert released.exists(), log[-3000:]
+    assert len(list((exchange / "rpclab" / "feedback").iterdir())) == 1
+    for student in course["students"][assignment]:
+        if student != "solution":
+            assert f"Not released: {student}'s {assignment}" in log
 
 
 # --------------------------------------------------------------------------- rpclab.grading
@@ -442,3 +582,58 @@ def test_frame_server_closes_a_connection_whose_handler_raises(caplog):
             conn.request(b"anything", timeout=2)
     assert "handle(payload) raised" in caplog.text
     assert "grading-broken" not in background.running()
+
+
+def test_held_frame_server_answers_a_pipelining_client_last_first_and_a_lock_step_one_never():
+    with grading.serve_held_frames("grading-held", lambda p: p.upper(), hold=3) as server:
+        with grading.FramedConnection(server.address) as conn:
+            for payload in (b"a", b"b", b"c"):
+                conn.send(payload)
+            assert [conn.recv(timeout=2) for _ in range(3)] == [b"C", b"B", b"A"]
+        with grading.FramedConnection(server.address) as conn:
+            with pytest.raises(TimeoutError):
+                conn.request(b"alone", timeout=0.2)
+    with pytest.raises(ValueError, match="hold"):
+        grading.HeldFrameServer(("127.0.0.1", 0), lambda p: p, hold=0)
+
+
+def test_proto_file_from_tables_and_proto_differences_in_words():
+    from rpclab.grpcstack import protos
+
+    contract = grading.proto_file(
+        "shop.proto",
+        "shop",
+        messages={
+            "Item": [("sku", 1, "string"), ("cents", 2, "int64")],
+            "Basket": [("items", 1, "Item", "repeated"), ("owner_id", 2, "int64")],
+        },
+        services={"Till": [("Ring", "Item", "Basket", True, False)]},
+    )
+    same = protos.describe(
+        'syntax = "proto3"; package shop;'
+        " message Item { string sku = 1; int64 cents = 2; }"
+        " message Basket { repeated Item items = 1; int64 owner_id = 2; }"
+        " service Till { rpc Ring(stream Item) returns (Basket); }",
+        "shop.proto",
+    )
+    assert grading.proto_differences(contract, same) == []
+    assert contract.message_type[1].field[1].json_name == same.message_type[1].field[1].json_name
+    other = protos.describe(
+        'syntax = "proto3"; package shop;'
+        " message Item { string sku = 1; int32 cents = 3; string note = 4; }"
+        " message Basket { Item items = 1; }"
+        " service Till { rpc Ring(Item) returns (Basket); }",
+        "shop.proto",
+    )
+    assert sorted(grading.proto_differences(contract, other)) == sorted(
+        [
+            "Item.cents is field 3, not 2",
+            "Item.cents is int32, not int64",
+            "Item has a field note the contract does not",
+            "Basket.items must be repeated",
+            "Basket has no field owner_id",
+            "Ring's request must be a stream",
+        ]
+    )
+    with pytest.raises(ValueError, match="unknown type"):
+        grading.proto_file("x.proto", "x", {"A": [("b", 1, "float128")]}, {})

@@ -268,26 +268,26 @@ def test_a_second_ctrl_c_while_stopping_leaves_at_once(monkeypatch, capsys):
 
 
 def test_the_class_tls_folder_keeps_its_ca_and_renews_only_what_it_must(tmp_path):
-    from rpclab import classroom
+    from rpclab import classserver
     from rpclab.grpcstack import tls
 
     folder = tmp_path / "tls"
-    first, names = classroom.tls_folder(folder, ["10.0.0.5", "lab-pc"])
+    first, names = classserver.tls_folder(folder, ["10.0.0.5", "lab-pc"])
     assert names == ["10.0.0.5", "lab-pc"]
     ca_pem = (folder / "ca.pem").read_bytes()
     assert set(tls.describe(first).hostnames) == {"10.0.0.5", "lab-pc"}
-    same, _ = classroom.tls_folder(folder, ["lab-pc"])  # covered already: reused
+    same, _ = classserver.tls_folder(folder, ["lab-pc"])  # covered already: reused
     assert same.cert_pem == first.cert_pem
-    wider, _ = classroom.tls_folder(folder, ["10.0.0.5", "lab-pc", "lab-pc.example.edu"])
+    wider, _ = classserver.tls_folder(folder, ["10.0.0.5", "lab-pc", "lab-pc.example.edu"])
     assert wider.cert_pem != first.cert_pem and (folder / "ca.pem").read_bytes() == ca_pem
     (folder / "ca-key.pem").write_bytes(tls.make_ca("another CA").key_pem)  # not ca.pem's key
-    classroom.tls_folder(folder, ["lab-pc"])
+    classserver.tls_folder(folder, ["lab-pc"])
     assert (folder / "ca.pem").read_bytes() != ca_pem  # a new CA, and so a new ca.pem
 
 
 def test_the_machine_s_names_include_the_host_and_loopback_but_no_wildcard():
-    from rpclab import classroom
+    from rpclab import classserver
 
-    names = classroom.machine_names("10.0.0.5")
+    names = classserver.machine_names("10.0.0.5")
     assert names[0] == "10.0.0.5" and {"localhost", "127.0.0.1"} <= set(names)
-    assert "0.0.0.0" not in classroom.machine_names("0.0.0.0")
+    assert "0.0.0.0" not in classserver.machine_names("0.0.0.0")

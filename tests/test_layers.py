@@ -31,8 +31,9 @@ LAYERS: dict[int, set[str]] = {
         "bigdata",
         "realtime",
         "grading",
-        "doctor",
         "classroom",
+        "classserver",
+        "doctor",
     },  # measurements and systems built from the transports
     8: {
         "widgets",

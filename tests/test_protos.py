@@ -285,3 +285,44 @@ def test_kv_proto_offers_the_store_calls():
     assert increment["amount"].has_presence  # "not sent" (add 1) differs from "sent as 0"
     assert "request_id" in increment
     assert "prefix" in fd.message_types_by_name["WatchRequest"].fields_by_name
+
+
+def test_describe_reads_proto_text_without_loading_it_and_says_what_protoc_said():
+    file = protos.describe(
+        'syntax = "proto3"; package draft; message A { int64 id = 1; repeated string tags = 2; }'
+        " service S { rpc M(stream A) returns (A); }",
+        "draft.proto",
+    )
+    assert file.package == "draft" and [f.name for f in file.message_type[0].field] == [
+        "id",
+        "tags",
+    ]
+    assert file.service[0].method[0].client_streaming
+    with pytest.raises(protos.ProtoError, match=r'draft\.proto:1:\d+: Expected ";"'):
+        protos.describe(
+            'syntax = "proto3"; package draft; message A { int64 id = 1 }', "draft.proto"
+        )
+    with pytest.raises(protos.ProtoError, match="name.proto"):
+        protos.describe("", "../escape.proto")
+
+
+def test_load_descriptor_generates_code_for_a_descriptor_built_in_python():
+    from google.protobuf import descriptor_pb2
+
+    F = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(
+        name="built_here.proto", package="built", syntax="proto3"
+    )
+    message = file.message_type.add(name="Ping")
+    message.field.add(name="n", number=1, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL, json_name="n")
+    file.service.add(name="Echo").method.add(
+        name="Call", input_type=".built.Ping", output_type=".built.Ping"
+    )
+    pb2, pb2_grpc = protos.load_descriptor(file)
+    assert pb2.Ping(n=3).n == 3 and hasattr(pb2_grpc, "EchoStub")
+    assert protos.load_descriptor(file)[0] is pb2, "the same descriptor loads once"
+    changed = descriptor_pb2.FileDescriptorProto()
+    changed.CopyFrom(file)
+    changed.message_type[0].field[0].name = "m"
+    with pytest.raises(protos.ProtoError, match="restart the kernel"):
+        protos.load_descriptor(changed)

@@ -1,6 +1,6 @@
 """The ``rpclab`` command: ``doctor``, ``serve``, ``epmap``, ``nginx`` and ``bench``.
 
-``rpclab serve socket|grpc|thrift|xmlrpc|rest|oncrpc`` runs a class server: rpclab.classroom
+``rpclab serve socket|grpc|thrift|xmlrpc|rest|oncrpc`` runs a class server: rpclab.classserver
 applies its tokens, TLS and limits. Not imported by notebooks: notebook 00 and README show the
 commands; 13 points to ``rpclab bench``.
 """
@@ -41,27 +41,27 @@ def _start_socket(options: Any) -> Any:
 
 
 def _start_grpc(options: Any) -> Any:
-    from rpclab import classroom
+    from rpclab import classserver
 
-    return classroom.serve_grpc(options)
+    return classserver.serve_grpc(options)
 
 
 def _start_thrift(options: Any) -> Any:
-    from rpclab import classroom
+    from rpclab import classserver
 
-    return classroom.serve_thrift(options)
+    return classserver.serve_thrift(options)
 
 
 def _start_xmlrpc(options: Any) -> Any:
-    from rpclab import classroom
+    from rpclab import classserver
 
-    return classroom.serve_xmlrpc(options)
+    return classserver.serve_xmlrpc(options)
 
 
 def _start_rest(options: Any) -> Any:
-    from rpclab import classroom
+    from rpclab import classserver
 
-    return classroom.serve_rest(options)
+    return classserver.serve_rest(options)
 
 
 def _start_oncrpc(options: Any, register: bool = False) -> Any:
@@ -97,10 +97,10 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _class_options(args: argparse.Namespace) -> Any:
-    from rpclab import classroom, tokens
+    from rpclab import classserver, tokens
 
     tokens_by_value = tokens.read_token_file(args.token_file) if args.token_file else None
-    limits = classroom.ClassLimits(
+    limits = classserver.ClassLimits(
         connections_per_address=args.max_connections_per_address,
         calls_per_learner=args.max_calls_per_learner,
         streams_per_learner=args.max_streams_per_learner,
@@ -108,7 +108,7 @@ def _class_options(args: argparse.Namespace) -> Any:
         idle_timeout=args.idle_timeout,
         request_timeout=args.request_timeout,
     )
-    return classroom.ClassOptions(
+    return classserver.ClassOptions(
         host=args.host,
         port=args.port,
         tokens=tokens_by_value,
@@ -156,9 +156,9 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         try:
             options = _class_options(args)
-            from rpclab import classroom
+            from rpclab import classserver
 
-            shortfall = classroom.raise_open_file_limit(args.workers)
+            shortfall = classserver.raise_open_file_limit(args.workers)
             _log_to_stderr(args.log_calls)
             server = _starter(args)(options)
         except Exception as exc:

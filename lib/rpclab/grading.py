@@ -1,5 +1,5 @@
 """Scaffolding for the graded assignments: sockets fed in awkward chunks, a framed server, a framed
-connection.
+connection, a server that holds replies back, and protobuf contracts written as tables.
 
 Used by the graded assignments A1-A4 (assignments/), not by the notebooks.
 
@@ -7,16 +7,20 @@ The assignments ask a learner to write one layer of an RPC system; these
 helpers are the layers around it, so that a test can put the learner's code
 on a real socket without the test itself being the hard part::
 
-    grading.receive_from_chunks(recv_frame, [b"\\x00\\x00", b"\\x00\\x02h", b"i"])  # -> b"hi"
-    grading.bytes_sent_by(lambda sock: send_frame(sock, b"hi"))               # ->
-    b"\\x00\\x00\\x00\\x02hi"
-    server = grading.serve_frames("echo", lambda payload: payload)            # one reply frame per
-    frame
+    grading.receive_from_chunks(recv_frame, [b"\\x00\\x00", b"\\x00\\x02h", b"i"])  # b"hi"
+    grading.bytes_sent_by(lambda sock: send_frame(sock, b"hi"))  # b"\\x00\\x00\\x00\\x02hi"
+    server = grading.serve_frames("echo", lambda payload: payload)  # a reply frame per frame
     with grading.FramedConnection(server.address) as conn:
-        conn.request(b"ping")                                                 # -> b"ping"
+        conn.request(b"ping")  # -> b"ping"
+    server = grading.serve_held_frames("late", handle, hold=5)  # five requests, then their
+                                                                 # five replies, the last first
+    contract = grading.proto_file("bank.proto", "bank", messages, services)  # from tables
+    grading.proto_differences(contract, descriptor)  # -> what differs, in words
 
 Every wait is bounded: code under test that never returns makes the helper
 raise :class:`TookTooLong` instead of hanging the notebook (or the autograder).
+
+Used by assignments/source (A1-A4); the teacher's side of grading is ``rpclab.classroom``.
 """
 
 from __future__ import annotations
@@ -40,7 +44,11 @@ __all__ = [
     "bytes_sent_by",
     "FrameServer",
     "serve_frames",
+    "HeldFrameServer",
+    "serve_held_frames",
     "FramedConnection",
+    "proto_file",
+    "proto_differences",
 ]
 
 log = logging.getLogger(__name__)
@@ -248,6 +256,63 @@ def serve_frames(
     )
 
 
+class _HeldHandler(socketserver.BaseRequestHandler):
+    """One connection: collect ``hold`` request frames, then answer them all, the last first."""
+
+    server: HeldFrameServer
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        server = self.server
+        held: list[bytes] = []
+        while True:
+            try:
+                held.append(framing.recv_frame(sock, server.max_size))
+            except (framing.FrameTooLarge, OSError):
+                return
+            if len(held) < server.hold:
+                continue
+            replies = [server.handle_frame(payload) for payload in held]
+            held.clear()
+            try:
+                for reply in reversed(replies):
+                    if reply is not None:
+                        framing.send_frame(sock, bytes(reply), server.max_size)
+            except (framing.FrameTooLarge, OSError):
+                return
+
+
+class HeldFrameServer(FrameServer):
+    """A FrameServer that answers nothing until ``hold`` requests of a connection are in, then
+    answers them all, the last first: a client that waits for each reply before it sends the next
+    request never hears back; one that pipelines and matches replies by id does."""
+
+    def __init__(self, address, handle, *, hold: int, **kwargs: Any):
+        if not isinstance(hold, int) or not 1 <= hold <= 10_000:
+            raise ValueError(f"hold must be an int from 1 to 10000, not {hold!r}")
+        self.hold = hold
+        super().__init__(address, handle, **kwargs)
+        self.RequestHandlerClass = _HeldHandler
+
+
+def serve_held_frames(
+    name: str,
+    handle: Callable[[bytes], bytes | None],
+    *,
+    hold: int,
+    host: str = background.DEFAULT_HOST,
+    port: int = 0,
+    max_size: int = framing.MAX_FRAME_SIZE,
+) -> background.ServerHandle:
+    """Serve ``handle`` in the background, ``hold`` requests at a time (see HeldFrameServer)."""
+    return background.serve(
+        name,
+        lambda address: HeldFrameServer(address, handle, hold=hold, name=name, max_size=max_size),
+        host=host,
+        port=port,
+    )
+
+
 # --------------------------------------------------------------------------- a framed connection
 
 
@@ -317,3 +382,134 @@ class FramedConnection:
 
     def __repr__(self) -> str:
         return f"<FramedConnection to {self.address[0]}:{self.address[1]}>"
+
+
+# --------------------------------------------------------------------------- protobuf contracts
+
+_TYPES = {
+    "double": 1,
+    "float": 2,
+    "int64": 3,
+    "uint64": 4,
+    "int32": 5,
+    "bool": 8,
+    "string": 9,
+    "bytes": 12,
+    "uint32": 13,
+    "sint32": 17,
+    "sint64": 18,
+}
+
+
+def proto_file(
+    file_name: str,
+    package: str,
+    messages: dict[str, list[tuple]],
+    services: dict[str, list[tuple]],
+):
+    """A proto3 ``FileDescriptorProto`` written as tables, the way an assignment states a contract.
+
+    ``messages``: name -> fields ``(name, number, type)`` or ``(name, number, type, "repeated")``,
+    where type is a scalar (``"int64"``, ``"string"``, ...) or another message of the file.
+    ``services``: name -> methods ``(name, request, response, client_streams, server_streams)``.
+    """
+    from google.protobuf import descriptor_pb2
+
+    F = descriptor_pb2.FieldDescriptorProto
+    out = descriptor_pb2.FileDescriptorProto(name=file_name, package=package, syntax="proto3")
+    for message_name, fields in messages.items():
+        message = out.message_type.add(name=message_name)
+        for name, number, type_name, *label in fields:
+            field = message.field.add(name=name, number=number, json_name=_json_name(name))
+            field.label = F.LABEL_REPEATED if label == ["repeated"] else F.LABEL_OPTIONAL
+            if type_name in _TYPES:
+                field.type = _TYPES[type_name]
+            elif type_name in messages:
+                field.type = F.TYPE_MESSAGE
+                field.type_name = f".{package}.{type_name}"
+            else:
+                raise ValueError(f"{message_name}.{name}: unknown type {type_name!r}")
+    for service_name, methods in services.items():
+        service = out.service.add(name=service_name)
+        for name, request, response, client_streams, server_streams in methods:
+            for message_name in (request, response):
+                if message_name not in messages:
+                    raise ValueError(f"{service_name}.{name}: unknown message {message_name!r}")
+            service.method.add(
+                name=name,
+                input_type=f".{package}.{request}",
+                output_type=f".{package}.{response}",
+                client_streaming=client_streams,
+                server_streaming=server_streams,
+            )
+    return out
+
+
+def _json_name(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def proto_differences(expected, got) -> list[str]:
+    """How descriptor ``got`` differs from ``expected``, one sentence each; [] if it matches.
+
+    Compared: the package; every message with its fields' names, numbers, types and labels;
+    every service with its methods' request and response types and streaming. What ``got`` has
+    beyond the contract (comments, options, extra messages) is not a difference.
+    """
+    from google.protobuf import descriptor_pb2
+
+    F = descriptor_pb2.FieldDescriptorProto
+    type_names = {number: name.lower() for name, number in F.Type.items()}
+    differences = []
+    if got.package != expected.package:
+        differences.append(f"the package is {got.package!r}, not {expected.package!r}")
+    messages = {m.name: m for m in got.message_type}
+    for message in expected.message_type:
+        mine = messages.get(message.name)
+        if mine is None:
+            differences.append(f"there is no message {message.name}")
+            continue
+        fields = {f.name: f for f in mine.field}
+        for field in message.field:
+            have = fields.get(field.name)
+            if have is None:
+                differences.append(f"{message.name} has no field {field.name}")
+                continue
+            if have.number != field.number:
+                differences.append(
+                    f"{message.name}.{field.name} is field {have.number}, not {field.number}"
+                )
+            have_type = have.type_name.split(".")[-1] or type_names[have.type][5:]
+            want_type = field.type_name.split(".")[-1] or type_names[field.type][5:]
+            if have.type != field.type or have_type != want_type:
+                differences.append(f"{message.name}.{field.name} is {have_type}, not {want_type}")
+            if (have.label == F.LABEL_REPEATED) != (field.label == F.LABEL_REPEATED):
+                want = "repeated" if field.label == F.LABEL_REPEATED else "not repeated"
+                differences.append(f"{message.name}.{field.name} must be {want}")
+        for extra in set(fields) - {f.name for f in message.field}:
+            differences.append(f"{message.name} has a field {extra} the contract does not")
+    services = {s.name: s for s in got.service}
+    for service in expected.service:
+        mine = services.get(service.name)
+        if mine is None:
+            differences.append(f"there is no service {service.name}")
+            continue
+        methods = {m.name: m for m in mine.method}
+        for method in service.method:
+            have = methods.get(method.name)
+            if have is None:
+                differences.append(f"service {service.name} has no method {method.name}")
+                continue
+            for part in ("input_type", "output_type"):
+                a, b = getattr(have, part).split(".")[-1], getattr(method, part).split(".")[-1]
+                if a != b:
+                    what = "takes" if part == "input_type" else "returns"
+                    differences.append(f"{method.name} {what} {a}, not {b}")
+            for part, word in (("client_streaming", "request"), ("server_streaming", "response")):
+                if getattr(have, part) != getattr(method, part):
+                    want = "a stream" if getattr(method, part) else "one message"
+                    differences.append(f"{method.name}'s {word} must be {want}")
+        for extra in set(methods) - {m.name for m in service.method}:
+            differences.append(f"service {service.name} has a method {extra} the contract does not")
+    return differences

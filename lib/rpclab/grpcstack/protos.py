@@ -10,7 +10,11 @@ classes) into a cache folder, imports both and returns them::
     kv_pb2.GetRequest(key="colour")
 
 Nothing generated is committed to the repository: the .proto file is the one
-source. ``generate("kv", "generated")`` writes protoc's files (with ``.pyi``
+source. ``describe(text)`` compiles .proto text into its descriptor (what protoc understood)
+without loading anything, and ``load_descriptor(file_proto)`` loads code generated from a
+descriptor built in Python: assignment A4 checks a learner's .proto with the first and serves
+the contract's own copy with the second, so that a .proto that does not compile costs its own
+points only. ``generate("kv", "generated")`` writes protoc's files (with ``.pyi``
 type stubs) to a folder of your choice, to read them.
 
 Protobuf keeps one descriptor pool per process, and the pool refuses a second,
@@ -37,7 +41,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Union
 
-__all__ = ["ProtoError", "load", "generate", "protos_dir", "find", "available", "ENV_VAR"]
+__all__ = [
+    "ProtoError",
+    "load",
+    "generate",
+    "describe",
+    "load_descriptor",
+    "protos_dir",
+    "find",
+    "available",
+    "ENV_VAR",
+]
 
 ENV_VAR = "RPCLAB_PROTOS"  # a folder of .proto files to use instead of the repository's protos/
 
@@ -148,18 +162,25 @@ def _stderr_captured() -> Iterator[IO[bytes]]:
             os.close(saved)
 
 
+def _protoc(args: list[str]) -> tuple[int, str]:
+    """Run protoc in this process; (exit status, what it wrote to stderr)."""
+    from grpc_tools import protoc
+
+    with _lock, _stderr_captured() as sink:
+        code = protoc.main(["grpc_tools.protoc", *args])
+        sink.seek(0)
+        return code, sink.read().decode("utf-8", "replace").strip()
+
+
 def _run_protoc(proto: Path, out_dir: Path, shown_as: Path | None = None) -> None:
     """Compile ``proto`` into ``out_dir`` (messages, stubs, type stubs); ProtoError with protoc's
     message.
 
     ``shown_as``: the path to name in messages, when ``proto`` is a working copy of it.
     """
-    from grpc_tools import protoc
-
     out = str(out_dir)
     folders = dict.fromkeys([proto.parent, *([shown_as.parent] if shown_as is not None else [])])
     args = [
-        "grpc_tools.protoc",
         *[f"-I{folder}" for folder in folders],  # the file's own folder first, then the original's
         f"-I{_protoc_include()}",
         f"--python_out={out}",
@@ -167,10 +188,7 @@ def _run_protoc(proto: Path, out_dir: Path, shown_as: Path | None = None) -> Non
         f"--grpc_python_out={out}",
         str(proto),
     ]
-    with _lock, _stderr_captured() as sink:
-        code = protoc.main(args)
-        sink.seek(0)
-        message = sink.read().decode("utf-8", "replace").strip()
+    code, message = _protoc(args)
     if shown_as is not None:
         message = message.replace(str(proto), str(shown_as))
     if code != 0:
@@ -351,3 +369,91 @@ def _ensure_package(name: str, folder: Path | None) -> None:
         spec.loader.exec_module(module)
         return
     sys.modules[name] = module
+
+
+# --------------------------------------------------------------------------- descriptors
+
+MAX_PROTO_TEXT = 1_000_000  # characters of .proto text describe() accepts
+
+
+def describe(text: str, file_name: str = "file.proto"):
+    """Compile .proto text into its ``FileDescriptorProto`` without loading it into this process.
+
+    Protobuf's descriptor pool holds one definition per name, so a learner's draft cannot be
+    loaded beside the real thing; its descriptor can be read instead (messages, fields, numbers,
+    types, services, streaming). ProtoError carries protoc's message when the text does not
+    compile.
+    """
+    from google.protobuf import descriptor_pb2
+
+    if not isinstance(text, str):
+        raise TypeError(f"expected the .proto text as a str, not {type(text).__name__}")
+    if len(text) > MAX_PROTO_TEXT:
+        raise ProtoError(f"{len(text)} characters of .proto text: more than {MAX_PROTO_TEXT}")
+    if not re.fullmatch(r"\w+\.proto", file_name):
+        raise ProtoError(f"file_name must look like name.proto, not {file_name!r}")
+    with tempfile.TemporaryDirectory(prefix="rpclab-describe-") as tmp:
+        (Path(tmp) / file_name).write_text(text)
+        out = Path(tmp) / "descriptor.pb"
+        code, message = _protoc(
+            [f"-I{tmp}", f"-I{_protoc_include()}", f"--descriptor_set_out={out}", file_name]
+        )
+        if code != 0:
+            detail = (message or f"protoc exited with status {code}").replace(f"{tmp}/", "")
+            raise ProtoError(f"protoc could not compile {file_name}:\n{detail}")
+        files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file
+    return next(f for f in files if f.name == file_name)
+
+
+def load_descriptor(file_proto) -> tuple[ModuleType, ModuleType]:
+    """Generate and import the code for a ``FileDescriptorProto``: ``(pb2, pb2_grpc)``.
+
+    The same as :func:`load` for a .proto file, for a descriptor built in Python (protoc reads it
+    with ``--descriptor_set_in``). Loading the same descriptor again returns the same modules.
+    """
+    from google.protobuf import descriptor_pb2
+
+    if not isinstance(file_proto, descriptor_pb2.FileDescriptorProto):
+        raise TypeError(f"expected a FileDescriptorProto, not {type(file_proto).__name__}")
+    name = file_proto.name
+    if not re.fullmatch(r"\w+\.proto", name):
+        raise ProtoError(f"the descriptor's name must look like name.proto, not {name!r}")
+    data = descriptor_pb2.FileDescriptorSet(file=[file_proto]).SerializeToString(deterministic=True)
+    digest = _digest(name, data)
+    with _lock:
+        earlier = _loaded.get(name)
+        if earlier is not None:
+            if earlier.digest == digest:
+                return earlier.pb2, earlier.pb2_grpc
+            raise ProtoError(
+                f"a different {name} was loaded in this kernel; protobuf's descriptor pool "
+                "refuses a second file of the same name: restart the kernel"
+            )
+        stem = Path(name).stem
+        folder = _cache_root() / f"{stem}-{digest}"
+        if not (folder / "__init__.py").is_file():
+            work = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=_cache_root()))
+            try:
+                (work / "descriptor.pb").write_bytes(data)
+                code, message = _protoc(
+                    [
+                        f"--descriptor_set_in={work / 'descriptor.pb'}",
+                        f"--python_out={work}",
+                        f"--grpc_python_out={work}",
+                        name,
+                    ]
+                )
+                if code != 0:
+                    raise ProtoError(f"protoc could not generate code for {name}:\n{message}")
+                _make_imports_relative(work)
+                (work / "__init__.py").write_text(f'"""Code generated by protoc from {name}."""\n')
+                try:
+                    work.rename(folder)
+                except OSError:
+                    if not (folder / "__init__.py").is_file():
+                        raise
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        pb2, pb2_grpc = _import_generated(Path(name), folder, digest)
+        _loaded[name] = _Loaded(digest, Path(name), pb2, pb2_grpc)
+        return pb2, pb2_grpc
