@@ -13,7 +13,7 @@ LEARN_STAMP := $(VENV)/.installed
 TEST_STAMP  := $(VENV)/.installed-test
 TEACH_STAMP := $(VENV)/.installed-teach
 
-.PHONY: lab test install bench doctor nav assignments clean
+.PHONY: lab test install bench doctor nav assignments hub clean
 
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
@@ -69,6 +69,11 @@ assignments: $(TEACH_STAMP)
 	  PATH="$(abspath $(BIN)):$$PATH" nbgrader generate_assignment $$a --force || exit 1; \
 	done
 	@echo "Student versions: assignments/release/. Next steps: TEACHING.md."
+
+# A class on JupyterHub, on this server (as root; settings in deploy/jupyterhub/hub.env, see
+# TEACHING.md). uv from .venv makes the hub's shared environment in seconds.
+hub: $(LEARN_STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" deploy/jupyterhub/run
 
 clean:
 	rm -rf $(VENV) .pytest_cache artifacts
