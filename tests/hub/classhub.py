@@ -60,6 +60,20 @@ def processes_of(uids: Iterable[int]) -> list[int]:
     return found
 
 
+def memory_mib(uid: int) -> float:
+    """The resident memory of every process running as `uid`, in MiB (VmRSS from /proc)."""
+    total_kib = 0
+    for pid in processes_of([uid]):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total_kib += int(line.split()[1])
+    return total_kib / 1024
+
+
 class OsUsers:
     """OS accounts made for one run (useradd -m, a random password), removed by `remove()`."""
 

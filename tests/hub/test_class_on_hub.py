@@ -16,13 +16,17 @@ import time
 
 import pytest
 from assignment_answers import points, right_answer, wrong_answer
-from classhub import SUMMARY, KernelError
+from classhub import SUMMARY, KernelError, memory_mib
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(900)]
 
 A1 = "a1-framing"
 COURSE = "rpclab"
 NOTEBOOK = f"{A1}/{A1}.ipynb"
+
+
+def _mib(class_hub, user) -> float:
+    return memory_mib(class_hub.accounts.uids[user.name])
 
 
 def _page_config(user) -> dict:
@@ -162,6 +166,10 @@ def test_learners_cannot_read_the_course_the_exchange_or_each_other(class_hub, a
         # What a learner may see: the released assignment.
         outbound = class_hub.exchange / COURSE / "outbound"
         assert kernel.run(f"print(os.listdir({str(outbound)!r}))") == f"{[A1]!r}\n"
+        SUMMARY.append(
+            f"memory: the instructor's server {_mib(class_hub, class_hub.instructor):.0f} MiB "
+            f"after autograding; a learner's server and one kernel {_mib(class_hub, grace):.0f} MiB"
+        )
     finally:
         kernel.close()
 
