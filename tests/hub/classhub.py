@@ -281,11 +281,6 @@ class HubUser:
                     break
         raise HubError(f"{self.name}'s server was not ready within {timeout:.0f}s")
 
-    def stop_server(self) -> None:
-        reply = self.hub_api("DELETE", f"/users/{self.name}/server")
-        if reply.status_code not in (202, 204):
-            raise HubError(f"{self.name}'s server did not stop: {reply.status_code} {reply.text}")
-
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
         """A request to this user's own Jupyter server, through the hub's proxy."""
         return self.http.request(method, f"{self.server_url}{path}", timeout=HTTP_TIMEOUT, **kwargs)

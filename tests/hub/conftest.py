@@ -82,12 +82,8 @@ def _tidy(cls: ClassOnHub | None, accounts: OsUsers | None, hub, root: Path) -> 
     problems = []
     if cls is not None:
         for user in cls.sessions:
-            try:
-                user.stop_server()
-            except Exception as exc:  # the hub may be down already: the stop below still runs
-                problems.append(f"stopping {user.name}'s server: {exc}")
             user.close()
-    if hub is not None:
+    if hub is not None:  # SIGTERM, as a teacher's Ctrl-C: the hub stops every server, the proxy
         hub.stop()
         pid_file = root / "state" / "proxy.pid"
         if pid_file.exists():

@@ -145,6 +145,28 @@ def test_each_learner_fetches_only_their_own_feedback(class_hub, a1_cycle):
         assert learner.name in html or "Score" in html
 
 
+def test_the_exchange_has_the_modes_nbgrader_and_the_hub_give_it(class_hub, a1_cycle):
+    """The root: anyone adds, nobody takes another's entries (sticky, as /tmp); the course:
+    the instructor's; outbound: everyone reads; inbound: everyone adds, nobody lists;
+    feedback: nobody lists, each learner opens only the file named after their submission."""
+    course = class_hub.exchange / COURSE
+    modes = {
+        path.name: oct(path.stat().st_mode & 0o7777)
+        for path in (class_hub.exchange, course, *(course / d for d in DIRECTORIES))
+    }
+    assert modes == {
+        class_hub.exchange.name: "0o1777",
+        COURSE: "0o755",
+        "outbound": "0o755",
+        "inbound": "0o2733",
+        "feedback": "0o711",
+    }
+    assert course.stat().st_uid == class_hub.accounts.uids[class_hub.instructor.name]
+
+
+DIRECTORIES = ("outbound", "inbound", "feedback")
+
+
 def test_learners_cannot_read_the_course_the_exchange_or_each_other(class_hub, a1_cycle):
     ada, grace = class_hub.learners
     teacher_home = class_hub.home(class_hub.instructor)
