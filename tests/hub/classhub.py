@@ -259,11 +259,14 @@ class HubUser:
             method, f"{self.hub_url}/hub/api{path}", timeout=HTTP_TIMEOUT, **kwargs
         )
 
-    def start_server(self, timeout: float = SERVER_START_TIMEOUT) -> None:
-        """Spawn this user's server and wait for the hub's progress stream to say it is ready."""
+    def spawn(self) -> None:
+        """Ask the hub to start this user's server (what *Start My Server* does)."""
         reply = self.hub_api("POST", f"/users/{self.name}/server")
         if reply.status_code not in (201, 202, 400):  # 400: it is running already
             raise HubError(f"{self.name}'s server did not spawn: {reply.status_code} {reply.text}")
+
+    def wait_for_server(self, timeout: float = SERVER_START_TIMEOUT) -> None:
+        """Wait for the hub's progress stream to say this user's server is ready."""
         deadline = time.monotonic() + timeout
         with self.http.get(
             f"{self.hub_url}/hub/api/users/{self.name}/server/progress",

@@ -146,7 +146,9 @@ def class_hub() -> Iterator[ClassOnHub]:
         started = time.monotonic()
         for user in users:
             user.login()
-            user.start_server()
+            user.spawn()  # all three start at once, as a class logging in does
+        for user in users:
+            user.wait_for_server()
         SUMMARY.append(f"{time.monotonic() - started:6.1f} s  three users logged in, servers ready")
         yield cls
     except HubError as exc:
