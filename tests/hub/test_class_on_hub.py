@@ -214,6 +214,7 @@ def test_a_learner_calls_a_classmates_server_on_the_hub_with_a_token(class_hub):
     if not _serve_has_token_file():
         pytest.skip("`rpclab serve --token-file` (DESIGN.md, the class-lab issue) is not there yet")
     ada, grace = class_hub.learners
+    began = time.monotonic()
     serving, calling = ada.kernel(), grace.kernel()
     try:
         started = serving.run(SERVE)
@@ -222,6 +223,7 @@ def test_a_learner_calls_a_classmates_server_on_the_hub_with_a_token(class_hub):
         out = calling.run(CALL.format(address=address, token=token))
         assert out.split("\n")[:2] == ["without a token: UNAUTHENTICATED", "with it: from grace"]
         assert serving.run(STOP).strip() == "exit 0"
+        SUMMARY.append(f"{time.monotonic() - began:6.1f} s  the lab class: serve, call, stop")
     finally:
         try:
             serving.run(
