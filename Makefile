@@ -13,7 +13,7 @@ LEARN_STAMP := $(VENV)/.installed
 TEST_STAMP  := $(VENV)/.installed-test
 TEACH_STAMP := $(VENV)/.installed-teach
 
-.PHONY: lab test install bench doctor nav assignments hub clean
+.PHONY: lab test install bench doctor nav assignments hub clean node-client
 
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
@@ -30,16 +30,30 @@ define install
 	fi
 endef
 
-lab: $(LEARN_STAMP)
+lab: $(LEARN_STAMP) node-client
 	cd notebooks && ../$(BIN)/jupyter lab $(ROOT_FLAG) 00-start-here.ipynb
+
+# Notebook 12's Node.js gRPC client needs its npm packages; without npm its cell says how to get them.
+NODE_STAMP := clients/node/node_modules/.package-lock.json
+node-client:
+	@if command -v npm >/dev/null 2>&1; then \
+	  [ -f $(NODE_STAMP) ] && [ $(NODE_STAMP) -nt clients/node/package-lock.json ] || \
+	    (cd clients/node && npm ci --no-audit --no-fund --loglevel=error); \
+	else \
+	  echo "npm not found: notebook 12's Node.js cells will skip (install Node.js 18+ to run them)"; \
+	fi
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 install: $(LEARN_STAMP)
 
-$(LEARN_STAMP): pyproject.toml
+# JupyterLab's settings for this venv: no "Jupyter news?" pop-up over the first notebook.
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+
+$(LEARN_STAMP): pyproject.toml tools/jupyterlab-overrides.json
 	$(call install,)
+	mkdir -p $(dir $(LAB_SETTINGS)) && cp tools/jupyterlab-overrides.json $(LAB_SETTINGS)
 	touch $@
 
 $(TEST_STAMP): pyproject.toml

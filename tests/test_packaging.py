@@ -48,8 +48,24 @@ def test_environment_yml_lists_every_learner_dependency_with_the_same_bounds():
 
 def test_environment_yml_has_nothing_pyproject_lacks():
     names = {Requirement(d).name.lower() for d in _pyproject()["project"]["dependencies"]}
-    extra = set(_conda_specs()) - names - {"python", "pip", "nodejs"}
+    extra = set(_conda_specs()) - names - set(_test_extra()) - {"python", "pip", "nodejs"}
     assert not extra, f"environment.yml lists packages pyproject.toml does not: {sorted(extra)}"
+
+
+def _test_extra() -> dict[str, str]:
+    reqs = (Requirement(d) for d in _pyproject()["project"]["optional-dependencies"]["test"])
+    return {r.name.lower(): str(r.specifier) for r in reqs}
+
+
+def test_a_conda_user_can_prove_the_notebooks_run_with_the_test_extras_bounds():
+    """`pytest --nbval-lax notebooks/` works inside the conda/Binder environment."""
+    conda, test = _conda_specs(), _test_extra()
+    for name in ("pytest", "nbval"):
+        assert name in conda, f"environment.yml needs {name} (from the test extra)"
+    for name in set(conda) & set(test):
+        assert set(conda[name].replace(" ", "").split(",")) == set(test[name].split(",")), (
+            f"{name}: the test extra says {test[name]}, environment.yml says {conda[name]}"
+        )
 
 
 def test_environment_yml_installs_this_package_and_python_bounds_agree():

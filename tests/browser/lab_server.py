@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-# Settings the server hands every page, so that no pop-up covers a screenshot and every cell
-# stays in the DOM (with windowing, JupyterLab detaches cells scrolled out of view).
+REPO = Path(__file__).resolve().parents[2]
+# Settings the server hands every page: what `make lab` and Binder install (no news or update
+# pop-up), and every cell kept in the DOM (with windowing, JupyterLab detaches cells scrolled out
+# of view).
 SETTINGS_OVERRIDES: dict[str, dict[str, Any]] = {
-    "@jupyterlab/apputils-extension:notification": {
-        "fetchNews": "false",
-        "checkForUpdates": False,
-    },
+    **json.loads((REPO / "tools" / "jupyterlab-overrides.json").read_text()),
     "@jupyterlab/notebook-extension:tracker": {
         "windowingMode": "none",
         "scrollPastEnd": False,  # no blank screen below the last cell in full-page screenshots
