@@ -106,6 +106,15 @@ def test_only_the_instructor_gets_the_formgrader_and_create_assignment(class_hub
         )
 
 
+def test_jupyterlab_asks_nobody_about_news(class_hub):
+    """The shared environment carries tools/jupyterlab-overrides.json, as `make lab` does."""
+    for user in class_hub.sessions:
+        reply = user.request("GET", "/lab/api/settings/@jupyterlab/apputils-extension:notification")
+        reply.raise_for_status()
+        # overrides.json changes the defaults the schema gives
+        assert reply.json()["schema"]["properties"]["fetchNews"]["default"] == "false", user.name
+
+
 def test_the_course_id_and_exchange_are_the_same_for_everyone(class_hub):
     kernel = class_hub.learners[0].kernel()
     try:
