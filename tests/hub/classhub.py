@@ -176,6 +176,7 @@ class ClassHub:
     def __init__(self, env_file: Path, log_file: Path, path_prefix: str):
         self.log_file = log_file
         self.lines: list[str] = []
+        self.running = False
         self._ready = threading.Event()
         env = {**os.environ, "PATH": f"{path_prefix}:{os.environ.get('PATH', '')}"}
         self.process = subprocess.Popen(
@@ -198,14 +199,15 @@ class ClassHub:
                 log.flush()
                 self.lines.append(line.rstrip("\n"))
                 if self.READY in line:
+                    self.running = True
                     self._ready.set()
-        self._ready.set()  # the output ended: wake the waiter, which sees the exit
+        self._ready.set()  # the output ended: wake the waiter, which sees the hub never ran
 
     def wait_ready(self, timeout: float = HUB_START_TIMEOUT) -> None:
         if not self._ready.wait(timeout):
             raise HubError(f"the hub did not start within {timeout:.0f}s:\n{self.tail()}")
-        if self.process.poll() is not None:
-            raise HubError(f"the hub exited with {self.process.returncode}:\n{self.tail()}")
+        if not self.running:
+            raise HubError(f"the hub ended before it ran:\n{self.tail()}")
 
     def tail(self, count: int = 40) -> str:
         return "\n".join(self.lines[-count:])

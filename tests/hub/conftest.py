@@ -152,7 +152,7 @@ def class_hub() -> Iterator[ClassOnHub]:
         SUMMARY.append(f"{time.monotonic() - started:6.1f} s  three users logged in, servers ready")
         yield cls
     except HubError as exc:
-        if hub is not None:
+        if hub is not None and hub.tail() not in str(exc):
             raise HubError(f"{exc}\n--- the hub's log, last lines:\n{hub.tail()}") from None
         raise
     finally:
