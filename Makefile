@@ -18,7 +18,7 @@ TEACH_STAMP := $(VENV)/.installed-teach
 TEST_EXTRAS  := [test]
 TEACH_EXTRAS := [test,teach]
 
-.PHONY: lab test install bench doctor nav assignments learner-branch slides clean node-client
+.PHONY: lab test install bench doctor nav assignments learner-branch slides hub clean node-client
 .PHONY: test-other-pythons test-all-pythons
 
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -106,6 +106,11 @@ learner-branch: $(TEACH_STAMP)
 # Lecture slides from the notebooks (reveal.js, by nbconvert) in artifacts/slides/, not committed.
 slides: $(TEST_STAMP)
 	$(BIN)/python tools/slides.py --out artifacts/slides
+
+# A class on JupyterHub, on this server (as root; settings in deploy/jupyterhub/hub.env, see
+# TEACHING.md). uv from .venv makes the hub's shared environment in seconds.
+hub: $(LEARN_STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" deploy/jupyterhub/run
 
 clean:
 	rm -rf $(VENV) .venv-3.* .pytest_cache artifacts

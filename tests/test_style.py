@@ -1,4 +1,4 @@
-"""The library, the tests and the tools pass ruff's lint and format checks (pyproject.toml)."""
+"""The library, the tests, the tools and deploy/ pass ruff's lint and format checks."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ pytestmark = pytest.mark.skipif(
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
 def test_ruff_passes(command):
     result = subprocess.run(
-        [RUFF, *command, "lib", "tests", "tools"], cwd=ROOT, capture_output=True, text=True
+        [RUFF, *command, "lib", "tests", "tools", "deploy"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, (
         f"`ruff {' '.join(command)}` failed; `ruff check --fix` and `ruff format` mend most:\n"
