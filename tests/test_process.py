@@ -55,3 +55,7 @@ def test_an_os_that_will_not_say_gives_none_not_an_error(monkeypatch, fn):
     for name in ("net_connections", "connections", "num_fds", "num_handles"):
         monkeypatch.setattr(psutil.Process, name, refuse, raising=False)
     assert fn() is None
+
+
+def test_outside_a_jupyter_kernel_there_are_no_kernel_ports():
+    assert process.kernel_ports() == {}

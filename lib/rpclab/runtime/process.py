@@ -14,7 +14,7 @@ import threading
 
 import psutil
 
-__all__ = ["thread_names", "listening_ports", "open_fd_count"]
+__all__ = ["thread_names", "listening_ports", "open_fd_count", "kernel_ports"]
 
 
 def thread_names() -> list[str]:
@@ -54,3 +54,35 @@ def listening_ports() -> list[tuple[str, int]] | None:
     return sorted(
         (c.laddr.ip, c.laddr.port) for c in found if c.status == psutil.CONN_LISTEN and c.laddr
     )
+
+
+# The Jupyter messaging sockets a kernel listens on (jupyter-client's "Messaging in Jupyter").
+_KERNEL_SOCKETS = {
+    "shell_port": "Jupyter shell: the code you run comes in here",
+    "iopub_port": "Jupyter IOPub: outputs and busy/idle go out to every front end",
+    "stdin_port": "Jupyter stdin: input() asks the front end for text",
+    "control_port": "Jupyter control: interrupt and shutdown",
+    "hb_port": "Jupyter heartbeat: the front end checks the kernel is alive",
+}
+
+
+def kernel_ports() -> dict[int, str]:
+    """The TCP ports the Jupyter kernel running this code listens on, each with what it is for.
+
+    Empty outside a Jupyter kernel (a plain ``python``, or a kernel on IPC sockets).
+    """
+    try:
+        from ipykernel.kernelapp import IPKernelApp
+    except ImportError:
+        return {}
+    if not IPKernelApp.initialized():
+        return {}
+    app = IPKernelApp.instance()
+    if getattr(app, "transport", "tcp") != "tcp":
+        return {}
+    ports = {getattr(app, name, 0): role for name, role in _KERNEL_SOCKETS.items()}
+    pipe = getattr(getattr(app, "iopub_thread", None), "_pipe_port", None)  # ipykernel's own
+    if pipe:
+        ports[pipe] = "ipykernel's pipe: output printed by child processes of the kernel"
+    ports.pop(0, None)
+    return ports
