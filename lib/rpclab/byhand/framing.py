@@ -122,10 +122,10 @@ def recv_frame(
     deadline = time.monotonic() + timeout
     previous = sock.gettimeout()
     try:
-        (size,) = HEADER.unpack(_recv_before(sock, HEADER.size, deadline, first))
+        (size,) = HEADER.unpack(_recv_before(sock, HEADER.size, deadline, first, "frame header"))
         if size > max_size:
             raise FrameTooLarge(size, max_size)
-        return _recv_before(sock, size, deadline) if size else b""
+        return _recv_before(sock, size, deadline, what="frame payload") if size else b""
     finally:
         sock.settimeout(previous)
 
@@ -241,7 +241,9 @@ def recv_record(
     try:
         for count in range(1, max_fragments + 1):
             (mark,) = HEADER.unpack(
-                _recv_before(sock, HEADER.size, deadline, first if count == 1 else b"")
+                _recv_before(
+                    sock, HEADER.size, deadline, first if count == 1 else b"", "record mark"
+                )
             )
             size = mark & MAX_FRAGMENT_SIZE
             if size > max_size - total:
@@ -257,9 +259,12 @@ def recv_record(
             sock.settimeout(previous)
 
 
-def _recv_before(sock: socket.socket, n: int, deadline: float | None, have: bytes = b"") -> bytes:
+def _recv_before(
+    sock: socket.socket, n: int, deadline: float | None, have: bytes = b"", what: str = "fragment"
+) -> bytes:
     """``n`` bytes, starting with ``have`` (already read), all of them by ``deadline`` (a
-    time.monotonic() value; None: each read waits as the socket's timeout says)."""
+    time.monotonic() value; None: each read waits as the socket's timeout says). ``what`` names
+    the part in the TimeoutError."""
     buf = bytearray(n)
     buf[: len(have)] = have
     view = memoryview(buf)
@@ -268,14 +273,14 @@ def _recv_before(sock: socket.socket, n: int, deadline: float | None, have: byte
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"not complete in time ({got} of {n} bytes of a part)")
+                raise TimeoutError(f"{what} not complete in time: {got} of {n} bytes")
             sock.settimeout(remaining)
         try:
             count = sock.recv_into(view[got:], n - got)
         except TimeoutError:
             if deadline is None:
                 raise
-            raise TimeoutError(f"not complete in time ({got} of {n} bytes of a part)") from None
+            raise TimeoutError(f"{what} not complete in time: {got} of {n} bytes") from None
         if count == 0:
             raise ConnectionClosed(got, n)
         got += count
