@@ -76,6 +76,12 @@ def test_the_make_order_check(services, steps, status, words):
     assert services.flaky["payments"].faults.fail == 0
 
 
+def test_the_make_order_check_leaves_payments_as_it_found_them(services):
+    services.fail("payments", 1.0)
+    exercises.check("make-order", lambda: exercise.check_make_order(make_order, services))
+    assert services.flaky["payments"].faults.fail == 1.0
+
+
 def place_safely(gateway, request, timeout):
     request.idempotency_key = uuid.uuid4().hex
     for attempt in range(1, 4):

@@ -87,6 +87,7 @@ def check_make_order(steps: Callable[..., Any], services: Shop) -> str:
         "after release(), so that the order fails",
     )
 
+    payments_faults = services.flaky["payments"].faults
     services.orders.steps = steps
     try:
         services.fail("payments", 1.0)
@@ -114,7 +115,7 @@ def check_make_order(steps: Callable[..., Any], services: Shop) -> str:
                 "with payments back, an order for 2 mugs should take 2 out of stock",
             )
     finally:
-        services.fail("payments", 0)
+        services.fail("payments", payments_faults)  # as the check found it
         services.orders.steps = make_order
     return (
         f"with payments down the order failed ({failed}) and the stock stayed at {before}; "
