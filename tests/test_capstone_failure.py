@@ -193,7 +193,7 @@ def test_a_key_travels_to_every_hop_as_the_order_id(running):
 
 @pytest.fixture
 def slow_reply(running):
-    """The gateway behind a proxy that holds every reply back 0.3 s (connected first)."""
+    """The gateway behind a proxy that holds every reply back 0.7 s (connected first)."""
     services, _ = running
     proxy = faults.serve_proxy(
         "test-gateway-proxy", target=services.handles["gateway"], mode="bytes"
@@ -201,7 +201,7 @@ def slow_reply(running):
     channel = grpc.insecure_channel(f"127.0.0.1:{proxy.address[1]}")
     stub = shop_pb2_grpc.GatewayStub(channel)
     stub.Status(shop_pb2.StatusRequest(), timeout=2.0)
-    proxy.faults = faults.Faults(delay=0.3, direction="reply")
+    proxy.faults = faults.Faults(delay=0.7, direction="reply")
     try:
         yield services, stub
     finally:
@@ -214,7 +214,7 @@ def test_retrying_after_a_late_reply_charges_once_only_with_a_key(slow_reply, ke
     services, stub = slow_reply
     before = services.payments.charges
     for _ in range(3):
-        assert code_of(stub, order(key, item="mug"), timeout=0.25) is Code.DEADLINE_EXCEEDED
+        assert code_of(stub, order(key, item="mug"), timeout=0.5) is Code.DEADLINE_EXCEEDED
     # Every attempt was served in full before its late reply: the charges are all in.
     assert services.payments.charges - before == charges
 
@@ -329,7 +329,8 @@ def test_a_server_over_estimates_its_time_left_by_the_time_in_transit(running):
     served = next(s for s in spans if s.kind == "server" and s.service == "orders")
     over = (served.start + served.budget) - (sent.start + sent.budget)
     assert served.start - sent.start >= 0.05  # 50 ms on the way
-    assert over >= 0.045  # ... which orders counts as its own time (rounding adds, never takes)
+    # ... which orders counts as its own time (less the moment the client took to send it)
+    assert over >= 0.035
 
 
 # --------------------------------------------------------------------------- retry throttling
