@@ -121,14 +121,14 @@ def reply_ids(stub_class: Callable[..., Any], address: tuple[str, int]) -> str:
     )
     assert got == 3, f"add(1, 2) returned {got!r}, not 3"
 
-    stub = stub_class(address, timeout=0.3)
-    try:
+    stub = stub_class(address, timeout=0.4)  # slow's reply comes 0.2 s after the timeout, and
+    try:  # 0.2 s before the next call's read would time out
         try:
             stub.slow(0.6)
         except TimeoutError:
             pass
         else:
-            raise AssertionError("slow(0.6) with a 0.3 s timeout should have timed out")
+            raise AssertionError("slow(0.6) with a 0.4 s timeout should have timed out")
         answers = [stub.add(1, 2), stub.add(2, 3)]
     finally:
         stub.close()
