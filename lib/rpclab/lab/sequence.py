@@ -186,8 +186,9 @@ def arrows(events: list[Event]) -> list[Arrow]:
         message = (event.direction, event.key)
         if event.kind == "sent":
             tries[message] = tries.get(message, 0) + 1
-            if tries[message] > 1:  # the same bytes again: a retry
-                event = dataclasses.replace(event, label=f"{event.label}, try {tries[message]}")
+            if tries[message] > 1:  # the same bytes again: a retry, or a reply replayed
+                again = f", try {tries[message]}" if event.direction == "request" else " (again)"
+                event = dataclasses.replace(event, label=event.label + again)
             waiting.setdefault(message, deque()).append(event)
             continue
         if event.side != "proxy" or event.direction is None:
@@ -244,7 +245,7 @@ def draw(charts: Recorder | Mapping[str, Recorder], *, title: str = "", columns:
         raise ValueError("draw needs at least one chart, each with at least one event")
     cols = max(1, min(columns, len(panels)))
     rows = -(-len(panels) // cols)
-    fig = Figure(figsize=(4.2 * cols, 4.4 * rows), layout="constrained")
+    fig = Figure(figsize=(4.5 * cols, 4.4 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).flatten()
     for index, (ax, (name, recorder)) in enumerate(zip(axes, panels.items(), strict=False)):
         _panel(ax, name, recorder.events(), first_column=index % cols == 0)
@@ -280,11 +281,13 @@ def _panel(ax: Axes, name: str, events: list[Event], *, first_column: bool) -> N
         dx = {"client": -0.05, "server": 0.05}.get(e.side, 0.0)
         ax.plot([x], [y], marker="o", color="#333333", markersize=3)
         ax.text(x + dx, text_y, e.label, ha=ha, va="center", fontsize=_FONT)
-    ax.set_xlim(-1.1, 2.1)
+    ax.set_xlim(-1.35, 2.2)
     ax.set_ylim(span * 1.08, -span * 0.08)  # time runs down
-    ax.set_xticks([0, 0.5, 1], ["client", "network", "server"])
+    ax.set_xticks([0, 1], ["client", "server"])
     ax.xaxis.tick_top()
     ax.tick_params(axis="x", length=0)
+    top = ax.get_xaxis_transform()  # x in data, y in axes: 1.0 is the top edge
+    ax.text(0.5, 1.01, "network", transform=top, ha="center", va="bottom", fontsize=7, color="#888")
     if first_column:
         ax.set_ylabel("milliseconds since the first message")
     for spine in ("top", "right", "bottom"):
@@ -359,7 +362,7 @@ def one_call(
     slow_first: float = 0.0,
     at_most_once: bool = False,
     delay: float = 0.04,
-    timeout: float = 0.25,
+    timeout: float = 0.3,
     retries: int = 2,
 ) -> Recorder:
     """One ``increment("hits")`` through a fault proxy that breaks one message; its Recorder.
@@ -431,7 +434,7 @@ def one_call(
                 if e.kind in ("forwarded", "duplicated") and e.direction == "reply"
             ]
             for e in replies[1:]:  # one call takes one reply, the first to come
-                chart.note("client", "nobody waits for it", when=e.when)
+                chart.note("client", f"{e.label}: nobody waits for it", when=e.when)
         finally:
             proxy.stop()
     finally:
