@@ -1,4 +1,4 @@
-"""The checks behind notebooks 04 and 05's exercises (rpclab.byhand.callchecks) pass a right
+"""The checks behind notebooks 04 and 05's exercises (rpclab.byhand.call_checks) pass a right
 answer and name what is wrong with the typical wrong ones, in words a learner can act on.
 
 (tests/test_exercises.py runs the notebooks' own blanks and solutions; these are the answers a
@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from rpclab.byhand import callchecks, reference
+from rpclab.byhand import call_checks, reference
 from rpclab.exercises import NotDone
 
 
@@ -31,7 +31,7 @@ def hand_server():
         time.sleep(seconds)
         return "slow done"
 
-    server = reference.serve({"add": lambda a, b: a + b, "slow": slow}, name="test-callchecks")
+    server = reference.serve({"add": lambda a, b: a + b, "slow": slow}, name="test-call-checks")
     yield server.address
     server.stop()
 
@@ -61,7 +61,7 @@ class SkipOneAfterATimeout(NaiveStub):
 
 
 def test_the_reply_id_check_passes_the_stub_that_compares_ids(hand_server):
-    assert callchecks.reply_ids(reference.Stub, hand_server) == (
+    assert call_checks.check_reply_ids(reference.Stub, hand_server) == (
         "a late reply no longer answers the next call"
     )
 
@@ -69,7 +69,7 @@ def test_the_reply_id_check_passes_the_stub_that_compares_ids(hand_server):
 @pytest.mark.parametrize("stub", [NaiveStub, SkipOneAfterATimeout])
 def test_the_reply_id_check_catches_a_stub_that_takes_another_calls_reply(hand_server, stub):
     with pytest.raises(AssertionError, match="reply to another call came first"):
-        callchecks.reply_ids(stub, hand_server)
+        call_checks.check_reply_ids(stub, hand_server)
 
 
 def test_a_blank_exercise_passes_through_as_not_done(hand_server):
@@ -78,7 +78,7 @@ def test_a_blank_exercise_passes_through_as_not_done(hand_server):
             raise NotDone("compare ids")
 
     with pytest.raises(NotDone):
-        callchecks.reply_ids(Blank, hand_server)
+        call_checks.check_reply_ids(Blank, hand_server)
 
 
 # --------------------------------------------------------------------------- 05: deadline
@@ -107,12 +107,12 @@ def await_reply_with_a_timeout_per_read(stub, request_id, deadline):
 
 
 def test_the_deadline_check_passes_one_deadline_for_the_whole_call():
-    assert "for a 0.4 s deadline" in callchecks.deadline(await_reply, reference.Stub)
+    assert "for a 0.4 s deadline" in call_checks.check_deadline(await_reply, reference.Stub)
 
 
 def test_the_deadline_check_catches_a_timeout_per_read():
     with pytest.raises(AssertionError, match="kept each read short of its timeout"):
-        callchecks.deadline(await_reply_with_a_timeout_per_read, reference.Stub)
+        call_checks.check_deadline(await_reply_with_a_timeout_per_read, reference.Stub)
 
 
 # --------------------------------------------------------------------------- 05: retries
@@ -156,19 +156,19 @@ def call_once(caller, method, params, *, timeout=0.1, tries=5):
 
 
 def test_the_retries_check_passes_the_same_id_on_every_try():
-    assert callchecks.retries(call_with_retries, Caller) == (
+    assert call_checks.check_retries(call_with_retries, Caller) == (
         "the same id on every try, and a clear give-up"
     )
 
 
 def test_the_retries_check_catches_a_new_id_for_each_try():
     with pytest.raises(AssertionError, match="must send the same request, with the same id"):
-        callchecks.retries(call_with_new_ids, Caller)
+        call_checks.check_retries(call_with_new_ids, Caller)
 
 
 def test_the_retries_check_catches_no_retry_at_all():
     with pytest.raises(TimeoutError):  # the check lets it through: exercises.check says so
-        callchecks.retries(call_once, Caller)
+        call_checks.check_retries(call_once, Caller)
 
 
 # --------------------------------------------------------------------------- 05: dedup
@@ -236,28 +236,28 @@ def without_a_lock(dispatch):
 
 
 def test_the_dedup_check_passes_a_table_keyed_by_client_and_sequence():
-    assert callchecks.dedup(at_most_once).startswith("each (client, sequence) ran once")
+    assert call_checks.check_dedup(at_most_once).startswith("each (client, sequence) ran once")
 
 
 def test_the_dedup_check_catches_a_table_that_forgets_the_client():
     with pytest.raises(AssertionError, match="bob:1 did not run"):
-        callchecks.dedup(by_sequence_alone)
+        call_checks.check_dedup(by_sequence_alone)
 
 
 def test_the_dedup_check_catches_a_duplicate_that_runs_while_the_first_is_running():
     with pytest.raises(AssertionError, match="arrived while the first was still running"):
-        callchecks.dedup(without_a_lock)
+        call_checks.check_dedup(without_a_lock)
 
 
 def test_a_table_keyed_by_the_whole_id_passes_because_the_id_names_the_client():
     # "ada:1" and "bob:1" differ, so the id alone works for these callers; the notebook shows
     # where it does not: 04's stub numbers its ids 1, 2, 3... with no client in them.
-    assert callchecks.dedup(by_id_alone)
+    assert call_checks.check_dedup(by_id_alone)
 
 
 def test_the_scripted_peer_answers_as_told_and_records_what_it_read():
     script = itertools.cycle([[(0, {"jsonrpc": "2.0", "result": "x", "id": 1})]])
-    with callchecks.scripted_peer(lambda request, number: next(script)) as (address, seen):
+    with call_checks.scripted_peer(lambda request, number: next(script)) as (address, seen):
         stub = reference.Stub(address, timeout=2.0)
         assert stub.ping() == "x"
         stub.close()

@@ -1,18 +1,20 @@
-"""Checks for the exercises of notebooks 04 and 05: a learner's stub, deadline, retries and
+"""The checks behind notebooks 04 and 05's exercises: a learner's stub, deadline, retries and
 de-duplication table, each tried against a scripted peer that misbehaves on cue.
 
 Each check calls the learner's code and raises AssertionError with a plain sentence when it is
 wrong (rpclab.exercises.check prints it); the learner's NotDone passes straight through, so a
-blank exercise reads "Not done yet". A scripted peer is a small socket server in this kernel
-that reads frames and answers as its script says -- replies to other ids first, replies that
-never come, replies that trickle -- so each check sees the same misbehaviour every time::
+blank exercise reads "Not done yet". tests/test_call_checks.py proves each passes the
+notebook's solution and catches the usual wrong answers. A scripted peer is a small socket
+server in this kernel that reads frames and answers as its script says -- another call's reply
+first, no reply at all, replies that trickle -- so each check sees the same misbehaviour every
+time, and every wait is bounded::
 
-    exercises.check("reply-id", lambda: callchecks.reply_ids(CheckedStub, hand_server.address))
+    exercises.check("reply-id", lambda: call_checks.check_reply_ids(CheckedStub, address))
 
-* ``reply_ids(stub_class, address)`` -- 04: the stub takes only its own call's reply;
-* ``deadline(await_reply, stub_class)`` -- 05: the whole call has one deadline;
-* ``retries(call_with_retries, caller_class)`` -- 05: a timed-out call is sent again, same id;
-* ``dedup(at_most_once)`` -- 05: a repeated (client, sequence) is answered, not run again.
+* :func:`check_reply_ids` -- 04: the stub takes only its own call's reply;
+* :func:`check_deadline` -- 05: the whole call has one deadline, however the peer trickles;
+* :func:`check_retries` -- 05: a timed-out call is sent again with the same id;
+* :func:`check_dedup` -- 05: a repeated (client, sequence) is answered, not run again.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 from rpclab.byhand import framing, reference
 from rpclab.runtime import background
 
-__all__ = ["reply_ids", "deadline", "retries", "dedup"]
+__all__ = ["check_reply_ids", "check_deadline", "check_retries", "check_dedup", "scripted_peer"]
 
 Script = Callable[[dict, int], list[tuple[float, dict]]]  # (request, its number) -> [(wait, reply)]
 PEER_READ_TIMEOUT = 5.0  # seconds a scripted peer waits for the next request
@@ -100,7 +102,7 @@ def _other_id(request_id: Any) -> Any:
 # --------------------------------------------------------------------------- 04: reply ids
 
 
-def reply_ids(stub_class: Callable[..., Any], address: tuple[str, int]) -> str:
+def check_reply_ids(stub_class: Callable[..., Any], address: tuple[str, int]) -> str:
     """04: ``stub_class(address, timeout=...)`` takes its own call's reply and skips others.
 
     At ``address`` a server must offer ``add(a, b)`` and ``slow(seconds)``.
@@ -142,7 +144,7 @@ def reply_ids(stub_class: Callable[..., Any], address: tuple[str, int]) -> str:
 # --------------------------------------------------------------------------- 05: deadline
 
 
-def deadline(await_reply: Callable[..., dict], stub_class: Callable[..., Any]) -> str:
+def check_deadline(await_reply: Callable[..., dict], stub_class: Callable[..., Any]) -> str:
     """05: ``await_reply(stub, request_id, deadline)`` returns its reply, skipping others, and
     raises TimeoutError once ``time.monotonic()`` passes ``deadline``, however the peer trickles."""
 
@@ -190,7 +192,7 @@ def deadline(await_reply: Callable[..., dict], stub_class: Callable[..., Any]) -
 # --------------------------------------------------------------------------- 05: retries
 
 
-def retries(call_with_retries: Callable[..., Any], caller_class: Callable[..., Any]) -> str:
+def check_retries(call_with_retries: Callable[..., Any], caller_class: Callable[..., Any]) -> str:
     """05: ``call_with_retries(caller, method, params, timeout=, tries=)`` sends the same
     request (the same id) again after each timeout, and gives up with TimeoutError after
     ``tries`` tries."""
@@ -233,7 +235,9 @@ def retries(call_with_retries: Callable[..., Any], caller_class: Callable[..., A
 # --------------------------------------------------------------------------- 05: dedup
 
 
-def dedup(at_most_once: Callable[[Callable[[bytes], bytes | None]], Callable[..., Any]]) -> str:
+def check_dedup(
+    at_most_once: Callable[[Callable[[bytes], bytes | None]], Callable[..., Any]],
+) -> str:
     """05: ``at_most_once(dispatch)`` answers a repeated (client, sequence) from its table, runs
     two clients' equal sequence numbers separately, and runs a duplicate that arrives while the
     first is still running only once."""
