@@ -138,3 +138,10 @@ def test_a_reset_after_the_call_ran_is_retried_on_a_new_connection_and_runs_agai
     chart = sequence.one_call(reset=1.0, after="request")
     assert _runs(chart) == ["runs: hits = 1", "runs: hits = 2"]
     assert "reset" in [a.fate for a in sequence.arrows(chart.events())]
+
+
+def test_one_call_refuses_what_would_hang_or_mean_nothing():
+    with pytest.raises(ValueError, match="after must be one of"):
+        sequence.one_call(drop=1.0, after="sideways")
+    with pytest.raises(ValueError, match="slow_first"):
+        sequence.one_call(slow_first=60)

@@ -33,9 +33,12 @@ from dataclasses import dataclass
 
 from matplotlib.axes import Axes
 
+from rpclab import checks, faults
+from rpclab.byhand import socketrpc
+from rpclab.kv import KVStore
 from rpclab.lab.plots import Figure
 
-__all__ = ["Event", "Arrow", "Recorder", "arrows", "render_text", "draw"]
+__all__ = ["Event", "Arrow", "Recorder", "describe", "arrows", "render_text", "draw", "one_call"]
 
 MAX_EVENTS = 2_000  # a chart of more messages than this is unreadable anyway; older ones go
 MAX_LABEL_PAYLOAD = 64 * 1024  # larger payloads are labelled by size, not decoded
@@ -351,6 +354,7 @@ def _arrow(
 
 
 BREAKABLE = ("drop", "duplicate", "reset")
+MAX_SLOW = 5.0  # seconds the server may be slow on its first run: a chart, not a hang
 
 
 def one_call(
@@ -374,12 +378,8 @@ def one_call(
     The client waits ``timeout`` seconds a try and sends the same request (the same id) up to
     ``retries`` more times; the server keeps a de-duplication table if ``at_most_once``.
     """
-    from rpclab import faults  # (imported here: the charts above need none of this)
-    from rpclab.byhand import socketrpc
-    from rpclab.kv import KVStore
-
-    if after not in (None, "request", "reply"):
-        raise ValueError(f'after must be None, "request" or "reply", not {after!r}')
+    checks.one_of("after", after, (None, "request", "reply"))
+    checks.seconds("slow_first", slow_first, low=0, high=MAX_SLOW)
     fault = {"drop": drop, "duplicate": duplicate, "reset": reset}
     quiet = dict.fromkeys(BREAKABLE, 0.0)
     chart, store, runs = Recorder(), KVStore(), []
