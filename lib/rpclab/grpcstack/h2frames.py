@@ -47,6 +47,7 @@ HEADER_SIZE = 9  # length (3 bytes), type, flags, stream identifier (4 bytes, to
 MAX_CONTROL_PAYLOAD = 1 << 20  # bytes of a non-DATA frame's payload a Conversation accepts
 MAX_FRAMES = 10_000
 KEEP_DATA = 1024
+DETAIL_WIDTH = 40  # characters of a frame's payload summary that str(frame) shows
 
 FRAME_TYPES = {
     0: "DATA",
@@ -184,10 +185,12 @@ class Frame:
     def __str__(self) -> str:
         flags = "|".join(self.flag_names)
         text = (
-            f"{_ARROWS.get(self.direction, self.direction)} {self.kind:<13} stream {self.stream}"
-            f"  {flags:<22} {self.length:5} bytes"
+            f"{_ARROWS.get(self.direction, self.direction)} {self.kind:<13} stream {self.stream:<2}"
+            f" {flags:<22} {self.length:4} B"
         )
         detail = self.describe()
+        if len(detail) > DETAIL_WIDTH:
+            detail = detail[: DETAIL_WIDTH - 1] + "…"
         return f"{text}  {detail}" if detail else text
 
 
