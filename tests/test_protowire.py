@@ -222,8 +222,10 @@ def test_iter_fields_reads_each_wire_type_in_order():
         (b"\x08\x01\x00", "at offset 2: tag 0x0 has field number 0"),
         (b"\x0b", "the group of field 1 at offset 0 has no end-group tag"),
         (b"\x0c", "at offset 0: an end-group tag for field 1 with no start-group tag"),
-        (b"\x0b\x08\x01\x14", "the group of field 1 .offset 0. is closed by an end-group tag "
-         "for field 2"),
+        (
+            b"\x0b\x08\x01\x14",
+            "the group of field 1 .offset 0. is closed by an end-group tag for field 2",
+        ),
         (b"\x0b" * 200, "groups nested deeper than 100 levels"),
         (b"\x12\xff\xff\xff\xff\x0f", "says 4294967295 bytes follow"),
     ],
