@@ -74,6 +74,9 @@ class Verdict:
     def ok(self) -> bool:
         return self.status == "right"
 
+    def _ipython_display_(self) -> None:
+        """Shown already: a check cell ending in ``exercises.check(...)`` prints it once."""
+
     def __str__(self) -> str:
         heading = {"not done": "Not done yet", "wrong": "Not right yet", "right": "Right"}
         text = f"{heading[self.status]} ({self.name})"
