@@ -70,12 +70,12 @@ class BlankNameGreeter(hello_pb2_grpc.GreeterServicer):
     ],
 )
 def test_polite_greeter_check(servicer, status, words):
-    found = verdict("polite-greeter", servicer_checks.polite_greeter, servicer)
+    found = verdict("polite-greeter", servicer_checks.check_polite_greeter, servicer)
     assert (found.status, words in found.message) == (status, True), found
 
 
 def test_a_check_given_an_instance_asks_for_the_class():
-    found = verdict("polite-greeter", servicer_checks.polite_greeter, PoliteGreeter())
+    found = verdict("polite-greeter", servicer_checks.check_polite_greeter, PoliteGreeter())
     assert found.status == "wrong" and "pass your class itself" in found.message
 
 
@@ -129,7 +129,7 @@ class FloatDistance(route_guide.RouteGuide):
     ],
 )
 def test_record_route_check(servicer, status, words):
-    found = verdict("record-route", servicer_checks.record_route, servicer)
+    found = verdict("record-route", servicer_checks.check_record_route, servicer)
     assert (found.status, words in found.message) == (status, True), found
 
 
@@ -179,5 +179,5 @@ class RemembersAcrossCalls(route_guide.RouteGuide):
     ],
 )
 def test_route_chat_check(servicer, status, words):
-    found = verdict("route-chat", servicer_checks.route_chat, servicer)
+    found = verdict("route-chat", servicer_checks.check_route_chat, servicer)
     assert (found.status, words in found.message) == (status, True), found

@@ -4,7 +4,7 @@ Used by the exercises of notebooks 07 (a unary method that fails with the right 
 08 (RecordRoute, a client stream; RouteChat, a bidirectional stream), through
 rpclab.exercises::
 
-    exercises.check("record-route", lambda: servicer_checks.record_route(MyRouteGuide))
+    exercises.check("record-route", lambda: servicer_checks.check_record_route(MyRouteGuide))
 
 Each check starts the learner's class on a background server of its own, makes real calls to it
 over a channel, and raises AssertionError with a message in plain words at the first thing that
@@ -12,6 +12,8 @@ is wrong. The server is stopped however the check ends. An exception the learner
 on the server (``NotDone`` from a blank exercise, say) is raised again in the check, as if the
 method had been called directly, so the check can say "not done yet" rather than "UNKNOWN".
 Every wait is bounded: a method that never answers fails the check within a few seconds.
+tests/test_servicer_checks.py proves each check passes the notebook's solution, says "not done"
+for the blank, and names what is wrong in typical mistakes.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import grpc
 from rpclab.grpcstack import greeter, route_guide
 from rpclab.runtime import background
 
-__all__ = ["polite_greeter", "record_route", "route_chat"]
+__all__ = ["check_polite_greeter", "check_record_route", "check_route_chat"]
 
 WAIT_S = 3.0  # the longest a check waits for any one reply
 pb2, pb2_grpc = route_guide.route_guide_pb2, route_guide.route_guide_pb2_grpc
@@ -93,7 +95,7 @@ def _failed(error: grpc.RpcError, raised: _Raised) -> AssertionError:
 # --------------------------------------------------------------------------- notebook 07
 
 
-def polite_greeter(servicer_class: Any) -> str:
+def check_polite_greeter(servicer_class: Any) -> str:
     """Check a Greeter whose SayHello greets a name and refuses an empty or blank one.
 
     ``SayHello(Ada)`` must answer ``Hello, Ada!``; a name that is empty or only spaces must end
@@ -159,7 +161,7 @@ def _expected_summary(points: list[Any]) -> tuple[int, int, int]:
     return len(points), features, int(metres)
 
 
-def record_route(servicer_class: Any) -> str:
+def check_record_route(servicer_class: Any) -> str:
     """Check a RouteGuide subclass's RecordRoute (client streaming) on three routes.
 
     The reply must count the points and the points that are features on the map, and give the
@@ -239,7 +241,7 @@ def _read_all(call: Any, into: queue.Queue[Any]) -> None:
         into.put(_END)
 
 
-def route_chat(servicer_class: Any) -> str:
+def check_route_chat(servicer_class: Any) -> str:
     """Check a RouteGuide subclass's RouteChat (bidirectional streaming).
 
     For each note, the server must send back the notes left EARLIER in the same call at the same
