@@ -54,6 +54,8 @@ def _check_key(key: object) -> str:
         raise ValueError("key must not be empty")
     if len(key) > MAX_KEY_LENGTH:
         raise ValueError(f"key is {len(key)} characters; the limit is {MAX_KEY_LENGTH}")
+    if not key.isascii():
+        _check_unicode("key", key)
     return key
 
 
@@ -62,7 +64,22 @@ def _check_value(value: object) -> str:
         raise TypeError(f"value must be a str, not {type(value).__name__}")
     if len(value) > MAX_VALUE_LENGTH:
         raise ValueError(f"value is {len(value)} characters; the limit is {MAX_VALUE_LENGTH}")
+    if not value.isascii():
+        _check_unicode("value", value)
     return value
+
+
+def _check_unicode(what: str, text: str) -> None:
+    """Refuse a str that is not Unicode text: one holding a lone surrogate (half of a UTF-16 pair),
+    which Python allows but no transport can send (each needs UTF-8), so that once stored it
+    would break every call that returns it (keys(), for everyone)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{what} holds a lone surrogate {text[exc.start]!r} at index {exc.start}: "
+            "not Unicode text, so no client could read it back"
+        ) from None
 
 
 class KVStore:

@@ -261,7 +261,12 @@ class Dispatcher:
             encode(reply)
             return reply
         except (TypeError, ValueError) as exc:
-            return error_response(reply.get("id"), InternalError(f"the result is not JSON: {exc}"))
+            error = error_response(reply.get("id"), InternalError(f"the result is not JSON: {exc}"))
+        try:  # (an id off the wire always encodes; one a caller of handle_value gave may not)
+            encode(error)
+        except (TypeError, ValueError):
+            error["id"] = None
+        return error
 
     def __repr__(self) -> str:
         return f"<Dispatcher of {', '.join(self.names) or 'no methods'}>"
