@@ -24,6 +24,7 @@ __all__ = ["KVStore", "KeyNotFound", "Change", "MAX_KEY_LENGTH", "MAX_VALUE_LENG
 MAX_KEY_LENGTH = 256
 MAX_VALUE_LENGTH = 64 * 1024
 HISTORY = 1024  # changes kept for watchers that fall behind
+MAX_WAIT = 60.0  # seconds changes_since waits, at most, for a change
 
 
 class KeyNotFound(KeyError):
@@ -83,7 +84,15 @@ def _check_unicode(what: str, text: str) -> None:
 
 
 class KVStore:
-    """A dictionary of str -> str with get, put, delete, increment and watch."""
+    """A dictionary of str -> str with get, put, delete, increment and watch.
+
+    ``rpc_methods`` names the calls a remote client may make, each of which answers at once:
+    a server that serves the store's public methods serves only these (rpclab.byhand.jsonrpc's
+    ``methods_of``). ``changes_since`` and ``watch`` wait for changes: gRPC's Watch streams
+    them; a remote caller of a plain call could hold a thread with them.
+    """
+
+    rpc_methods = ("get", "put", "delete", "increment", "keys")
 
     def __init__(self) -> None:
         self._data: dict[str, str] = {}
@@ -159,13 +168,20 @@ class KVStore:
     # -- watching -------------------------------------------------------------
 
     def changes_since(self, version: int, timeout: float | None = None) -> list[Change]:
-        """Changes numbered above ``version``, waiting up to ``timeout`` seconds for one.
+        """Changes numbered above ``version``, waiting up to ``timeout`` seconds for one (None,
+        or more than MAX_WAIT: MAX_WAIT, so that no wait is forever).
 
         Returns an empty list on timeout. A watcher that fell more than
         HISTORY changes behind gets only the ones still kept.
         """
+        checks.integer("version", version)
+        wait = (
+            MAX_WAIT
+            if timeout is None
+            else min(checks.seconds("timeout", timeout, low=0), MAX_WAIT)
+        )
         with self._changed:
-            self._changed.wait_for(lambda: self._version > version, timeout)
+            self._changed.wait_for(lambda: self._version > version, wait)
             return [c for c in self._history if c.version > version]
 
     def watch(

@@ -35,12 +35,17 @@ def call_as_reader(conn: SharedConnection, request_id: str, payload: bytes, time
 
     The caller holds ``conn._reader``; it is released before this returns.
     """
-    deadline = time.monotonic() + timeout
+    now = time.monotonic()
+    deadline = now + timeout
     chunk: bytes | OSError | None = None
     with conn._send_lock:
         link = conn._link
         tried = link is not None and not link.broken  # (if sending fails, the call was tried)
+        if tried and link.closed_while_idle(now):  # (a new connection, made as _exchange makes it)
+            conn._break(link, "the server closed the connection while it was idle")
+            tried = False
         if tried:
+            link.sent_at = now
             if timeout != link.read_timeout:
                 link.bound_reads(timeout)
             try:
