@@ -391,9 +391,10 @@ def test_item_7_an_idle_connection_is_closed_and_a_busy_one_is_not():
 def test_item_7_rpclab_s_client_notices_an_idle_close_and_reconnects_before_its_next_call(
     monkeypatch,
 ):
-    from rpclab.byhand.socketrpc import reader
+    from rpclab.byhand.socketrpc import fastcall, reader
 
-    monkeypatch.setattr(reader, "IDLE_CHECK", 0.0)  # (the client checks a link unused for 1 s)
+    for module in (reader, fastcall):  # (the client checks a link unused for 1 s)
+        monkeypatch.setattr(module, "IDLE_CHECK", 0.0)
     limits = Limits(connections_per_address=4, idle_timeout=0.2)
     with socketrpc.serve(kv.KVStore(), name="test-idle-client", limits=limits) as server:
         with socketrpc.connect(server.address, timeout=2.0) as client:  # retries=0

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from rpclab.byhand import jsonrpc
 from rpclab.byhand.jsonrpc.fastpath import NOT_PLAIN, plain_result
-from rpclab.byhand.socketrpc.reader import _Link, _Slot, result_of
+from rpclab.byhand.socketrpc.reader import IDLE_CHECK, _Link, _Slot, result_of
 from rpclab.byhand.socketrpc.transport import RECV_SIZE, pack_length
 
 if TYPE_CHECKING:
@@ -41,9 +41,9 @@ def call_as_reader(conn: SharedConnection, request_id: str, payload: bytes, time
     with conn._send_lock:
         link = conn._link
         tried = link is not None and not link.broken  # (if sending fails, the call was tried)
-        if tried and link.closed_while_idle(now):  # (a new connection, made as _exchange makes it)
+        if tried and now - link.sent_at >= IDLE_CHECK and link.closed_while_idle(now):
             conn._break(link, "the server closed the connection while it was idle")
-            tried = False
+            tried = False  # (so _exchange makes a new one)
         if tried:
             link.sent_at = now
             if timeout != link.read_timeout:
