@@ -370,6 +370,34 @@ def test_item_7_calls_over_a_learner_s_limit_get_an_error_then_a_close(workers):
             sock.close()
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["one caller", "with a frame hook"])
+def test_item_7_after_a_refused_call_rpclab_s_client_makes_a_new_connection_for_the_next(fast):
+    entered, release = threading.Event(), threading.Event()
+
+    def slow():
+        entered.set()
+        release.wait(10)
+        return "slow"
+
+    limits = Limits(calls_per_learner=1)
+    handlers = {"slow": slow, "echo": lambda x: x}
+    hook = None if fast else (lambda direction, payload: None)  # (the general path, reader.py)
+    with socketrpc.serve(handlers, name="test-refused-call", limits=limits) as server:
+        with (
+            socketrpc.connect(server.address) as first,
+            socketrpc.connect(server.address, on_frame=hook) as second,
+        ):
+            busy = threading.Thread(target=first.slow, name="test-slow-call")
+            busy.start()
+            assert entered.wait(5)
+            with pytest.raises(RemoteError) as info:
+                second.echo("refused")
+            assert info.value.code == socketrpc.LIMIT_EXCEEDED
+            release.set()
+            busy.join(5)
+            assert second.echo("next") == "next"  # not ConnectionLost: a new connection
+
+
 def test_item_7_an_idle_connection_is_closed_and_a_busy_one_is_not():
     limits = Limits(idle_timeout=0.3)
     with socketrpc.serve({"echo": lambda x: x}, name="test-idle", limits=limits) as server:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from rpclab.byhand import jsonrpc
 from rpclab.byhand.jsonrpc.fastpath import NOT_PLAIN, plain_result
-from rpclab.byhand.socketrpc.reader import IDLE_CHECK, _Link, _Slot, result_of
+from rpclab.byhand.socketrpc.reader import IDLE_CHECK, _Link, _Slot, over_limit, result_of
 from rpclab.byhand.socketrpc.transport import RECV_SIZE, pack_length
 
 if TYPE_CHECKING:
@@ -99,6 +99,10 @@ def _complete(
             value = None  # _lead reads it again, and says what is wrong
         if type(value) is dict and value.get("id") == request_id:
             conn._hand_over()
+            if "error" in value and over_limit(value):  # the server closes the connection next
+                conn._break(
+                    link, "the server refused a call over a limit, and closed the connection"
+                )
             return value
     slot = _Slot((request_id,), link)
     conn._register(slot)

@@ -41,7 +41,7 @@ from rpclab.byhand.socketrpc.transport import (
     set_send_timeout,
 )
 
-__all__ = ["CallTimeout", "ConnectionLost", "SharedConnection", "result_of"]
+__all__ = ["CallTimeout", "ConnectionLost", "SharedConnection", "result_of", "over_limit"]
 
 TIMEOUT_SLACK = 0.05  # seconds a read may overrun its call's deadline (saves a system call a call)
 IDLE_CHECK = 1.0  # seconds unused after which a connection is checked before a call is sent on it
@@ -55,6 +55,13 @@ class CallTimeout(TimeoutError):
 
 class ConnectionLost(ConnectionError):
     """The connection to the server broke (or could not be made) before the reply came."""
+
+
+def over_limit(reply: dict) -> bool:
+    """Whether ``reply`` is a class server's refusal over a limit (-32005), after which it closes
+    the connection: the next call must go on a new one."""
+    error = reply.get("error")
+    return type(error) is dict and error.get("code") == LIMIT_EXCEEDED
 
 
 def result_of(reply: dict) -> Any:
@@ -360,6 +367,10 @@ class SharedConnection:
                         slot.done = True
                         if self._followers:
                             self._turn.notify_all()
+            if "error" in value and over_limit(value):
+                self._break(
+                    link, "the server refused a call over a limit, and closes the connection"
+                )
             return
         unreadable = None
         with self._lock:
