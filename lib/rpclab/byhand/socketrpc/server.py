@@ -20,7 +20,7 @@ own, each reply sent when ready; ``limits=Limits.for_class()`` bounds what one l
 hold (limits.py: connections, calls at once, idle time). When the machine runs out of file
 descriptors, the accept loop waits before it tries again instead of spinning a CPU.
 
-About 450 lines, one module: the limits are checked where connections are accepted and frames
+About 480 lines, one module: the limits are checked where connections are accepted and frames
 read, so they live beside that loop; what they count, and the answer over them, is limits.py.
 """
 
