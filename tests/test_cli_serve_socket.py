@@ -109,7 +109,7 @@ def test_the_class_limits_each_refuse_with_a_json_rpc_error_then_close_and_other
             "--max-calls-per-learner",
             "2",
             "--idle-timeout",
-            "1",
+            "2",
         )
     )
     try:
@@ -122,7 +122,7 @@ def test_the_class_limits_each_refuse_with_a_json_rpc_error_then_close_and_other
         with _connect(server.address, "127.0.0.2") as other:
             put = {"jsonrpc": "2.0", "method": "put", "params": ["k", "v"], "id": 1}
             assert _frame_call(other, put)["result"] is None
-        for sock in held:  # idle for a second: the server closes them
+        for sock in held:  # idle for two seconds: the server closes them
             assert sock.recv(100) == b""
             sock.close()
         with socketrpc.connect(server.address, timeout=5.0) as client:
