@@ -153,3 +153,23 @@ def test_a_child_that_cannot_start_says_why():
         server_process.start(["carrier-pigeon"])
     assert server_process.main(["carrier-pigeon"]) == 2
     assert set(echo.TRANSPORTS) >= {"raw", "socketrpc", "grpc-aio"}
+
+
+def test_the_queue_server_answers_one_call_at_a_time_each_taking_its_service_time():
+    child = server_process.start(["queue"])
+    try:
+        endpoint = child.endpoint("queue")
+        conns = [endpoint.connect("q") for _ in range(4)]
+        start = time.perf_counter()
+        threads = [threading.Thread(target=c.call) for c in conns]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(5.0)
+        took = time.perf_counter() - start
+        for c in conns:
+            c.close()
+        endpoint.close()
+    finally:
+        background.stop_all()
+    assert took >= 4 * echo.QUEUE_SERVICE_S  # four calls at once, answered one after another

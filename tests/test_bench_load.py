@@ -131,3 +131,11 @@ def test_errors_are_counted_and_the_run_ends():
 
     run = load.open_loop(bench.Endpoint(flaky, lambda: None), rate=100, seconds=0.2, callers=1)
     assert run.errors == ["ConnectionError: gone"] and run.calls == 0
+
+
+def test_the_md1_prediction_is_the_service_time_at_no_load_and_has_no_limit_at_capacity():
+    assert load.md1_mean_s(0, 0.002) == 0.002
+    assert load.md1_mean_s(250, 0.002) == pytest.approx(0.002 + 0.5 * 0.002 / (2 * 0.5))
+    assert load.md1_mean_s(500, 0.002) is None and load.md1_mean_s(900, 0.002) is None
+    with pytest.raises(ValueError):
+        load.md1_mean_s(100, 0)

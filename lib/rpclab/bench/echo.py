@@ -60,6 +60,8 @@ __all__ = [
     "Endpoint",
     "Transport",
     "TRANSPORTS",
+    "EXTRAS",
+    "QUEUE_SERVICE_S",
     "in_kernel",
     "time_round_trips",
     "setup_raw",
@@ -694,7 +696,7 @@ def client_grpc_aio(address: tuple[str, int]) -> Client:
                     while done < per_task:
                         await stub(request, timeout=CALL_TIMEOUT)
                         done += 1
-                        if done % 16 == 0 and time.perf_counter() >= stop_at:
+                        if time.perf_counter() >= stop_at:
                             break
                 except grpc.RpcError as exc:
                     errors.append(f"{type(exc).__name__}: {exc}")
@@ -775,6 +777,38 @@ TRANSPORTS: dict[str, Transport] = {
             client_grpc_aio,
         ),
     )
+}
+
+
+# --------------------------------------------------------------------------- a queue, for load
+
+QUEUE_SERVICE_S = 0.002  # how long the queue server holds each call
+_queue_lock = threading.Lock()  # one call at a time, across every connection of the server
+
+
+def _held_echo(text: str) -> str:
+    with _queue_lock:
+        time.sleep(QUEUE_SERVICE_S)  # the service: a fixed time, standing in for real work
+    return text
+
+
+def serve_queue() -> Served:
+    """The socket RPC's echo, one call at a time, each holding the server ``QUEUE_SERVICE_S``
+    seconds: a single server with a known service time, for load experiments ('bench-queue')."""
+    from rpclab.byhand import socketrpc
+
+    server = socketrpc.serve({"echo": _held_echo}, name="bench-queue", max_frame_size=MAX_MESSAGE)
+    return Served(server.address, server.stop)
+
+
+# Servers the bench's server process can also run, which rpclab.bench does not measure by default.
+EXTRAS: dict[str, Transport] = {
+    "queue": Transport(
+        "queue",
+        f"the socket RPC's echo, one call at a time, each taking {QUEUE_SERVICE_S * 1000:g} ms",
+        serve_queue,
+        client_socketrpc,
+    ),
 }
 
 

@@ -49,6 +49,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from rpclab import checks
 from rpclab.bench import echo, placement, server_process
@@ -151,17 +152,16 @@ class Settings:
 
 
 SWEEP = (16, 1024, 64 * 1024, 1024 * 1024)  # 16 B, 1 KiB, 64 KiB, 1 MiB
-SWEEP_WARMUP_CALLS = 3  # calls made, not counted, on each new connection of the sweep
 QUICK = Settings(
     rounds=5,
     calls_per_round=5_000,
-    seconds_per_round=0.06,
+    seconds_per_round=0.04,
     concurrent_calls=20_000,
-    concurrent_seconds=0.08,
-    warmup_calls=50,
+    concurrent_seconds=0.06,
+    warmup_calls=20,
     payload_sizes=SWEEP,
     payload_calls=500,
-    payload_seconds=0.03,
+    payload_seconds=0.02,
 )
 NORMAL = Settings(payload_sizes=SWEEP)
 
@@ -494,7 +494,7 @@ def measure_concurrent(
             while done < per_thread:
                 call()
                 done += 1
-                if done % 16 == 0 and time.perf_counter() >= stop_at:
+                if time.perf_counter() >= stop_at:
                     break
         except Exception as exc:  # reported, not raised: the other threads finish their run
             errors.append(f"{type(exc).__name__}: {exc}")
@@ -565,7 +565,7 @@ def _one_round(
 ) -> Round:
     conn = open_connection(name, endpoint, PAYLOAD)  # a new connection: placement drawn again
     try:
-        _measure(conn, settings.warmup_calls, 5.0)
+        _measure(conn, settings.warmup_calls, settings.seconds_per_round / 2)
         cpu = _CPU(endpoint.server_cpu_ns)
         cpu.start()
         timed = _measure(conn, settings.calls_per_round, settings.seconds_per_round)
@@ -657,7 +657,13 @@ def run(
             progress(done, total, what)
         done += 1
 
+    starting: list[Any] = []  # the server process, or what stopped it from starting
+    launcher = threading.Thread(  # it imports its stacks while this process starts its own
+        target=lambda: _start_child(apart, starting), name="rpclab-bench-start", daemon=True
+    )
     try:
+        if apart:
+            launcher.start()
         for name in names:
             step(f"starting {name}")
             if "kernel" in settings.where:
@@ -666,7 +672,12 @@ def run(
                 open_connection(name, endpoints["kernel", name], PAYLOAD).close()
         if apart:
             step(f"starting {', '.join(apart)} in a process of their own")
-            child = server_process.start(apart)
+            launcher.join(server_process.START_TIMEOUT + server_process.STOP_TIMEOUT)
+            if not starting or isinstance(starting[0], BaseException):
+                raise RuntimeError("the bench's server process did not start") from (
+                    starting[0] if starting else None
+                )
+            child = starting[0]
             for name in apart:
                 endpoints["process", name] = child.endpoint(name)
                 results[name].concurrency = endpoints["process", name].concurrency
@@ -682,7 +693,7 @@ def run(
                 with placement.placed(
                     place, server_pid=server_pid, client_threads=client_threads
                 ) as cpus:
-                    label = f"{where_round}, {WHERE[where]}, {placement.DESCRIPTIONS[place]}"
+                    label = f"{where_round}, {where}, {place}"
                     for name in here:
                         step(f"{label}: {name}, one connection")
                         try:
@@ -718,6 +729,10 @@ def run(
                                     results[name], endpoints[where, name], size, settings
                                 )
     finally:
+        if launcher.is_alive():  # interrupted while the child was starting
+            launcher.join(server_process.START_TIMEOUT + server_process.STOP_TIMEOUT)
+        if child is None and starting and not isinstance(starting[0], BaseException):
+            child = starting[0]
         closing: list[BaseException] = []
         for endpoint in endpoints.values():
             try:
@@ -733,6 +748,13 @@ def run(
             if point.round_medians_us:
                 point.median_us = statistics.median(point.round_medians_us)
     return results
+
+
+def _start_child(names: list[str], into: list[Any]) -> None:
+    try:
+        into.append(server_process.start(names))
+    except BaseException as exc:  # reported by run(), in its own thread
+        into.append(exc)
 
 
 def _concurrent_round(
@@ -765,11 +787,11 @@ def _concurrent_round(
 
 
 def _payload_round(result: Result, endpoint: Endpoint, size: int, settings: Settings) -> None:
-    """One round of echoes of ``size`` bytes on a new connection, after a few uncounted ones."""
+    """One round of echoes of ``size`` bytes on a new connection, after the uncounted call that
+    checks it (which also grows the buffers)."""
     try:
         conn = open_connection(result.transport, endpoint, "x" * size)
         try:
-            _measure(conn, SWEEP_WARMUP_CALLS, settings.payload_seconds)  # buffers grown
             timed = _measure(conn, settings.payload_calls, settings.payload_seconds)
         finally:
             conn.close()

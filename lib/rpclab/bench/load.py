@@ -47,6 +47,7 @@ __all__ = [
     "poisson_schedule",
     "open_loop",
     "closed_loop",
+    "md1_mean_s",
 ]
 
 MAX_CALLS = 200_000  # calls one run may schedule
@@ -137,6 +138,20 @@ def poisson_schedule(rate: float, seconds: float, seed: int = 0) -> list[int]:
         if t >= end:
             return due
         due.append(int(t * 1e9))
+
+
+def md1_mean_s(rate: float, service_s: float) -> float | None:
+    """The mean time a call spends in a single server with a fixed service time ``service_s``
+    and Poisson arrivals at ``rate`` (an M/D/1 queue), waiting plus service, by the
+    Pollaczek-Khinchine formula: S + ρS / (2(1 - ρ)), where ρ = rate x S is the share of time
+    the server is busy. None when ρ >= 1: then the queue has no steady state, it grows for as
+    long as the load lasts."""
+    checks.number("rate", rate, low=0)
+    checks.seconds("service_s", service_s, above=0)
+    busy = rate * service_s
+    if busy >= 1:
+        return None
+    return service_s + busy * service_s / (2 * (1 - busy))
 
 
 def _connections(endpoint: Endpoint, callers: int) -> list[Connection]:

@@ -420,9 +420,7 @@ def benchmark(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``rpclab bench`` (the parameters of :func:`benchmark`), as rpclab.cli also
     declares them."""
-    parser.add_argument(
-        "--quick", action="store_true", help="a small, bounded run (seconds, not minutes)"
-    )
+    parser.add_argument("--quick", action="store_true", help="a short run, under a minute")
     parser.add_argument(
         "--json", metavar="FILE", help="also write every round and the summaries as JSON to FILE"
     )

@@ -9,7 +9,8 @@ Measured in notebook 13 and by ``rpclab bench`` (the "server in another process"
     servers.stop()                                          # no process, thread or port left
 
 The child is ``python -m rpclab.bench.server_process NAME ...``: it starts each transport's
-echo server (rpclab.bench.echo), prints ``NAME listening on HOST:PORT`` for each and then
+echo server (rpclab.bench.echo: its TRANSPORTS, and the EXTRAS such as the ``queue`` server
+of notebook 13's load experiments), prints ``NAME listening on HOST:PORT`` for each and then
 ``ready``, and reads commands on its standard input, one a line: ``cpu`` answers with the CPU
 time the whole child has used (``time.process_time_ns``: every thread, ended ones included);
 end of input stops every server and ends the child, so a parent that dies takes it along. The
@@ -116,7 +117,7 @@ class ServerProcess:
         closes the client only: the child keeps serving until :meth:`stop`)."""
         if name not in self.addresses:
             raise ValueError(f"the bench's server process does not serve {name!r}")
-        client = echo.TRANSPORTS[name].client(self.addresses[name])
+        client = {**echo.TRANSPORTS, **echo.EXTRAS}[name].client(self.addresses[name])
         return echo.Endpoint(
             client.connect,
             client.close,
@@ -178,10 +179,11 @@ def start(names: Sequence[str], *, name: str = "bench-servers") -> ServerProcess
     """Start a child process serving the echo of each transport in ``names``; return once every
     server listens."""
     names = list(dict.fromkeys(names))
-    unknown = [n for n in names if n not in echo.TRANSPORTS]
+    servable = {**echo.TRANSPORTS, **echo.EXTRAS}
+    unknown = [n for n in names if n not in servable]
     if not names or unknown:
         raise ValueError(
-            f"name transports the child can serve ({', '.join(echo.TRANSPORTS)}), not {unknown}"
+            f"name transports the child can serve ({', '.join(servable)}), not {unknown}"
         )
     started: list[ServerProcess] = []
 
@@ -213,11 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = list(sys.argv[1:] if argv is None else argv)
     served: list[echo.Served] = []
     try:
+        servable = {**echo.TRANSPORTS, **echo.EXTRAS}
         for name in names:
-            if name not in echo.TRANSPORTS:
+            if name not in servable:
                 print(f"unknown transport {name!r}", file=sys.stderr)
                 return 2
-            server = echo.TRANSPORTS[name].serve()
+            server = servable[name].serve()
             served.append(server)
             print(f"{name} listening on {server.address[0]}:{server.address[1]}", flush=True)
         print("ready", flush=True)
