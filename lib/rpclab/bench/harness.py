@@ -547,9 +547,14 @@ def arrangements(
         usable = ["free"]
     custom = [n for n in names if n not in echo.TRANSPORTS]
     if "process" in settings.where and custom:
+        how = (
+            "measured with the server in this process only"
+            if "kernel" in settings.where
+            else ("not measured")
+        )
         notes.append(
-            f"{', '.join(custom)}: measured with the server in this process only (only "
-            "rpclab.bench.echo's transports can run in the bench's server process)"
+            f"{', '.join(custom)}: {how} (only rpclab.bench.echo's transports can run in the "
+            "bench's server process)"
         )
     return [(w, p) for w in settings.where for p in usable], notes
 

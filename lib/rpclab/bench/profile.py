@@ -332,17 +332,22 @@ def thread_handoff(
     requests: queue.Queue[int | None] = queue.Queue()
     replies: queue.Queue[int] = queue.Queue()
     pin = set(other_cpus) if other_cpus is not None else None
-    if pin is not None and (not pin or not pin <= set(os.sched_getaffinity(0))):
-        raise ValueError(f"other_cpus must be CPUs this process may use, not {sorted(pin)}")
 
     def other_thread() -> None:
-        if pin is not None:
-            os.sched_setaffinity(0, pin)
         while (item := requests.get(timeout=5.0)) is not None:  # 5 s with nothing to do: give up
             replies.put(item)
 
     worker = threading.Thread(target=other_thread, name="rpclab-handoff", daemon=True)
     worker.start()
+    if pin is not None:
+        try:
+            os.sched_setaffinity(worker.native_id, pin)  # type: ignore[arg-type]
+        except (OSError, ValueError, TypeError) as exc:
+            requests.put(None)
+            worker.join(5.0)
+            raise ValueError(
+                f"other_cpus must be CPUs this process may use, not {sorted(pin)}: {exc}"
+            ) from None
     clock = time.perf_counter_ns
     pings: list[int] = []
     try:

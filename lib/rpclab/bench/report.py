@@ -210,8 +210,12 @@ def format_table(results: dict[str, Result]) -> str:
             )
         lines.append("")
     connections = max((r.connections for r in results.values()), default=0)
-    if connections and any(r.concurrent for r in results.values()):
-        labels = [f"{w}, {p}" for w, p in arrangements]
+    together = [
+        (w, p) for w, p in arrangements
+        if any(c.where == w and c.placement == p for r in results.values() for c in r.concurrent)
+    ]  # fmt: skip
+    if connections and together:
+        labels = [f"{w}, {p}" for w, p in together]
         width = max(17, *(len(label) for label in labels))
         lines.append(
             f"{connections} connections at once: calls per second (and CPU µs per call, both sides)"
@@ -220,7 +224,7 @@ def format_table(results: dict[str, Result]) -> str:
         lines += [head, "-" * len(head)]
         for name in results:
             cells = []
-            for where, place in arrangements:
+            for where, place in together:
                 s = next(
                     (
                         x
