@@ -197,3 +197,54 @@ def test_a_stalled_peer_lets_the_socket_timeout_through(pair):
     a.sendall(b"\x00\x00\x00\x05he")
     with pytest.raises(socket.timeout):
         framing.recv_frame(b)
+
+
+# --------------------------------------------------------------------------- a whole-frame deadline
+
+
+def _trickle(sock: socket.socket, data: bytes, every: float, stop: threading.Event) -> None:
+    """Send ``data`` one byte at a time, a byte every ``every`` seconds, until ``stop`` is set."""
+    for i in range(len(data)):
+        if stop.wait(every):
+            return
+        try:
+            sock.sendall(data[i : i + 1])
+        except OSError:
+            return
+
+
+def test_a_trickling_peer_defeats_a_per_recv_timeout_but_not_a_frame_deadline(pair):
+    a, b = pair
+    frame = framing.encode_frame(b"0123456789")
+    stop = threading.Event()
+    writer = threading.Thread(target=_trickle, args=(a, frame * 2, 0.02, stop))
+    writer.start()
+    try:
+        b.settimeout(0.2)  # every byte arrives well inside this: the frame is read, slowly
+        assert framing.recv_frame(b) == b"0123456789"
+        with pytest.raises(TimeoutError, match="not complete in time"):
+            framing.recv_frame(b, timeout=0.1)  # 14 bytes at 0.02 s each take about 0.28 s
+        assert b.gettimeout() == 0.2  # the socket's own timeout is put back
+    finally:
+        stop.set()
+        writer.join()
+
+
+def test_a_frame_deadline_waits_for_the_first_byte_as_the_socket_says(pair):
+    a, b = pair
+    b.settimeout(5)
+    timer = threading.Timer(0.3, a.sendall, args=(framing.encode_frame(b"late"),))
+    timer.start()
+    try:
+        assert framing.recv_frame(b, timeout=0.1) == b"late"  # idle 0.3 s, then whole at once
+    finally:
+        timer.cancel()
+
+
+def test_a_frame_deadline_still_refuses_an_oversized_length_first(pair):
+    a, b = pair
+    a.sendall(struct.pack(">I", 2**31))
+    with pytest.raises(FrameTooLarge):
+        framing.recv_frame(b, max_size=1024, timeout=1.0)
+    with pytest.raises(ValueError, match="above 0"):
+        framing.recv_frame(b, timeout=0)

@@ -33,6 +33,7 @@ LAYERS: dict[int, set[str]] = {
         "grading",
         "classroom",
         "classserver",
+        "exercises",
         "doctor",
     },  # measurements and systems built from the transports
     8: {

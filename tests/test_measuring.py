@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import socket
 
 import pytest
 from matplotlib.figure import Figure
@@ -28,7 +29,14 @@ def test_time_calls_is_bounded_by_time():
 
 def test_batch_divides_each_sample():
     timing = time_calls(lambda: None, batch=100, max_calls=5)
-    assert timing.calls == 5
+    assert timing.calls == 5 and timing.batch == 100
+
+
+def test_a_batched_timing_says_its_figures_are_of_batch_means():
+    one = Timing((1e-6, 2e-6, 3e-6))
+    assert str(one) == "median 2 µs, p99 3 µs over 3 calls"
+    batched = Timing((1e-6,) * 200, batch=1000)
+    assert str(batched) == "median 1 µs, p99 1 µs of 200 means of 1,000 calls each (200,000 calls)"
 
 
 def test_timing_statistics():
@@ -122,3 +130,25 @@ def test_plots_make_figures_and_refuse_bad_data():
     assert isinstance(plots.call_timeline(steps), Figure)
     with pytest.raises(ValueError):
         plots.call_timeline([])
+
+
+def test_the_tracer_keeps_its_connection_and_opens_a_new_one_when_the_server_drops_it():
+    store = KVStore()
+    tracer = anatomy.CallTracer(store)
+    try:
+        first, second = tracer.call("put", "k", "v"), tracer.call("get", "k")
+        assert first.connected and not second.connected and second.result == "v"
+        tracer._conn.sock.shutdown(socket.SHUT_RDWR)  # as if the server had closed it
+        third = tracer.call("get", "k")
+        assert third.connected and third.result == "v"
+    finally:
+        tracer.stop()
+
+
+def test_linear_bars_start_at_zero_and_label_each_value():
+    figure = plots.bars({"json": 3e-6, "struct": 1e-6}, label=lambda v: f"{v * 1e6:.1f} µs")
+    ax = figure.axes[0]
+    assert ax.get_xscale() == "linear" and ax.get_xlim()[0] == 0
+    assert [t.get_text().strip() for t in ax.texts] == ["3.0 µs", "1.0 µs"]
+    with pytest.raises(ValueError):
+        plots.bars({"a": -1.0})

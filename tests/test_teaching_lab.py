@@ -25,7 +25,7 @@ DOC_PORTS = {"50051": "grpc", "9090": "thrift", "8000": "xmlrpc", "8080": "rest"
 
 def _section() -> str:
     text = TEACHING.read_text()
-    start_at = text.index("## Lab classes")
+    start_at = text.index("\n## Lab classes")
     return text[start_at : text.index("\n## ", start_at + 1)]
 
 

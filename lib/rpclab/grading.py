@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
+import sys
 import threading
 import time
 from collections import deque
@@ -75,6 +76,30 @@ def _shut(*socks: socket.socket) -> None:
         sock.close()
 
 
+DRAIN_POLL = 0.0005  # seconds between looks at how much the receiver has left unread
+
+
+def _unread(sock: socket.socket) -> int | None:
+    """Bytes waiting in ``sock``'s receive buffer, or None where the system cannot say."""
+    try:
+        import fcntl
+        import termios
+
+        count = bytearray(4)
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, count)
+        return int.from_bytes(count, sys.byteorder)
+    except (ImportError, OSError, AttributeError):
+        return None
+
+
+def _drained(sock: socket.socket, stop: threading.Event) -> bool:
+    """Wait until the receiver has read everything sent so far; False once ``stop`` is set."""
+    while (unread := _unread(sock)) is not None and unread > 0:
+        if stop.wait(DRAIN_POLL):
+            return False
+    return not stop.is_set()
+
+
 def receive_from_chunks(
     receive: Callable[[socket.socket], T],
     chunks: Iterable[bytes],
@@ -86,8 +111,10 @@ def receive_from_chunks(
     """Call ``receive(sock)`` while a thread sends ``chunks`` one by one on the other end of a
     socket pair.
 
-    The sender waits ``pause`` seconds between chunks (a deliberate delay, so
-    that each chunk arrives as a separate ``recv`` result), then, with
+    Before each chunk after the first, the sender waits until the receiver has read every byte
+    sent so far (the socket's FIONREAD count drops to 0, where the system offers it), then
+    ``pause`` seconds more: so each chunk arrives as a separate ``recv`` result however busy
+    the machine is, as long as the receiver keeps reading. Then, with
     ``close``, shuts its side as a peer that hangs up does. Returns what
     ``receive`` returns and raises what it raises; raises TookTooLong if it
     has not returned after ``timeout`` seconds.
@@ -100,7 +127,7 @@ def receive_from_chunks(
     def send() -> None:
         try:
             for i, piece in enumerate(pieces):
-                if i and pause and stop.wait(pause):
+                if i and (not _drained(ours, stop) or (pause and stop.wait(pause))):
                     return
                 theirs.sendall(piece)
             if close:

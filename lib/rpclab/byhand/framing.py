@@ -6,7 +6,9 @@ TCP delivers a stream of bytes with no message boundaries: one ``send`` may
 arrive as several ``recv`` results, and several sends as one. Framing puts the
 boundaries back. The length is read off the wire, so it is checked against a
 maximum *before* anything is allocated: a peer that declares 4 GiB gets an
-error, not our memory.
+error, not our memory. A peer that sends a frame one byte at a time, each just
+inside the socket's timeout, is stopped by a deadline for the whole frame
+(``recv_frame(sock, timeout=...)``).
 
 ONC RPC's *record marking* (RFC 5531 section 11) is the same idea with one more
 bit: a record travels as fragments, each a 4-byte mark (top bit: "last
@@ -97,12 +99,35 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def recv_frame(sock: socket.socket, max_size: int = MAX_FRAME_SIZE) -> bytes:
-    """Read one frame and return its payload."""
-    (size,) = HEADER.unpack(recv_exactly(sock, HEADER.size))
-    if size > max_size:
-        raise FrameTooLarge(size, max_size)
-    return recv_exactly(sock, size) if size else b""
+def recv_frame(
+    sock: socket.socket, max_size: int = MAX_FRAME_SIZE, *, timeout: float | None = None
+) -> bytes:
+    """Read one frame and return its payload.
+
+    The length is checked against ``max_size`` before anything is allocated for the payload
+    (FrameTooLarge). Without ``timeout`` every ``recv`` waits as the socket's own timeout says,
+    so a peer that trickles one byte just inside it can make one frame take for ever. With
+    ``timeout`` (seconds), the first byte of the frame is awaited as the socket says, and the
+    whole rest of the frame must arrive within ``timeout`` of it (TimeoutError). After a
+    timeout mid-frame the stream's position is lost: close the connection.
+    """
+    if timeout is None:
+        (size,) = HEADER.unpack(recv_exactly(sock, HEADER.size))
+        if size > max_size:
+            raise FrameTooLarge(size, max_size)
+        return recv_exactly(sock, size) if size else b""
+    if not timeout > 0:
+        raise ValueError(f"timeout must be above 0 seconds, not {timeout!r}")
+    first = recv_exactly(sock, 1)  # between frames: wait as long as the socket says
+    deadline = time.monotonic() + timeout
+    previous = sock.gettimeout()
+    try:
+        (size,) = HEADER.unpack(_recv_before(sock, HEADER.size, deadline, first, "frame header"))
+        if size > max_size:
+            raise FrameTooLarge(size, max_size)
+        return _recv_before(sock, size, deadline, what="frame payload") if size else b""
+    finally:
+        sock.settimeout(previous)
 
 
 def send_frame(sock: socket.socket, payload: bytes, max_size: int = MAX_FRAME_SIZE) -> None:
@@ -216,7 +241,9 @@ def recv_record(
     try:
         for count in range(1, max_fragments + 1):
             (mark,) = HEADER.unpack(
-                _recv_before(sock, HEADER.size, deadline, first if count == 1 else b"")
+                _recv_before(
+                    sock, HEADER.size, deadline, first if count == 1 else b"", "record mark"
+                )
             )
             size = mark & MAX_FRAGMENT_SIZE
             if size > max_size - total:
@@ -232,9 +259,12 @@ def recv_record(
             sock.settimeout(previous)
 
 
-def _recv_before(sock: socket.socket, n: int, deadline: float | None, have: bytes = b"") -> bytes:
+def _recv_before(
+    sock: socket.socket, n: int, deadline: float | None, have: bytes = b"", what: str = "fragment"
+) -> bytes:
     """``n`` bytes, starting with ``have`` (already read), all of them by ``deadline`` (a
-    time.monotonic() value; None: each read waits as the socket's timeout says)."""
+    time.monotonic() value; None: each read waits as the socket's timeout says). ``what`` names
+    the part in the TimeoutError."""
     buf = bytearray(n)
     buf[: len(have)] = have
     view = memoryview(buf)
@@ -243,9 +273,14 @@ def _recv_before(sock: socket.socket, n: int, deadline: float | None, have: byte
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"record not complete in time ({got} of {n} bytes of a part)")
+                raise TimeoutError(f"{what} not complete in time: {got} of {n} bytes")
             sock.settimeout(remaining)
-        count = sock.recv_into(view[got:], n - got)
+        try:
+            count = sock.recv_into(view[got:], n - got)
+        except TimeoutError:
+            if deadline is None:
+                raise
+            raise TimeoutError(f"{what} not complete in time: {got} of {n} bytes") from None
         if count == 0:
             raise ConnectionClosed(got, n)
         got += count

@@ -1,15 +1,19 @@
-"""One remote call taken apart: the five steps of Birrell and Nelson's picture, timed.
+"""One remote call taken apart: Birrell and Nelson's five pieces, its seven steps timed.
 
 Used in notebook 01 (the flow of one call, drawn live).
 
 client -> stub (marshal) -> transport -> server stub (unmarshal, dispatch) ->
 server procedure -> back the same way. Client and server share this process,
-so one clock times every step of a real XML-RPC call.
+so one clock times every step of a real XML-RPC call. Like xmlrpc.client, the
+tracer keeps its HTTP connection open between calls: the first call also pays
+for connecting (and the server's new thread for the connection), the next ones
+do not (``TracedCall.connected`` says which a call was).
 """
 
 from __future__ import annotations
 
 import http.client
+import select
 import threading
 import time
 import xmlrpc.client
@@ -57,6 +61,7 @@ class TracedCall:
     request: bytes
     reply: bytes
     steps: tuple[Step, ...]
+    connected: bool = False  # this call opened a new connection (its request step includes it)
 
     @property
     def total(self) -> float:
@@ -100,6 +105,7 @@ class CallTracer:
     ):
         self._store = store
         self._server: _TracingServer | None = None
+        self._conn: http.client.HTTPConnection | None = None
         self.handle = background.serve(name, self._make, host=host, port=port)
 
     def _make(self, address: tuple[str, int]) -> _TracingServer:
@@ -108,26 +114,57 @@ class CallTracer:
 
     def call(self, method: str, *params: Any, timeout: float = 5.0) -> TracedCall:
         """Make one XML-RPC call by hand -- marshal, send, receive, unmarshal -- timing every
-        step."""
+        step, on the connection kept from the last call when the server still holds it open."""
         assert self._server is not None
         t0 = time.perf_counter()
         body = xmlrpc.client.dumps(params, method, allow_none=True).encode()
         t1 = time.perf_counter()
-        conn = http.client.HTTPConnection(self.handle.host, self.handle.port, timeout=timeout)
+        connected = self._conn is None or _dropped(self._conn)
+        if connected:
+            self._close()
+            self._conn = http.client.HTTPConnection(
+                self.handle.host, self.handle.port, timeout=timeout
+            )
+        conn = self._conn
+        assert conn is not None
         try:
             conn.request("POST", "/RPC2", body, {"Content-Type": "text/xml"})
-            reply = conn.getresponse().read(MAX_REPLY + 1)
+            response = conn.getresponse()
+            reply = response.read(MAX_REPLY + 1)
             t4 = time.perf_counter()
-        finally:
-            conn.close()
+        except BaseException:
+            self._close()  # never resend: the server may have run the call (notebook 01 shows it)
+            raise
+        if response.will_close:
+            self._close()
         if len(reply) > MAX_REPLY:
+            self._close()
             raise ValueError(f"reply larger than {MAX_REPLY} bytes")
         (result,), _ = xmlrpc.client.loads(reply)
         t5 = time.perf_counter()
         m = self._server.last
         times = (t0, t1, m["received"], m["called"], m["returned"], m["replied"], t4, t5)
         steps = tuple(Step(name, a, b) for name, a, b in zip(STEPS, times, times[1:], strict=False))
-        return TracedCall(result, body, reply, steps)
+        return TracedCall(result, body, reply, steps, connected)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def stop(self) -> None:
+        self._close()
         self.handle.stop()
+
+
+def _dropped(conn: http.client.HTTPConnection) -> bool:
+    """Whether the server closed a kept connection while it was idle (readable with nothing to
+    read: its FIN, or a reset), so a new call must open a new one."""
+    sock = conn.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)  # an idle HTTP connection has nothing to say: anything means it ended

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from matplotlib.figure import Figure as _MatplotlibFigure
 from matplotlib.patches import Patch
@@ -21,6 +21,7 @@ from rpclab.lab.timing import format_seconds
 
 __all__ = [
     "Figure",
+    "bars",
     "log_bars",
     "call_timeline",
     "calls_per_server",
@@ -44,6 +45,31 @@ class Figure(_MatplotlibFigure):
         buffer = io.BytesIO()
         self.savefig(buffer, format="png", dpi=100)
         return buffer.getvalue()
+
+
+def bars(
+    values: Mapping[str, float],
+    *,
+    title: str = "",
+    unit_label: str = "seconds per call",
+    label: Callable[[float], str] = format_seconds,
+) -> Figure:
+    """Horizontal bars on a linear scale from zero, each labelled (``label(value)``): for values
+    within a decade or so of each other, where a log scale would exaggerate small differences."""
+    if not values or any(v < 0 for v in values.values()):
+        raise ValueError("bars needs at least one value, none below zero")
+    fig = Figure(figsize=(7, 0.6 + 0.55 * len(values)), layout="constrained")
+    ax = fig.add_subplot()
+    names, numbers = list(values), list(values.values())
+    ax.barh(names, numbers, color="#4c72b0")
+    ax.invert_yaxis()
+    ax.set_xlabel(unit_label)
+    if title:
+        ax.set_title(title)
+    for y, v in enumerate(numbers):
+        ax.text(v, y, "  " + label(v), va="center")
+    ax.set_xlim(0, max(max(numbers), 1e-12) * 1.3)  # room on the right for the labels
+    return fig
 
 
 def log_bars(

@@ -16,12 +16,18 @@ __all__ = ["Timing", "time_calls", "format_seconds"]
 
 @dataclass(frozen=True)
 class Timing:
-    """Per-call durations of one measurement, in seconds."""
+    """Per-call durations of one measurement, in seconds.
+
+    Each sample is one call, or with ``batch`` > 1 the mean of ``batch`` calls timed together:
+    then median and p99 are of those means, which hide how single calls spread.
+    """
 
     samples: tuple[float, ...]
+    batch: int = 1
 
     @property
     def calls(self) -> int:
+        """How many samples (each one call, or the mean of ``batch`` calls)."""
         return len(self.samples)
 
     @property
@@ -38,9 +44,12 @@ class Timing:
         return 1.0 / self.median if self.median > 0 else float("inf")
 
     def __str__(self) -> str:
+        spread = f"median {format_seconds(self.median)}, p99 {format_seconds(self.p99)}"
+        if self.batch == 1:
+            return f"{spread} over {self.calls:,} calls"
         return (
-            f"median {format_seconds(self.median)}, p99 {format_seconds(self.p99)} over "
-            f"{self.calls} calls"
+            f"{spread} of {self.calls:,} means of {self.batch:,} calls each "
+            f"({self.calls * self.batch:,} calls)"
         )
 
 
@@ -54,8 +63,9 @@ def time_calls(
 ) -> Timing:
     """Call ``fn`` until ``max_calls`` or ``max_seconds``, whichever comes first.
 
-    With ``batch`` > 1 each sample times ``batch`` calls and divides, which is
-    how to time calls far shorter than the clock's resolution.
+    With ``batch`` > 1 each sample times ``batch`` calls and divides: for calls so short that
+    reading the clock (tens of nanoseconds, a call of its own) would be a large part of each
+    sample. The median and p99 are then of batch means, not of single calls.
     """
     if max_calls < 1 or batch < 1 or max_seconds <= 0:
         raise ValueError("max_calls and batch must be at least 1, and max_seconds above 0")
@@ -72,7 +82,7 @@ def time_calls(
         samples.append((end - start) / batch)
         if end >= deadline:
             break
-    return Timing(tuple(samples))
+    return Timing(tuple(samples), batch)
 
 
 def format_seconds(seconds: float) -> str:

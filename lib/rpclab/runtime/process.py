@@ -3,18 +3,18 @@
 Shown in notebooks 00 and 11; tools/rerun.py checks every notebook with it.
 
 Used by notebook 00 to show what a background server leaves behind, and by the
-tests that check a notebook re-run leaves nothing behind.
+tests that check a notebook re-run leaves nothing behind. The sockets and file
+descriptors come from psutil, which asks the operating system the same question
+on Linux (/proc), macOS and Windows.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 
-__all__ = ["thread_names", "listening_ports", "open_fd_count"]
+import psutil
 
-_LISTEN = "0A"  # TCP state code for LISTEN in /proc/net/tcp
+__all__ = ["thread_names", "listening_ports", "open_fd_count", "kernel_ports"]
 
 
 def thread_names() -> list[str]:
@@ -29,46 +29,60 @@ def thread_names() -> list[str]:
 
 
 def open_fd_count() -> int | None:
-    """How many file descriptors this process has open (None where /proc is missing)."""
-    fd_dir = Path("/proc/self/fd")
-    if not fd_dir.is_dir():
+    """How many file descriptors (on Windows: handles) this process has open.
+
+    None where the operating system will not say (psutil raises AccessDenied).
+    """
+    me = psutil.Process()
+    try:
+        return me.num_fds() if hasattr(me, "num_fds") else me.num_handles()
+    except psutil.Error:
         return None
-    return len(os.listdir(fd_dir))
 
 
 def listening_ports() -> list[tuple[str, int]] | None:
-    """(host, port) of every TCP socket this process listens on; None where /proc is missing."""
-    fd_dir = Path("/proc/self/fd")
-    if not fd_dir.is_dir():
+    """(host, port) of every TCP socket this process listens on, sorted.
+
+    None where the operating system will not say (psutil raises AccessDenied).
+    """
+    me = psutil.Process()
+    connections = getattr(me, "net_connections", None) or me.connections  # psutil < 6
+    try:
+        found = connections(kind="tcp")
+    except psutil.Error:
         return None
-    inodes = set()
-    for entry in os.listdir(fd_dir):
-        try:
-            target = os.readlink(fd_dir / entry)
-        except OSError:
-            continue  # closed between listdir and readlink
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    found = []
-    for table, v6 in (("/proc/self/net/tcp", False), ("/proc/self/net/tcp6", True)):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 10 or fields[3] != _LISTEN or fields[9] not in inodes:
-                continue
-            host_hex, port_hex = fields[1].split(":")
-            found.append((_decode_host(host_hex, v6), int(port_hex, 16)))
-    return sorted(found)
+    return sorted(
+        (c.laddr.ip, c.laddr.port) for c in found if c.status == psutil.CONN_LISTEN and c.laddr
+    )
 
 
-def _decode_host(hex_addr: str, v6: bool) -> str:
-    raw = bytes.fromhex(hex_addr)
-    if not v6:
-        return ".".join(str(b) for b in reversed(raw))
-    import ipaddress
+# The Jupyter messaging sockets a kernel listens on (jupyter-client's "Messaging in Jupyter").
+_KERNEL_SOCKETS = {
+    "shell_port": "Jupyter shell: the code you run comes in here",
+    "iopub_port": "Jupyter IOPub: outputs and busy/idle go out to every front end",
+    "stdin_port": "Jupyter stdin: input() asks the front end for text",
+    "control_port": "Jupyter control: interrupt and shutdown",
+    "hb_port": "Jupyter heartbeat: the front end checks the kernel is alive",
+}
 
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-    return str(ipaddress.IPv6Address(words))
+
+def kernel_ports() -> dict[int, str]:
+    """The TCP ports the Jupyter kernel running this code listens on, each with what it is for.
+
+    Empty outside a Jupyter kernel (a plain ``python``, or a kernel on IPC sockets).
+    """
+    try:
+        from ipykernel.kernelapp import IPKernelApp
+    except ImportError:
+        return {}
+    if not IPKernelApp.initialized():
+        return {}
+    app = IPKernelApp.instance()
+    if getattr(app, "transport", "tcp") != "tcp":
+        return {}
+    ports = {getattr(app, name, 0): role for name, role in _KERNEL_SOCKETS.items()}
+    pipe = getattr(getattr(app, "iopub_thread", None), "_pipe_port", None)  # ipykernel's own
+    if pipe:
+        ports[pipe] = "ipykernel's pipe: output printed by child processes of the kernel"
+    ports.pop(0, None)
+    return ports
