@@ -3,7 +3,8 @@ timed the same way, in rounds, in stated arrangements.
 
 Notebook 05 uses it for a short run (raw sockets against the socket RPC); 13 for all of them.
 
-* ``harness``        -- settings, rounds, results and summaries (re-exported here), the method;
+* ``harness``        -- settings, the transports, the timing loops, the run (re-exported here);
+* ``results``        -- rounds, results and summaries (re-exported here through harness);
 * ``report``         -- tables, verdicts, JSON and the command (re-exported here);
 * ``echo``           -- an echo server and client for each transport;
 * ``placement``      -- client and server pinned to one CPU, two, or left free;

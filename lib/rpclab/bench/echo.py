@@ -1,8 +1,8 @@
 """Echo servers and their clients, one per transport, as rpclab.bench measures them.
 
-Measured in notebook 13 and by ``rpclab bench`` (through harness.py). About 600 lines because
+Measured in notebook 13 and by ``rpclab bench`` (through harness.py). About 850 lines because
 it holds seven transports side by side, each a server and a client of 20-60 lines, so that
-they can be compared.
+they can be compared; and the ``queue`` server of notebook 13's load experiments (EXTRAS).
 
 Each :class:`Transport` has two halves, so that its server can run in this process or in
 another one (rpclab.bench.server_process) while the client stays here:

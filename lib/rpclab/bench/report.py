@@ -5,6 +5,8 @@ Used by notebook 13 and by ``rpclab bench``; the measuring itself is harness.py.
 Every column has one meaning. ``time ÷ raw`` and ``CPU ÷ raw`` are both ratios of *times* (a
 transport's median latency, or CPU per call, over raw's in the same round and arrangement):
 above 1 means costlier than raw. Rates (calls per second) are never turned into ratios here.
+About 450 lines: the tables, the verdicts, the JSON and the command are one report, read in
+that order.
 """
 
 from __future__ import annotations
@@ -21,16 +23,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
 from rpclab.bench import harness, placement
-from rpclab.bench.harness import (
-    LIMITS,
-    WHERE,
-    Result,
-    Settings,
-    Summary,
-    format_size,
-    summaries,
-    transport_names,
-)
+from rpclab.bench.harness import LIMITS, WHERE, Settings, transport_names
+from rpclab.bench.results import Result, Summary, format_size, summaries
 
 __all__ = [
     "Choice",
