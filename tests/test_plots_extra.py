@@ -278,3 +278,23 @@ def test_latency_timeline_draws_a_panel_per_run_with_the_budget():
     assert fig.axes[0].lines[-1].get_ydata()[0] == pytest.approx(2.0)  # the budget, in ms
     with pytest.raises(ValueError):
         plots.latency_timeline({})
+
+
+def test_stream_progress_draws_the_credit_granted_where_given():
+    samples = [(0.0, 1, 0), (0.1, 5, 1), (0.2, 6, 2)]
+    fig = plots.stream_progress(
+        {"a": samples, "b": samples}, credit={"b": [(0.0, 4.0), (0.15, 7.0)]}
+    )
+    assert len(fig.axes[0].get_lines()) == 2
+    credit = fig.axes[1].get_lines()[2]
+    assert list(credit.get_ydata()) == [4.0, 7.0, 7.0] and credit.get_linestyle() == "--"
+    assert [t.get_text() for t in fig.legends[0].get_texts()][-1] == "credit granted by the client"
+
+
+def test_time_bars_use_a_linear_axis_from_zero():
+    fig = plots.time_bars({"gRPC": 400e-6, "XML-RPC": 580e-6}, title="t")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "linear" and ax.get_xlim()[0] == 0
+    assert [t.get_text().strip() for t in ax.texts] == ["400 µs", "580 µs"]
+    with pytest.raises(ValueError):
+        plots.time_bars({"zero": 0})

@@ -18,8 +18,9 @@ rest        KV over REST/JSON; tokens; connections and timeouts
 ``tls_folder(folder, names)`` makes -- or reuses, so that learners keep the same ``ca.pem``
 from one class to the next -- a class certificate authority and a server certificate.
 
-Used by rpclab.cli (``rpclab serve``); TEACHING.md's lab section says how a teacher uses it
-and what a learner sees over each limit.
+Used by rpclab.cli (``rpclab serve``) and notebook 10 (a class server in the kernel: a learner
+with a token over TLS); TEACHING.md's lab section says how a teacher uses it and what a learner
+sees over each limit.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Plots of measurements, drawn on matplotlib Figures that display themselves in a notebook.
 
-Used in notebooks 01, 03, 05, 07, 08, 09, 12, 13, 14 and 15. About 600 lines of independent plot
+Used in notebooks 01, 03, 05, 07, 08, 09, 12, 13, 14 and 15. About 680 lines of independent plot
 functions, one per kind of figure, sharing one drawing style.
 
 They use ``matplotlib.figure.Figure`` rather than pyplot, so a figure shows
@@ -35,6 +35,7 @@ __all__ = [
     "latency_timeline",
     "latency_cdf",
     "load_curve",
+    "time_bars",
 ]
 
 
@@ -156,11 +157,14 @@ def stream_progress(
     runs: Mapping[str, Sequence[tuple[float, int, int]]],
     *,
     title: str = "a server stream read slowly",
+    credit: Mapping[str, Sequence[tuple[float, float]]] | None = None,
 ) -> Figure:
     """Messages produced by the server and consumed by the client over time, one panel per run.
 
     Each run is a sequence of ``(seconds, produced, consumed)`` samples; the
     shaded gap between the lines is what sits in buffers and flow-control windows.
+    ``credit`` (optional, by run label) is ``(seconds, messages)`` steps: how many messages the
+    flow-control credit the client had granted by then would hold, drawn dashed.
     """
     if not runs or any(len(samples) == 0 for samples in runs.values()):
         raise ValueError("stream_progress needs at least one run, each with at least one sample")
@@ -173,12 +177,25 @@ def stream_progress(
         ax.step(seconds, produced, where="post", color="#dd8452", label="produced by the server")
         ax.step(seconds, consumed, where="post", color="#4c72b0", label="consumed by the client")
         ax.fill_between(seconds, consumed, produced, step="post", color="#dd8452", alpha=0.15)
+        steps = (credit or {}).get(label)
+        if steps:
+            ax.step(
+                [t for t, _ in steps] + [seconds[-1]],
+                [m for _, m in steps] + [steps[-1][1]],
+                where="post",
+                color="#55a868",
+                linestyle="--",
+                label="credit granted by the client",
+            )
         ax.set_title(label)
         ax.set_xlabel("seconds since the call began")
         ax.set_ylim(bottom=0)
     axes[0].set_ylabel("messages")
+    handles = {}
+    for ax in axes:
+        handles.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
     fig.legend(
-        *axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9
+        list(handles.values()), list(handles), loc="outside lower center", ncols=3, fontsize=9
     )
     fig.suptitle(title)
     return fig
@@ -628,4 +645,32 @@ def load_curve(
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title(title)
+    return fig
+
+
+def time_bars(
+    values: Mapping[str, float],
+    *,
+    title: str = "",
+    unit_label: str = "seconds per call",
+) -> Figure:
+    """Horizontal bars on a LINEAR scale from zero, each labelled with its value in a readable unit.
+
+    For times of the same order (a few hundred microseconds each, say), where a log scale would
+    make small differences look large; :func:`log_bars` is for values that span decades.
+    """
+    if not values or any(v <= 0 for v in values.values()):
+        raise ValueError("time_bars needs at least one value, all above zero")
+    fig = Figure(figsize=(7, 0.6 + 0.55 * len(values)), layout="constrained")
+    ax = fig.add_subplot()
+    names, numbers = list(values), list(values.values())
+    ax.barh(names, numbers, color="#4c72b0")
+    ax.invert_yaxis()
+    ax.set_xlabel(unit_label)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_seconds(v) if v else "0"))
+    if title:
+        ax.set_title(title)
+    for y, v in enumerate(numbers):
+        ax.text(v, y, "  " + format_seconds(v), va="center")
+    ax.set_xlim(0, max(numbers) * 1.3)  # room on the right for the labels
     return fig

@@ -84,7 +84,7 @@ class _Method:
     """One handler and what its signature accepts, so params can be checked before the call.
 
     Why check first: a TypeError raised *inside* a correct call must be the handler's own
-    error (-32000), not "Invalid params" (-32602).
+    error (APPLICATION_ERROR), not "Invalid params" (-32602).
     """
 
     __slots__ = ("name", "fn", "signature", "positional_only", "counted")
@@ -136,9 +136,10 @@ class Dispatcher:
 
     ``handlers`` is a mapping name -> callable, or an object whose public
     methods become the RPC methods. Params may come by position (an array) or
-    by name (an object). A handler's exception becomes a -32000 "Server error"
-    whose data holds the exception's type and message; a handler may raise
-    RPCError to choose the code itself. ``handle`` never raises for bad input.
+    by name (an object). A handler's exception becomes an APPLICATION_ERROR (1,
+    "Application error", outside the codes JSON-RPC reserves) whose data holds the
+    exception's type and message; a handler may raise RPCError to choose the code
+    itself. ``handle`` never raises for bad input.
     """
 
     def __init__(
