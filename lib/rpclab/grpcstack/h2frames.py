@@ -1,7 +1,8 @@
 """HTTP/2 frames read off a recorded connection: what a gRPC channel and server say (RFC 9113).
 
-Used in notebooks 07 (one connection, frame by frame, in time order, headers decoded) and 08
-(flow control: the SETTINGS and WINDOW_UPDATE frames that size the windows).
+Used in notebooks 07 (one connection, frame by frame, in time order, headers decoded), 08
+(flow control: the SETTINGS and WINDOW_UPDATE frames that size the windows) and 12 (why gRPC's
+byte counts move from run to run: PINGs, and the deadline in grpc-timeout).
 
 Feed a :class:`Conversation` the bytes that cross ONE connection, chunk by chunk, in the order
 they crossed. rpclab.faults' proxy in bytes mode calls ``on_frame(direction, payload, when,

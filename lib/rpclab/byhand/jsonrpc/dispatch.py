@@ -49,13 +49,20 @@ def methods_of(
     handlers: Mapping[str, Callable[..., Any]] | object,
 ) -> dict[str, Callable[..., Any]]:
     """The RPC methods ``handlers`` offers: a mapping name -> callable, or an object's public
-    methods.
+    methods -- only those it names in ``rpc_methods``, if it has that.
 
     Public means the name does not start with ``_``. Properties are not read and
     classes are not methods. Names are looked up exactly: a call to ``"a.b"``
-    never walks attributes.
+    never walks attributes. An object lists its ``rpc_methods`` when some of its public
+    methods are not for remote callers (KVStore's ``changes_since`` waits for a change
+    that may never come; its ``watch`` is a generator, not JSON).
     """
     methods: dict[str, Callable[..., Any]] = {}
+    listed = None if isinstance(handlers, Mapping) else getattr(handlers, "rpc_methods", None)
+    if listed is not None:
+        if isinstance(listed, str) or not all(isinstance(n, str) for n in listed):
+            raise TypeError(f"rpc_methods must be a sequence of method names, not {listed!r}")
+        handlers = {name: getattr(handlers, name) for name in listed}
     if isinstance(handlers, Mapping):
         for name, fn in handlers.items():
             if not isinstance(name, str) or not name:
@@ -262,7 +269,12 @@ class Dispatcher:
             encode(reply)
             return reply
         except (TypeError, ValueError) as exc:
-            return error_response(reply.get("id"), InternalError(f"the result is not JSON: {exc}"))
+            error = error_response(reply.get("id"), InternalError(f"the result is not JSON: {exc}"))
+        try:  # (an id off the wire always encodes; one a caller of handle_value gave may not)
+            encode(error)
+        except (TypeError, ValueError):
+            error["id"] = None
+        return error
 
     def __repr__(self) -> str:
         return f"<Dispatcher of {', '.join(self.names) or 'no methods'}>"
