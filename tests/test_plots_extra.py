@@ -209,6 +209,48 @@ def test_stacked_bars_refuse_empty_rows_or_negative_parts():
             plots.stacked_bars(bad)
 
 
+def test_latency_cdf_draws_one_step_line_per_series_rising_to_one():
+    fig = plots.latency_cdf({"raw": [10e-6, 20e-6, 30e-6, 40e-6], "grpc": [1e-3, 2e-3]})
+    ax = fig.axes[0]
+    raw, grpc = ax.get_lines()[:2]
+    assert list(raw.get_xdata()) == [10e-6, 20e-6, 30e-6, 40e-6]
+    assert list(raw.get_ydata()) == [0.25, 0.5, 0.75, 1.0]
+    assert list(grpc.get_ydata()) == [0.5, 1.0]
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "raw (4 calls)",
+        "grpc (2 calls)",
+    ]
+    assert fig._repr_png_().startswith(b"\x89PNG")
+    assert plots.latency_cdf({"x": [1e-3]}, log=False).axes[0].get_xscale() == "linear"
+
+
+def test_latency_cdf_refuses_empty_series_and_non_positive_latencies():
+    for bad in ({}, {"x": []}, {"x": [0.0]}):
+        with pytest.raises(ValueError):
+            plots.latency_cdf(bad)
+
+
+def test_load_curve_draws_open_loop_lines_and_labelled_closed_loop_points():
+    fig = plots.load_curve(
+        {"mean": [(200, 3e-3), (100, 2e-3)]},
+        {"mean": [(90, 2e-3, "1 caller"), (150, 8e-3, "4 callers")]},
+    )
+    ax = fig.axes[0]
+    opened, closed = ax.get_lines()
+    assert list(opened.get_xdata()) == [100, 200]  # in order of rate
+    assert list(closed.get_xdata()) == [90, 150] and closed.get_linestyle() == "--"
+    assert [t.get_text() for t in ax.texts] == ["1 caller", "4 callers"]
+    assert ax.get_yscale() == "log" and ax.get_xscale() == "linear"
+    assert fig._repr_png_().startswith(b"\x89PNG")
+
+
+def test_load_curve_refuses_empty_series_and_impossible_points():
+    for bad in ({}, {"x": []}, {"x": [(-1, 1e-3)]}, {"x": [(10, 0.0)]}):
+        with pytest.raises(ValueError):
+            plots.load_curve(bad)
+
+
 # ---------------------------------------------------------------------- notebook 14
 
 

@@ -379,11 +379,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_class_options(serve)
     serve.set_defaults(func=_serve)
 
-    bench = sub.add_parser("bench", help="measure latency and throughput of each transport")
-    bench.add_argument(
-        "--quick", action="store_true", help="a small, bounded run (seconds, not minutes)"
+    bench = sub.add_parser(
+        "bench",
+        help="measure each transport against a raw socket: rounds on new connections, the server "
+        "here and in a process of its own, pinned to one CPU and to two, wall and CPU time",
     )
-    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    bench.add_argument("--quick", action="store_true", help="a short run, under a minute")
+    bench.add_argument(
+        "--json", metavar="FILE", help="also write every round and the summaries as JSON to FILE"
+    )
     bench.add_argument(
         "--transports", metavar="A,B", help="measure only these, comma-separated (default: all)"
     )
