@@ -119,6 +119,9 @@ def _timed(command: list[str], env: dict[str, str]) -> tuple[bool, float, float]
     return code == 0, wall, cpu
 
 
+OTHER_PYTHON_MARKS = "not browser and not hub and not notebook"
+
+
 def run_suite(python: Interpreter, pytest_args: list[str]) -> Outcome:
     """`make test` with this Python in .venv-X.Y: install (timed apart), then the tests."""
     env = {k: v for k, v in os.environ.items() if k not in MAKE_VARIABLES}
@@ -128,7 +131,9 @@ def run_suite(python: Interpreter, pytest_args: list[str]) -> Outcome:
     installed, install_s, install_cpu = _timed(["make", *common, f"{venv}/.installed-test"], env)
     if not installed:
         return Outcome(python, install_s, 0.0, install_cpu, False)
-    args = shlex.join(["-m", "not browser", *pytest_args])
+    # The unit tests and nbval (every notebook runs once): the browser, the hub and the tests
+    # that run notebooks again (re-runs, exercises solved, nbgrader) run on the default Python.
+    args = shlex.join(["-m", OTHER_PYTHON_MARKS, *pytest_args])
     print(f"=== Python {python.version}: make test PYTEST_ARGS={args!r}", flush=True)
     passed, test_s, test_cpu = _timed(["make", "test", *common, f"PYTEST_ARGS={args}"], env)
     return Outcome(python, install_s, test_s, install_cpu + test_cpu, passed)
