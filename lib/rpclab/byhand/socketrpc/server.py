@@ -288,6 +288,7 @@ class _Connection(socketserver.BaseRequestHandler):
     _pool: futures.ThreadPoolExecutor | None = None  # with workers: this connection's threads
     _send_lock: threading.Lock | None = None  # with workers: one reply frame at a time
     _in_flight: threading.Semaphore | None = None
+    _cut_off = False  # with workers: a reply went out in part, so nothing more may be sent
 
     def handle(self) -> None:
         server = self.server
@@ -413,8 +414,14 @@ class _Connection(socketserver.BaseRequestHandler):
                 admission = None
             if reply is not None:
                 notify(server.on_frame, "sent", reply)
-                with self._send_lock:
-                    self.request.sendall(pack_length(len(reply)) + reply)
+                with self._send_lock:  # held until the connection is shut, if this send fails,
+                    if self._cut_off:  # so that no other reply follows part of this one
+                        return
+                    try:
+                        self.request.sendall(pack_length(len(reply)) + reply)
+                    except OSError:
+                        self._cut_off = True
+                        self._gave_up_sending()
         except OSError:
             self._gave_up_sending()
         except Exception:
@@ -452,6 +459,8 @@ class _Connection(socketserver.BaseRequestHandler):
             sock.settimeout(DRAIN_TIME)
             if self._send_lock is not None:
                 with self._send_lock:
+                    if self._cut_off:
+                        return
                     sock.sendall(frame)
             else:
                 sock.sendall(frame)
