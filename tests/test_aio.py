@@ -231,3 +231,27 @@ def test_async_kv_watch_streams_changes_until_the_deadline():
             await aio.stop_all_aio()
 
     asyncio.run(main())
+
+
+def test_two_increments_with_one_request_id_at_the_same_time_increment_once():
+    # The race notebook 11 shows: with an await between "is this id new?" and "remember its
+    # reply", both calls found the id new and both incremented (they returned 1 and 2).
+    store = KVStore()
+
+    async def main():
+        server = await aio.serve_aio("test-aio-kv", lambda s: add_async_kv(s, store, delay=0.05))
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                kv = kv_pb2_grpc.KVStub(channel)
+                once = kv_pb2.IncrementRequest(key="n", request_id="same")
+                replies = await asyncio.gather(*(kv.Increment(once, timeout=2) for _ in range(2)))
+                other = kv_pb2.IncrementRequest(key="n", amount=5, request_id="same")
+                with pytest.raises(grpc.aio.AioRpcError) as reused:
+                    await kv.Increment(other, timeout=2)
+                return [r.value for r in replies], reused.value.code()
+        finally:
+            await aio.stop_all_aio()
+
+    values, code = asyncio.run(main())
+    assert values == [1, 1] and store.get("n") == "1"
+    assert code is grpc.StatusCode.INVALID_ARGUMENT

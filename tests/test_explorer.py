@@ -6,7 +6,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from rpclab.grpcstack import explorer
+from rpclab.grpcstack import explorer, protos
 from rpclab.grpcstack.services import add_greeter, serve_all
 from rpclab.kv import KVStore
 from rpclab.runtime import background
@@ -54,7 +54,9 @@ def test_list_methods_can_skip_services(channel):
 
 def test_describe_writes_the_messages_back_as_proto_text(methods):
     text = explorer.describe(explorer.find_method(methods, "KV/Increment"))
-    assert "message rpclab.kv.IncrementRequest {" in text
+    assert text.startswith('syntax = "proto3";\npackage rpclab.kv;\n')
+    assert "service KV {\n  rpc Increment(IncrementRequest) returns (IncrementReply);\n}" in text
+    assert "message IncrementRequest {" in text
     assert "  optional int64 amount = 2;" in text and "  string request_id = 3;" in text
     reflection = explorer.describe(
         explorer.find_method(methods, "ServerReflection/ServerReflectionInfo")
@@ -62,6 +64,73 @@ def test_describe_writes_the_messages_back_as_proto_text(methods):
     assert (
         "  oneof message_request {" in reflection and "    string list_services = 7;" in reflection
     )
+    assert "returns (stream ServerReflectionResponse)" in reflection
+
+
+def _fields(message_proto) -> list[tuple[str, int, int, int, str]]:
+    return [(f.name, f.number, f.type, f.label, f.type_name) for f in message_proto.field]
+
+
+def test_describe_is_a_proto_file_protoc_compiles_to_the_same_messages(methods):
+    # For every method of every service: protoc accepts the text, and the messages it compiles
+    # have the reflected messages' fields (names, numbers, types, labels, type references).
+    from google.protobuf import descriptor_pb2
+
+    for method in methods:
+        compiled = protos.describe(explorer.describe(method))
+        (service,) = compiled.service
+        assert [m.name for m in service.method] == [method.name]
+        rpc = service.method[0]
+        assert (rpc.client_streaming, rpc.server_streaming) == (
+            method.descriptor.client_streaming,
+            method.descriptor.server_streaming,
+        )
+        by_name = {f"{compiled.package}.{m.name}": m for m in compiled.message_type}
+        for message_type in (method.descriptor.input_type, method.descriptor.output_type):
+            original = descriptor_pb2.DescriptorProto()
+            message_type.CopyToProto(original)
+            assert _fields(by_name[message_type.full_name]) == _fields(original), method
+
+
+def test_describe_writes_maps_nested_types_enums_and_imports():
+    file_text = """
+syntax = "proto3";
+package shapes;
+import "google/protobuf/timestamp.proto";
+service Drawing { rpc Draw(stream Shape) returns (Canvas); }
+message Shape {
+  enum Kind { KIND_UNSPECIFIED = 0; CIRCLE = 1; }
+  message Point { sint32 x = 1; sint32 y = 2; }
+  Kind kind = 1;
+  repeated Point points = 2;
+  map<string, Colour> fills = 3;
+  google.protobuf.Timestamp drawn = 4;
+  oneof size { double radius = 5; uint32 side = 6; }
+}
+enum Colour { COLOUR_UNSPECIFIED = 0; RED = 1; }
+message Canvas { repeated Shape shapes = 1; }
+"""
+    from google.protobuf import descriptor_pb2, descriptor_pool
+
+    pool = descriptor_pool.DescriptorPool()
+    for dependency in ("google/protobuf/timestamp.proto",):
+        from google.protobuf import timestamp_pb2
+
+        file = descriptor_pb2.FileDescriptorProto()
+        timestamp_pb2.DESCRIPTOR.CopyToProto(file)
+        assert file.name == dependency
+        pool.Add(file)
+    pool.Add(protos.describe(file_text, "shapes.proto"))
+    draw = pool.FindServiceByName("shapes.Drawing").methods_by_name["Draw"]
+    text = explorer.describe(explorer.Method("shapes.Drawing", "Draw", draw, pool))
+    assert 'import "google/protobuf/timestamp.proto";' in text
+    assert "rpc Draw(stream Shape) returns (Canvas);" in text
+    assert "  map<string, Colour> fills = 3;" in text and "MapEntry" not in text
+    assert "  message Point {\n    sint32 x = 1;" in text and "  Shape.Kind kind = 1;" in text
+    assert "  .google.protobuf.Timestamp drawn = 4;" in text
+    assert "enum Colour {\n  COLOUR_UNSPECIFIED = 0;\n  RED = 1;\n}" in text
+    compiled = protos.describe(text, "shapes.proto")
+    assert [m.name for m in compiled.message_type] == ["Shape", "Canvas"]
 
 
 def test_request_fields_flatten_nested_messages(methods):

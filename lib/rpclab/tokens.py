@@ -13,8 +13,8 @@ makes a token no one will guess; ``python -m rpclab.tokens ada grace alan > toke
 writes a token file for a class.
 
 gRPC servers check tokens with rpclab.grpcstack.interceptors.TokenAuth; the XML-RPC and
-REST servers (rpclab.adapters) with :class:`BearerTokens`. Used by ``rpclab serve`` and
-TEACHING.md's lab section.
+REST servers (rpclab.adapters) with :class:`BearerTokens`. Used by ``rpclab serve``,
+TEACHING.md's lab section and notebook 10 (a class server's token file).
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ INVALID_ARGUMENT, OUT_OF_RANGE, at-most-once Increment with a request_id),
 written with ``async def``: every method runs on the event loop, so the
 store's quick, lock-protected calls need no threads. Watch polls the store
 without blocking the loop.
+
+One rule keeps it correct without locks: no ``await`` between a read and the write that
+depends on it. Increment once broke it (it awaited the injected delay between "is this
+request_id new?" and "remember its reply", so two calls with one id both incremented: they
+returned 1 and 2); notebook 11 shows that race, then this fix: every await comes first.
 """
 
 from __future__ import annotations
@@ -47,15 +52,17 @@ class AsyncKV(kv_pb2_grpc.KVServicer):
         self.store = store if store is not None else KVStore()
         self.replies = ReplyCache(remember)
 
+    async def _pause(self) -> None:
+        """The injected delay, awaited: other calls run meanwhile (no thread sleeps)."""
+        if self.delay > 0:
+            await asyncio.sleep(self.delay)
+
     async def _run(
         self, context: grpc.aio.ServicerContext, work: Callable[..., T], *args: Any
     ) -> T:
         """Wait the injected delay, then do ``work(*args)``, turning the store's errors into status
         codes."""
-        if self.delay > 0:
-            await asyncio.sleep(
-                self.delay
-            )  # other calls run meanwhile: this is not a thread sleeping
+        await self._pause()
         try:
             return work(*args)
         except KeyNotFound as exc:
@@ -90,9 +97,11 @@ class AsyncKV(kv_pb2_grpc.KVServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"request_id is {len(request_id)} characters; the limit is {MAX_REQUEST_ID_LENGTH}",
             )
-        if (
-            request_id
-        ):  # one event loop: nothing runs between this check and the put below but this call
+        await self._pause()  # the last await before the reply: every await comes first
+        # From here to the reply nothing awaits (an abort ends this call), so no other call runs
+        # between reading the reply cache and writing it: two calls with one request_id cannot
+        # both find it new and both increment.
+        if request_id:
             saved = self.replies.get(request_id)
             if saved is not None:
                 if saved.request != (request.key, amount):
@@ -101,7 +110,10 @@ class AsyncKV(kv_pb2_grpc.KVServicer):
                         f"request_id {request_id!r} was already used for another increment",
                     )
                 return saved.reply
-        value = await self._run(context, self.store.increment, request.key, amount)
+        try:
+            value = self.store.increment(request.key, amount)
+        except (ValueError, TypeError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if not INT64_MIN <= value <= INT64_MAX:
             self.store.increment(request.key, -amount)
             await context.abort(

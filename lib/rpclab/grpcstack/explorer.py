@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from google.protobuf import descriptor_pool, json_format, message, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message, message_factory
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor, MethodDescriptor
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
@@ -240,43 +240,146 @@ def _real_oneof(fd: FieldDescriptor) -> Any:
     return oneof
 
 
-def _field_line(fd: FieldDescriptor, indent: str) -> str:
-    label = ""
-    if _is_repeated(fd):
-        label = "repeated "
-    elif (
-        fd.has_presence
-        and fd.type not in (_F.TYPE_MESSAGE, _F.TYPE_GROUP)
-        and _real_oneof(fd) is None
-    ):
-        label = "optional "
-    return f"{indent}{label}{_type_name(fd)} {fd.name} = {fd.number};"
+def _outermost(descriptor: Any) -> Any:
+    """The top-level message or enum that ``descriptor`` is (or is nested in)."""
+    while descriptor.containing_type is not None:
+        descriptor = descriptor.containing_type
+    return descriptor
 
 
-def _message_text(descriptor: Any) -> str:
-    lines = [f"message {descriptor.full_name} {{"]
-    done: set[str] = set()
-    for fd in descriptor.fields:
-        oneof = _real_oneof(fd)
-        if oneof is None:
-            lines.append(_field_line(fd, "  "))
-        elif oneof.name not in done:
-            done.add(oneof.name)
-            lines.append(f"  oneof {oneof.name} {{")
-            lines.extend(_field_line(member, "    ") for member in oneof.fields)
-            lines.append("  }")
-    lines.append("}")
-    return "\n".join(lines)
+def _syntax(file: Any) -> str:
+    """ "proto2", "proto3" or "editions" (only a descriptor's proto form says which)."""
+    proto = descriptor_pb2.FileDescriptorProto()
+    file.CopyToProto(proto)
+    return proto.syntax or "proto2"
+
+
+def _is_map(fd: FieldDescriptor) -> bool:
+    return fd.type == _F.TYPE_MESSAGE and fd.message_type.GetOptions().map_entry
+
+
+class _ProtoWriter:
+    """Writes what one method needs from its .proto file back as .proto text protoc accepts."""
+
+    def __init__(self, method: Method) -> None:
+        self.method = method.descriptor
+        self.service = self.method.containing_service
+        self.file = self.service.file
+        self.package = self.file.package
+        self.syntax = _syntax(self.file)
+        self.proto2 = self.syntax != "proto3"  # proto2, or an Editions file written as one
+        self.imports: set[str] = set()
+        self.wanted: set[str] = set()  # full names of the top-level types to write
+        for message_type in (self.method.input_type, self.method.output_type):
+            self._need(message_type)
+
+    def _need(self, descriptor: Any) -> None:
+        top = _outermost(descriptor)
+        if top.file.name != self.file.name:
+            self.imports.add(top.file.name)  # another file: import it, as the original did
+            return
+        if top.full_name in self.wanted:
+            return
+        self.wanted.add(top.full_name)
+        if hasattr(top, "fields"):  # a message: everything it and its nested types use
+            self._need_fields(top)
+
+    def _need_fields(self, message_type: Any) -> None:
+        for fd in message_type.fields:
+            if fd.message_type is not None:
+                self._need(fd.message_type)
+            if fd.enum_type is not None:
+                self._need(fd.enum_type)
+        for nested in message_type.nested_types:
+            self._need_fields(nested)
+
+    def type_name(self, fd: FieldDescriptor) -> str:
+        if fd.type == _F.TYPE_ENUM:
+            return self.name_of(fd.enum_type)
+        if fd.type in (_F.TYPE_MESSAGE, _F.TYPE_GROUP):
+            return self.name_of(fd.message_type)
+        return _TYPE_NAMES[fd.type]
+
+    def name_of(self, descriptor: Any) -> str:
+        """A type's name as the text refers to it: short within the file's package, else fully
+        qualified with a leading dot."""
+        if self.package and descriptor.full_name.startswith(self.package + "."):
+            return descriptor.full_name[len(self.package) + 1 :]
+        return "." + descriptor.full_name
+
+    def field_line(self, fd: FieldDescriptor, indent: str) -> str:
+        if _is_map(fd):
+            entry = fd.message_type.fields_by_name
+            kind = f"map<{self.type_name(entry['key'])}, {self.type_name(entry['value'])}>"
+            return f"{indent}{kind} {fd.name} = {fd.number};"
+        label = ""
+        if _is_repeated(fd):
+            label = "repeated "
+        elif _real_oneof(fd) is not None:
+            label = ""
+        elif self.proto2:
+            label = "required " if fd.label == _F.LABEL_REQUIRED else "optional "
+        elif fd.has_presence and fd.type not in (_F.TYPE_MESSAGE, _F.TYPE_GROUP):
+            label = "optional "
+        return f"{indent}{label}{self.type_name(fd)} {fd.name} = {fd.number};"
+
+    def enum_lines(self, enum: EnumDescriptor, indent: str) -> list[str]:
+        lines = [f"{indent}enum {enum.name} {{"]
+        lines += [f"{indent}  {value.name} = {value.number};" for value in enum.values]
+        return [*lines, f"{indent}}}"]
+
+    def message_lines(self, descriptor: Any, indent: str) -> list[str]:
+        lines = [f"{indent}message {descriptor.name} {{"]
+        inner = indent + "  "
+        for nested in descriptor.nested_types:
+            if not nested.GetOptions().map_entry:  # a map's entry type is written as map<K, V>
+                lines += self.message_lines(nested, inner)
+        for enum in descriptor.enum_types:
+            lines += self.enum_lines(enum, inner)
+        done: set[str] = set()
+        for fd in descriptor.fields:
+            oneof = _real_oneof(fd)
+            if oneof is None:
+                lines.append(self.field_line(fd, inner))
+            elif oneof.name not in done:
+                done.add(oneof.name)
+                lines.append(f"{inner}oneof {oneof.name} {{")
+                lines += [self.field_line(member, inner + "  ") for member in oneof.fields]
+                lines.append(f"{inner}}}")
+        return [*lines, f"{indent}}}"]
+
+    def text(self) -> str:
+        m = self.method
+        header = ['syntax = "proto2";' if self.proto2 else 'syntax = "proto3";']
+        if self.syntax not in ("proto2", "proto3"):
+            header.insert(0, f"// {self.file.name} uses Editions; written here in proto2 form")
+        if self.package:
+            header.append(f"package {self.package};")
+        blocks = ["\n".join(header)]
+        if self.imports:
+            blocks.append("\n".join(f'import "{name}";' for name in sorted(self.imports)))
+        request = ("stream " if m.client_streaming else "") + self.name_of(m.input_type)
+        reply = ("stream " if m.server_streaming else "") + self.name_of(m.output_type)
+        rpc = f"  rpc {m.name}({request}) returns ({reply});"
+        blocks.append(f"service {self.service.name} {{\n{rpc}\n}}")
+        for top in self.file.message_types_by_name.values():  # in the file's own order
+            if top.full_name in self.wanted:
+                blocks.append("\n".join(self.message_lines(top, "")))
+        for top in self.file.enum_types_by_name.values():
+            if top.full_name in self.wanted:
+                blocks.append("\n".join(self.enum_lines(top, "")))
+        return "\n\n".join(blocks) + "\n"
 
 
 def describe(method: Method) -> str:
-    """The method's signature and its request and reply messages, written as .proto text (as
-    reflection told us)."""
-    d = method.descriptor
-    parts = [str(method) + ";", _message_text(d.input_type)]
-    if d.output_type is not d.input_type:
-        parts.append(_message_text(d.output_type))
-    return "\n".join(parts)
+    """The method written back as a .proto file that protoc accepts, from what reflection told us.
+
+    The file holds the method's service with this one ``rpc``, and every message and enum of
+    its file that the request and reply need; types from other files are imported by file
+    name (protoc then needs those files too, as it did for the original). Comments and
+    options do not travel in the descriptors this is written from.
+    """
+    return _ProtoWriter(method).text()
 
 
 @dataclass(frozen=True)

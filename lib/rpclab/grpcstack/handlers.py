@@ -1,8 +1,8 @@
 """Wrap a gRPC method handler so that a hook runs before the method: the tool behind counting and
 failing interceptors.
 
-Used by rpclab.grpcstack.callproxy (CallCounter, notebook 09) and rpclab.faults.flaky (Flaky,
-notebooks 09 and 15).
+Used by rpclab.grpcstack.callproxy (CallCounter, notebook 09), rpclab.faults.flaky (Flaky,
+notebooks 09 and 15), and notebook 10's authorization exercise (refuse before the method runs).
 """
 
 from __future__ import annotations

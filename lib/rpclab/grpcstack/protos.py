@@ -1,6 +1,7 @@
 """Compile a .proto file inside this process and import the code protoc generates.
 
-Taught in notebook 06 (code generation in the notebook); used in 07, 12, 14 and 15.
+Taught in notebook 06 (code generation in the notebook); used in 07, 10 (compiling
+reflected .proto text), 12, 14 and 15.
 
 ``load("kv")`` runs protoc (from grpcio-tools) on ``protos/kv.proto``, writes
 ``kv_pb2.py`` (the messages) and ``kv_pb2_grpc.py`` (the stub and servicer

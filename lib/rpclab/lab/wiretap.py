@@ -1,6 +1,6 @@
 """Record the frames that cross the wire and format them for reading: JSON, hex dump, table.
 
-Used in notebooks 04 (the wire inspector), 05, 07 and 12.
+Used in notebooks 04 (the wire inspector), 05, 07, 10 (a token read off the wire) and 12.
 
 The logic behind the wire inspector widget, usable on its own::
 
