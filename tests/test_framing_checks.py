@@ -54,6 +54,18 @@ def ignores_close(sock, n, deadline):  # loops on b"" until the deadline
     return data
 
 
+def checks_the_clock_only(sock, n, deadline):  # never bounds a recv by the time left
+    data = b""
+    while len(data) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError("late")
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
 def test_the_solution_reads_in_time_and_the_check_says_right():
     verdict = exercises.check("read-before", lambda: check_read_before(read_before), show=False)
     assert verdict.ok, verdict
@@ -65,6 +77,7 @@ def test_the_solution_reads_in_time_and_the_check_says_right():
         (per_recv_timeout_only, "one byte every 0.05 s kept it reading"),
         (one_recv, "keep calling recv until you have all n bytes"),
         (ignores_close, "the peer closed after 3 of 10 bytes"),
+        (checks_the_clock_only, "set the socket's timeout to the time left"),
     ],
 )
 def test_usual_mistakes_in_read_before_are_named(wrong, words):
@@ -138,6 +151,47 @@ def no_fragment_count(sock, max_size=1024 * 1024, max_fragments=4096):
             return b"".join(parts)
 
 
+def plain_recv(sock, max_size=1024 * 1024, max_fragments=4096):  # trusts one recv per read
+    parts, total = [], 0
+    for _ in range(max_fragments):
+        (mark,) = struct.unpack(">I", sock.recv(4))
+        size = mark & 0x7FFF_FFFF
+        if total + size > max_size:
+            raise framing.FrameTooLarge(total + size, max_size)
+        parts.append(sock.recv(size) if size else b"")
+        total += size
+        if mark & 0x8000_0000:
+            return b"".join(parts)
+    raise ValueError("too many fragments")
+
+
+def plain_recv_for_fragments(sock, max_size=1024 * 1024, max_fragments=4096):
+    parts, total = [], 0
+    for _ in range(max_fragments):
+        (mark,) = struct.unpack(">I", recv_exactly(sock, 4))
+        size = mark & 0x7FFF_FFFF
+        if total + size > max_size:
+            raise framing.FrameTooLarge(total + size, max_size)
+        parts.append(sock.recv(size) if size else b"")
+        total += size
+        if mark & 0x8000_0000:
+            return b"".join(parts)
+    raise ValueError("too many fragments")
+
+
+def unmasked_length(sock, max_size=1024 * 1024, max_fragments=4096):  # bit 31 read as length
+    parts, total = [], 0
+    for _ in range(max_fragments):
+        (mark,) = struct.unpack(">I", recv_exactly(sock, 4))
+        if total + mark > max_size:
+            raise framing.FrameTooLarge(total + mark, max_size)
+        parts.append(recv_exactly(sock, mark))
+        total += mark
+        if mark & 0x8000_0000:
+            return b"".join(parts)
+    raise ValueError("too many fragments")
+
+
 def test_the_record_solution_passes():
     verdict = exercises.check("read-record", lambda: check_read_record(read_record), show=False)
     assert verdict.ok, verdict
@@ -150,11 +204,33 @@ def test_the_record_solution_passes():
         (unbounded, "one fragment that declares 64 MiB made it wait"),
         (bounds_each_fragment_not_the_total, "three fragments of 600 bytes"),
         (no_fragment_count, "100 empty fragments"),
+        (plain_recv, "arrived 3 bytes at a time, and it raised struct.error"),
+        (
+            plain_recv_for_fragments,
+            "arrived 3 bytes at a time, and it raised framing.FrameTooLarge",
+        ),
+        (unmasked_length, "the length is only the low 31 bits"),
     ],
 )
 def test_usual_mistakes_in_read_record_are_named(wrong, words):
     verdict = exercises.check("read-record", lambda: check_read_record(wrong), show=False)
     assert verdict.status == "wrong" and words in verdict.message, verdict
+
+
+def test_dripping_makes_every_recv_short():
+    """The read-record check's peer: no recv returns more than a piece, however slow the
+    reader is (here it waits before every recv, so a plain sender would have sent it all)."""
+    from rpclab.byhand.framing_checks import _dripping, _pair
+
+    data = bytes(range(40))
+    sizes, got = [], b""
+    with _pair() as (writer, reader), _dripping(writer, reader, data, piece=3):
+        while len(got) < len(data):
+            time.sleep(0.005)  # a slow reader: the bytes have every chance to pile up
+            chunk = reader.recv(64)
+            sizes.append(len(chunk))
+            got += chunk
+    assert got == data and max(sizes) <= 3, sizes
 
 
 def test_a_blank_exercise_is_not_done():

@@ -42,6 +42,18 @@ def no_required_fields(data):
     return {"id": message.get("id"), "name": message.get("name"), "email": message.get("email", "")}
 
 
+def lets_key_error_escape(data):  # message["name"] raises KeyError for a broken message
+    message = json.loads(data)
+    return {"id": message["id"], "name": message["name"], "email": message.get("email", "")}
+
+
+def checks_only_the_name(data):
+    message = json.loads(data)
+    if "name" not in message:
+        raise ValueError("no name")
+    return {"id": message.get("id"), "name": message["name"], "email": message.get("email", "")}
+
+
 def test_the_solution_is_right():
     verdict = exercises.check("read-user", lambda: check_read_user(read_user), show=False)
     assert verdict.ok, verdict
@@ -54,6 +66,8 @@ def test_the_solution_is_right():
         (no_default, "a version-1 message has no email"),
         (passes_everything_on, "keep only id, name and email"),
         (no_required_fields, "has no name, and it returned"),
+        (lets_key_error_escape, "a KeyError ('name') escaped from your reader"),
+        (checks_only_the_name, "has no id, and it returned"),
     ],
 )
 def test_usual_mistakes_are_named(wrong, words):

@@ -59,3 +59,22 @@ def test_an_os_that_will_not_say_gives_none_not_an_error(monkeypatch, fn):
 
 def test_outside_a_jupyter_kernel_there_are_no_kernel_ports():
     assert process.kernel_ports() == {}
+
+
+def test_outside_a_jupyter_kernel_there_are_no_kernel_threads():
+    assert process.kernel_threads() == {}
+
+
+def test_in_a_fresh_jupyter_kernel_every_thread_is_the_kernels_own_and_named():
+    """Notebook 00 lists a kernel's threads with what each is for: none may go unexplained."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    source = (
+        "from rpclab.runtime import process\n"
+        "print(sorted(set(process.thread_names()) - set(process.kernel_threads())))\n"
+        "print(len(process.kernel_threads()))"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    nbclient.NotebookClient(notebook, timeout=60, kernel_name="python3").execute()
+    unexplained, named = notebook.cells[0].outputs[0]["text"].splitlines()
+    assert unexplained == "[]" and int(named) >= 5

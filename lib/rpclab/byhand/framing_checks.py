@@ -8,13 +8,17 @@ test would wait for ever.
 
 * :func:`check_read_before` -- ``read_before(sock, n, deadline)``: exactly ``n`` bytes, or
   TimeoutError once ``time.monotonic()`` passes ``deadline`` (a whole-message deadline, which a
-  peer trickling one byte at a time cannot stretch), or ConnectionError if the peer closes.
+  peer trickling one byte at a time cannot stretch, and a peer that goes quiet mid-message
+  cannot outlast: each recv may wait only for the time left), or ConnectionError if the peer
+  closes.
 * :func:`check_read_record` -- ``read_record(sock, max_size, max_fragments)``: one ONC RPC
-  record (RFC 5531 section 11), its fragments joined, every size and count bounded.
+  record (RFC 5531 section 11), its fragments joined (also when every recv returns only a few
+  bytes), every size and count bounded.
 """
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -66,6 +70,44 @@ def _trickling(sock: socket.socket, data: bytes, every: float, piece: int = 1) -
         thread.join(SOCKET_TIMEOUT)
 
 
+@contextmanager
+def _dripping(
+    writer: socket.socket, reader: socket.socket, data: bytes, piece: int
+) -> Iterator[None]:
+    """Send ``data`` ``piece`` bytes at a time, each piece only once the reader has taken every
+    byte before it, so no ``reader.recv`` can return more than ``piece`` bytes: short reads for
+    certain, however fast or slow the reader is."""
+    stop = threading.Event()
+
+    def drained() -> bool:  # nothing waits unread at the reader (or the check is over)
+        while not stop.is_set():
+            try:
+                readable, _, _ = select.select([reader], [], [], 0)
+            except (OSError, ValueError):
+                return False
+            if not readable:
+                return True
+            stop.wait(0.001)  # the reader has not taken the last piece yet
+        return False
+
+    def run() -> None:
+        for start in range(0, len(data), piece):
+            if not drained():
+                return
+            try:
+                writer.sendall(data[start : start + piece])
+            except OSError:
+                return
+
+    thread = threading.Thread(target=run, name="rpclab-check-drip", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(SOCKET_TIMEOUT)
+
+
 def check_read_before(read_before: Callable[[socket.socket, int, float], bytes]) -> str:
     """Right if ``read_before(sock, n, deadline)`` reads whole messages, gives up at the
     deadline however the bytes trickle, and notices a peer that closes."""
@@ -99,6 +141,34 @@ def check_read_before(read_before: Callable[[socket.socket, int, float], bytes])
                 "once time.monotonic() passes the deadline, whatever each recv does"
             )
 
+    # A peer that sends 2 bytes and then nothing: looking at the clock between recvs never
+    # comes round again, so only a recv whose own timeout is the time left ends on time.
+    with _pair(timeout=SOCKET_TIMEOUT) as (writer, reader):
+        writer.sendall(b"ab")
+        start = time.monotonic()
+        try:
+            got = read_before(reader, 10, start + 0.3)
+        except TimeoutError:
+            took = time.monotonic() - start
+            if took > 0.6:
+                raise AssertionError(
+                    f"the peer sent 2 of 10 bytes and went quiet: it raised TimeoutError after "
+                    f"{took:.2f} s, when the socket's own {SOCKET_TIMEOUT:g} s timeout ran out, "
+                    "although the deadline was 0.3 s. Checking the clock between recvs is not "
+                    "enough: before each recv, set the socket's timeout to the time left"
+                ) from None
+        except ConnectionError:
+            raise AssertionError(
+                "the peer sent 2 of 10 bytes and went quiet (it did not close): it raised "
+                "ConnectionError, but that is for a peer that closed. Raise TimeoutError at "
+                "the deadline"
+            ) from None
+        else:
+            raise AssertionError(
+                f"the peer sent 2 of 10 bytes and went quiet, and it returned {got!r}: raise "
+                "TimeoutError at the deadline"
+            )
+
     with _pair(timeout=1.0) as (writer, reader):
         writer.sendall(b"abc")
         writer.shutdown(socket.SHUT_WR)
@@ -117,8 +187,18 @@ def check_read_before(read_before: Callable[[socket.socket, int, float], bytes])
                 "ConnectionError when recv returns b''"
             )
     return (
-        "whole messages are read, a trickling peer is cut off at the deadline, a close is noticed"
+        "whole messages are read, a trickling or quiet peer is cut off at the deadline, a close "
+        "is noticed"
     )
+
+
+def _kind(error: BaseException) -> str:
+    """An exception's type as the notebook writes it: TimeoutError, struct.error,
+    framing.FrameTooLarge."""
+    kind = type(error)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__.rpartition('.')[2]}.{kind.__qualname__}"
 
 
 def _mark(size: int, last: bool) -> bytes:
@@ -126,21 +206,62 @@ def _mark(size: int, last: bool) -> bytes:
 
 
 def check_read_record(read_record: Callable[..., bytes]) -> str:
-    """Right if ``read_record(sock, max_size=..., max_fragments=...)`` joins a record's fragments,
-    handles the empty record, and refuses records too large or in too many fragments before
-    reading them."""
+    """Right if ``read_record(sock, max_size=..., max_fragments=...)`` joins a record's fragments
+    (also when every recv returns only 3 bytes), handles the empty record, and refuses records
+    too large or in too many fragments before reading them."""
     records = [(b"ABCDEFGHIJ", 4), (b"", 1), (bytes(range(256)) * 4, 100), (b"x", 1)]
     with _pair() as (writer, reader):
         for record, fragment_size in records:  # back to back on one connection
             writer.sendall(framing.encode_record(record, fragment_size))
         for record, fragment_size in records:
-            got = read_record(reader, max_size=4096, max_fragments=64)
+            shown = record if len(record) <= 12 else record[:12] + b"..."
+            try:
+                got = read_record(reader, max_size=4096, max_fragments=64)
+            except FrameTooLarge as error:
+                size = getattr(error, "size", 0)
+                if LAST_FRAGMENT <= size < 2**32:
+                    raise AssertionError(
+                        f"the record {shown!r} in fragments of {fragment_size} bytes raised "
+                        f"FrameTooLarge for {size:,} bytes. That is a whole mark, "
+                        f"{size.to_bytes(4, 'big').hex(' ')}, with its top bit set (bit 31: "
+                        "'the last fragment'): the length is only the low 31 bits, "
+                        "mark & 0x7FFF_FFFF"
+                    ) from None
+                raise AssertionError(
+                    f"the record {shown!r} in fragments of {fragment_size} bytes fits in "
+                    f"max_size=4096, yet it raised FrameTooLarge: {error}"
+                ) from None
             if got != record:
-                shown = record if len(record) <= 12 else record[:12] + b"..."
                 raise AssertionError(
                     f"the record {shown!r} sent in fragments of {fragment_size} bytes came back "
                     f"as {got[:12]!r}{'...' if len(got) > 12 else ''} ({len(got)} bytes)"
                 )
+
+    # Every recv returns at most 3 bytes here, as a slow network may deliver them: a mark or a
+    # fragment read with one plain recv comes back short.
+    record, fragment_size, piece = b"ABCDEFGHIJ", 4, 3
+    with (
+        _pair(timeout=1.0) as (writer, reader),
+        _dripping(writer, reader, framing.encode_record(record, fragment_size), piece),
+    ):
+        short_reads = (
+            f"the record {record!r}, in fragments of {fragment_size} bytes, arrived {piece} "
+            "bytes at a time"
+        )
+        advice = (
+            "recv may return fewer bytes than you ask for: read each mark and each fragment "
+            "with recv_exactly"
+        )
+        try:
+            got = read_record(reader, max_size=4096, max_fragments=64)
+        except NotImplementedError:  # the blank exercise (NotDone): let the check say so
+            raise
+        except Exception as error:  # noqa: BLE001 - whatever it raised, say what to fix
+            raise AssertionError(
+                f"{short_reads}, and it raised {_kind(error)}: {error}. {advice}"
+            ) from None
+        if got != record:
+            raise AssertionError(f"{short_reads}, and it returned {got!r}: {advice}")
     with _pair() as (writer, reader):
         writer.sendall(_mark(0, False) + _mark(3, False) + b"abc" + _mark(0, True))
         got = read_record(reader, max_size=4096, max_fragments=64)

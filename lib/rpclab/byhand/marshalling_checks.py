@@ -8,8 +8,10 @@ AssertionError, in plain words, unless it
 * reads version-1 bytes, filling in ``email=""`` (*backward* compatibility: new code, old data),
 * reads version-3 bytes, ignoring the fields it does not know (*forward* compatibility: old
   code, new data), returning exactly the three fields of version 2, and
-* refuses a message without ``id`` or ``name`` with ValueError or KeyError (that one is
-  broken, not old).
+* refuses a message without ``id`` or without ``name`` with ValueError (that one is broken,
+  not old; ValueError is also what ``json.loads`` raises for bytes that are not JSON, so a
+  caller catches one kind of error for every bad message, while a KeyError escaping from
+  ``message["name"]`` looks like a bug in the reader).
 
 Notebook 03 runs it through ``rpclab.exercises.check``; tests/test_marshalling_checks.py
 proves it passes the notebook's solution and catches the usual wrong answers.
@@ -74,14 +76,24 @@ def check_read_user(read_user: Callable[[bytes], dict[str, Any]]) -> str:
                 f"version {version}, {_shown(message)}, came back as {got!r}, not "
                 f"{expected[version]!r}: {hint}"
             )
-    broken = {"id": 44, "email": "nobody@example.org"}
-    try:
-        got = read_user(json.dumps(broken).encode())
-    except (KeyError, ValueError):
-        pass
-    else:
+    broken = [
+        ({"id": 44, "email": "nobody@example.org"}, "name"),
+        ({"name": "Nobody", "email": "nobody@example.org"}, "id"),
+    ]
+    for message, missing in broken:
+        try:
+            got = read_user(json.dumps(message).encode())
+        except ValueError:
+            continue
+        except KeyError as error:
+            raise AssertionError(
+                f"{_shown(message)} has no {missing}, and a KeyError ({error}) escaped from "
+                "your reader. Check for the required fields yourself and raise ValueError, "
+                "saying which is missing: json.loads raises ValueError for bytes that are not "
+                "JSON, so a caller catches one kind of error for every bad message"
+            ) from None
         raise AssertionError(
-            f"{_shown(broken)} has no name, and it returned {got!r}: a message without a "
-            "required field is broken, not old; raise ValueError"
+            f"{_shown(message)} has no {missing}, and it returned {got!r}: a message without "
+            "a required field is broken, not old; raise ValueError"
         )
     return "old messages get defaults, new fields are ignored, broken ones are refused"

@@ -1,4 +1,5 @@
-"""What this process is running right now: its threads and its listening TCP ports.
+"""What this process is running right now: its threads and its listening TCP ports, and which
+of them the Jupyter kernel itself started.
 
 Shown in notebooks 00 and 11; tools/rerun.py checks every notebook with it.
 
@@ -14,7 +15,7 @@ import threading
 
 import psutil
 
-__all__ = ["thread_names", "listening_ports", "open_fd_count", "kernel_ports"]
+__all__ = ["thread_names", "listening_ports", "open_fd_count", "kernel_ports", "kernel_threads"]
 
 
 def thread_names() -> list[str]:
@@ -86,3 +87,47 @@ def kernel_ports() -> dict[int, str]:
         ports[pipe] = "ipykernel's pipe: output printed by child processes of the kernel"
     ports.pop(0, None)
     return ports
+
+
+# The threads ipykernel (6 and 7) starts, by their class, or by name: Python names a thread
+# started with a target "Thread-N (target)", which is how the output watchers show up.
+_KERNEL_THREAD_CLASSES = {
+    "ShellChannelThread": "Jupyter shell: receives the requests to run code",
+    "ControlThread": "Jupyter control: interrupt and shutdown",
+    "Heartbeat": "Jupyter heartbeat: answers the front end's 'are you alive?'",
+    "ParentPollerUnix": "ends the kernel if the program that started it has ended",
+    "ParentPollerWindows": "ends the kernel if the program that started it has ended",
+    "HistorySavingThread": "IPython: saves the history of the cells you ran to disk",
+}
+_KERNEL_THREAD_NAMES = {
+    "MainThread": "runs your cells",
+    "IOPub": "Jupyter IOPub: sends outputs and busy/idle to every front end",
+}
+_PIPE_WATCHER = (
+    "(_watch_pipe_fd)",
+    "passes on output written straight to stdout or stderr (by C code, a child process)",
+)
+
+
+def kernel_threads() -> dict[str, str]:
+    """The live threads the Jupyter kernel running this code started, by name, each with what
+    it is for: the threads a notebook sees that are not its own.
+
+    Empty outside a Jupyter kernel (a plain ``python``).
+    """
+    try:
+        from ipykernel.kernelapp import IPKernelApp
+    except ImportError:
+        return {}
+    if not IPKernelApp.initialized():
+        return {}
+    found = {}
+    for thread in threading.enumerate():
+        role = _KERNEL_THREAD_CLASSES.get(type(thread).__name__) or _KERNEL_THREAD_NAMES.get(
+            thread.name
+        )
+        if role is None and thread.name.endswith(_PIPE_WATCHER[0]):
+            role = _PIPE_WATCHER[1]
+        if role is not None:
+            found[thread.name] = role
+    return dict(sorted(found.items()))
