@@ -60,15 +60,27 @@ class SkipOneAfterATimeout(NaiveStub):
             raise
 
 
+class SkipAtMostOne(NaiveStub):
+    """A wrong fix a reader found passing: skip one reply of another id, then take the next."""
+
+    def call(self, method, params):
+        request_id = next(self.ids)
+        self.send({"jsonrpc": "2.0", "method": method, "params": params, "id": request_id})
+        reply = self.receive()
+        if reply.get("id") != request_id:
+            reply = self.receive()
+        return reference.unwrap(reply)
+
+
 def test_the_reply_id_check_passes_the_stub_that_compares_ids(hand_server):
     assert call_checks.check_reply_ids(reference.Stub, hand_server) == (
         "a late reply no longer answers the next call"
     )
 
 
-@pytest.mark.parametrize("stub", [NaiveStub, SkipOneAfterATimeout])
+@pytest.mark.parametrize("stub", [NaiveStub, SkipOneAfterATimeout, SkipAtMostOne])
 def test_the_reply_id_check_catches_a_stub_that_takes_another_calls_reply(hand_server, stub):
-    with pytest.raises(AssertionError, match="reply to another call came first"):
+    with pytest.raises(AssertionError, match="replies to other calls came first"):
         call_checks.check_reply_ids(stub, hand_server)
 
 
@@ -106,6 +118,16 @@ def await_reply_with_a_timeout_per_read(stub, request_id, deadline):
             return reply
 
 
+def await_reply_checking_the_deadline_between_reads(stub, request_id, deadline):
+    """A wrong answer a reader found passing: the deadline is checked, but no read is bounded."""
+    while True:
+        if time.monotonic() >= deadline:
+            raise CallTimeout("late")
+        reply = stub.receive()
+        if reply.get("id") == request_id:
+            return reply
+
+
 def test_the_deadline_check_passes_one_deadline_for_the_whole_call():
     assert "for a 0.4 s deadline" in call_checks.check_deadline(await_reply, reference.Stub)
 
@@ -113,6 +135,11 @@ def test_the_deadline_check_passes_one_deadline_for_the_whole_call():
 def test_the_deadline_check_catches_a_timeout_per_read():
     with pytest.raises(AssertionError, match="kept each read short of its timeout"):
         call_checks.check_deadline(await_reply_with_a_timeout_per_read, reference.Stub)
+
+
+def test_the_deadline_check_catches_a_deadline_checked_only_between_reads():
+    with pytest.raises(AssertionError, match="the peer never answered.*between reads"):
+        call_checks.check_deadline(await_reply_checking_the_deadline_between_reads, reference.Stub)
 
 
 # --------------------------------------------------------------------------- 05: retries
@@ -149,6 +176,18 @@ def call_with_new_ids(caller, method, params, *, timeout=0.1, tries=5):
     raise CallTimeout("gave up")
 
 
+def call_retrying_errors_too(caller, method, params, *, timeout=0.1, tries=5):
+    """A wrong answer a reader found passing: every exception is retried, errors included."""
+    request = {"jsonrpc": "2.0", "method": method, "params": params, "id": caller.new_id()}
+    for _ in range(tries):
+        caller.send(request)
+        try:
+            return reference.unwrap(await_reply(caller, request["id"], time.monotonic() + timeout))
+        except Exception:
+            continue
+    raise CallTimeout("gave up")
+
+
 def call_once(caller, method, params, *, timeout=0.1, tries=5):
     request = {"jsonrpc": "2.0", "method": method, "params": params, "id": caller.new_id()}
     caller.send(request)
@@ -157,7 +196,7 @@ def call_once(caller, method, params, *, timeout=0.1, tries=5):
 
 def test_the_retries_check_passes_the_same_id_on_every_try():
     assert call_checks.check_retries(call_with_retries, Caller) == (
-        "the same id on every try, and a clear give-up"
+        "the same id on every try, no retry of an error, and a clear give-up"
     )
 
 
@@ -169,6 +208,30 @@ def test_the_retries_check_catches_a_new_id_for_each_try():
 def test_the_retries_check_catches_no_retry_at_all():
     with pytest.raises(TimeoutError):  # the check lets it through: exercises.check says so
         call_checks.check_retries(call_once, Caller)
+
+
+def test_the_retries_check_catches_retrying_an_error_reply():
+    with pytest.raises(AssertionError, match="sent 3 request.*an error reply is an answer"):
+        call_checks.check_retries(call_retrying_errors_too, Caller)
+
+
+def test_the_retries_check_blames_a_slow_give_up_on_the_deadline():
+    def retries_over_a_deadline_checked_between_reads(caller, method, params, *, timeout, tries):
+        request = {"jsonrpc": "2.0", "method": method, "params": params, "id": caller.new_id()}
+        for _ in range(tries):
+            caller.send(request)
+            deadline = time.monotonic() + timeout
+            try:
+                reply = await_reply_checking_the_deadline_between_reads(
+                    caller, request["id"], deadline
+                )
+            except TimeoutError:  # the socket's own 2 s, not the try's 0.1 s
+                continue
+            return reference.unwrap(reply)
+        raise CallTimeout("gave up")
+
+    with pytest.raises(AssertionError, match="is call-deadline's check Right"):
+        call_checks.check_retries(retries_over_a_deadline_checked_between_reads, Caller)
 
 
 # --------------------------------------------------------------------------- 05: dedup
@@ -223,6 +286,19 @@ def by_sequence_alone(dispatch):
     return dispatch_once
 
 
+def by_the_bytes(dispatch):
+    """A wrong answer a reader found passing: the table is keyed by the request's raw bytes."""
+    table, lock = {}, threading.Lock()
+
+    def dispatch_once(data):
+        with lock:
+            if data not in table:
+                table[data] = dispatch(data)
+            return table[data]
+
+    return dispatch_once
+
+
 def without_a_lock(dispatch):
     table = {}
 
@@ -242,6 +318,11 @@ def test_the_dedup_check_passes_a_table_keyed_by_client_and_sequence():
 def test_the_dedup_check_catches_a_table_that_forgets_the_client():
     with pytest.raises(AssertionError, match="bob:1 did not run"):
         call_checks.check_dedup(by_sequence_alone)
+
+
+def test_the_dedup_check_catches_a_table_keyed_by_the_request_bytes():
+    with pytest.raises(AssertionError, match="written another way.*not by the request's bytes"):
+        call_checks.check_dedup(by_the_bytes)
 
 
 def test_the_dedup_check_catches_a_duplicate_that_runs_while_the_first_is_running():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -145,3 +146,76 @@ def test_one_call_refuses_what_would_hang_or_mean_nothing():
         sequence.one_call(drop=1.0, after="sideways")
     with pytest.raises(ValueError, match="slow_first"):
         sequence.one_call(slow_first=60)
+
+
+# --------------------------------------------------------------------------- the layout
+
+
+def _texts_of(ax):
+    """The texts drawn inside a panel: notes, fates and arrows' labels (not titles or ticks)."""
+    return [t for t in ax.texts if t.get_text() and t.get_transform() == ax.transData]
+
+
+def _clashes(figure):
+    renderer = figure._get_renderer()
+    found = []
+    for ax in figure.axes:
+        if not ax.get_visible():
+            continue
+        inside = ax.get_window_extent(renderer)
+        boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in _texts_of(ax)]
+        for name, box in boxes:
+            if not (
+                box.x0 >= inside.x0 - 1 and box.x1 <= inside.x1 + 1 and box.y0 >= inside.y0 - 1
+            ):
+                found.append(f"{name!r} reaches past the axes")
+        for i, (a, box_a) in enumerate(boxes):
+            for b, box_b in boxes[i + 1 :]:
+                if box_a.overlaps(box_b):
+                    found.append(f"{a!r} covers {b!r}")
+    return found
+
+
+def test_no_text_covers_another_or_leaves_its_panel_in_the_cases_a_reader_found():
+    lost_at_once = _run(  # a lost request: its X a millisecond from the start, the panel 400 ms
+        ("client", "request", request()),
+        ("proxy", "request", request(), "dropped"),
+    )
+    lost_at_once._events = type(lost_at_once._events)(
+        [dataclasses.replace(e, when=e.when * 0.001) for e in lost_at_once._events]
+    )
+    lost_at_once.note("client", "returns 1", when=0.4)
+    lost_at_once.note("client", "→ 2: nobody waits for it", when=0.401)  # long, at the left
+    lost_at_once.note("server", "starts: slow this time (450 ms)", when=0.2)  # long, at the right
+    twins = Recorder()  # a copy and its original, then two replies at once (the duplicate)
+    twins._add("client", "sent", request(), "request", 0.0)
+    twins.proxy_tap("request", request(), 0.040, "forwarded")
+    twins.proxy_tap("request", request(), 0.0401, "duplicated")
+    twins.note("server", "runs: hits = 1", when=0.041)
+    twins.note("server", "runs: hits = 2", when=0.0411)
+    for n, when in ((1, 0.0412), (2, 0.0413)):
+        twins._add("server", "sent", reply(n), "reply", when)
+    for n, when in ((1, 0.081), (2, 0.0812)):
+        twins.proxy_tap("reply", reply(n), when, "forwarded")
+    twins.note("client", "returns 1", when=0.081)
+    twins.note("client", "→ 2: nobody waits for it", when=0.0812)
+    figure = sequence.draw({"lost at once": lost_at_once, "twins": twins}, columns=2)
+    assert _clashes(figure) == []
+    bends = [
+        text.arrow_patch.get_connectionstyle().rad
+        for ax in figure.axes
+        for text in ax.texts
+        if getattr(text, "arrow_patch", None) is not None
+    ]
+    assert sum(rad != 0 for rad in bends) == 2  # the copy, and the second reply, bend away
+
+
+def test_a_late_reply_to_a_server_with_a_table_shows_the_repeat_waiting_for_the_first_run():
+    chart = sequence.one_call(slow_first=0.45, at_most_once=True)
+    assert _runs(chart) == [
+        "starts: slow this time (450 ms)",
+        "a repeat: it waits for the first run",
+        "runs: hits = 1",
+    ]
+    client = [e.label for e in chart.events() if e.side == "client" and e.kind == "note"]
+    assert client == ["returns 1", "→ 1: nobody waits for it"]  # the first reply is the one taken

@@ -11,10 +11,14 @@ time, and every wait is bounded::
 
     exercises.check("reply-id", lambda: call_checks.check_reply_ids(CheckedStub, address))
 
-* :func:`check_reply_ids` -- 04: the stub takes only its own call's reply;
-* :func:`check_deadline` -- 05: the whole call has one deadline, however the peer trickles;
-* :func:`check_retries` -- 05: a timed-out call is sent again with the same id;
-* :func:`check_dedup` -- 05: a repeated (client, sequence) is answered, not run again.
+* :func:`check_reply_ids` -- 04: the stub takes only its own call's reply, however many
+  others come first;
+* :func:`check_deadline` -- 05: the whole call has one deadline, whether the peer is silent
+  or trickles other calls' replies;
+* :func:`check_retries` -- 05: a timed-out call is sent again with the same id, and an error
+  reply is not retried;
+* :func:`check_dedup` -- 05: a repeated (client, sequence) is answered, not run again, even
+  when its bytes differ.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ __all__ = ["check_reply_ids", "check_deadline", "check_retries", "check_dedup", 
 
 Script = Callable[[dict, int], list[tuple[float, dict]]]  # (request, its number) -> [(wait, reply)]
 PEER_READ_TIMEOUT = 5.0  # seconds a scripted peer waits for the next request
+SLOW_SOCKET = 3.0  # a stub's socket timeout where the check's deadline must bound every read
 
 
 # --------------------------------------------------------------------------- scripted peers
@@ -95,21 +100,25 @@ def _reply(request: dict, result: Any, id: Any = None) -> dict:
     return {"jsonrpc": "2.0", "result": result, "id": request["id"] if id is None else id}
 
 
-def _other_id(request_id: Any) -> Any:
-    return f"{request_id}-not" if isinstance(request_id, str) else -1 - request_id
+def _other_id(request_id: Any, n: int = 0) -> Any:
+    """An id that is not ``request_id`` (the n-th such): another call's."""
+    return f"{request_id}-not{n}" if isinstance(request_id, str) else -1 - n - request_id
 
 
 # --------------------------------------------------------------------------- 04: reply ids
 
 
 def check_reply_ids(stub_class: Callable[..., Any], address: tuple[str, int]) -> str:
-    """04: ``stub_class(address, timeout=...)`` takes its own call's reply and skips others.
+    """04: ``stub_class(address, timeout=...)`` takes its own call's reply and skips others,
+    however many come first.
 
     At ``address`` a server must offer ``add(a, b)`` and ``slow(seconds)``.
     """
+    stale_replies = 3  # more than one: a stub that skips only one late reply is still off
 
     def stale_first(request: dict, number: int) -> list[tuple[float, dict]]:
-        return [(0, _reply(request, "stale", _other_id(request["id"]))), (0, _reply(request, 3))]
+        stale = [(0, _reply(request, "stale", _other_id(request["id"], n))) for n in range(3)]
+        return [*stale[:stale_replies], (0, _reply(request, 3))]
 
     with scripted_peer(stale_first) as (peer, _):
         stub = stub_class(peer, timeout=2.0)
@@ -118,8 +127,9 @@ def check_reply_ids(stub_class: Callable[..., Any], address: tuple[str, int]) ->
         finally:
             stub.close()
     assert got != "stale", (
-        "a reply to another call came first, and your stub returned it ('stale'): compare each "
-        "reply's id with the id of the request you sent, and skip the ones that differ"
+        f"{stale_replies} replies to other calls came first, and your stub returned one of them "
+        "('stale'): keep reading, comparing each reply's id with the id of the request you "
+        "sent, until the ids match, however many others come first"
     )
     assert got == 3, f"add(1, 2) returned {got!r}, not 3"
 
@@ -146,7 +156,12 @@ def check_reply_ids(stub_class: Callable[..., Any], address: tuple[str, int]) ->
 
 def check_deadline(await_reply: Callable[..., dict], stub_class: Callable[..., Any]) -> str:
     """05: ``await_reply(stub, request_id, deadline)`` returns its reply, skipping others, and
-    raises TimeoutError once ``time.monotonic()`` passes ``deadline``, however the peer trickles."""
+    raises TimeoutError once ``time.monotonic()`` passes ``deadline``, whether the peer says
+    nothing at all or trickles replies to other calls.
+
+    Each stub's socket timeout is far longer than the deadline, so only a read bounded by the
+    time left (``stub.sock.settimeout(remaining)``) gives up in time.
+    """
 
     def answer_after_two_others(request: dict, number: int) -> list[tuple[float, dict]]:
         other = _reply(request, "stale", _other_id(request["id"]))
@@ -163,30 +178,56 @@ def check_deadline(await_reply: Callable[..., dict], stub_class: Callable[..., A
         f"await_reply returned {reply!r}: it should return the reply (a dict) whose id is 41"
     )
 
+    limit, slack = 0.4, 0.3
+
+    def silent(request: dict, number: int) -> list[tuple[float, dict]]:
+        return []  # reads the request, never answers
+
     def trickle(request: dict, number: int) -> list[tuple[float, dict]]:
         other = _reply(request, "stale", _other_id(request["id"]))
         return [(0.1, other)] * 25  # one stale reply every 0.1 s, for 2.5 s: never the right one
 
-    limit = 0.4
-    with scripted_peer(trickle) as (peer, _):
-        stub = stub_class(peer, timeout=limit)
-        try:
-            stub.send({"jsonrpc": "2.0", "method": "get", "params": ["k"], "id": 42})
-            start = time.monotonic()
+    took = {}
+    for name, script in (("silent", silent), ("trickle", trickle)):
+        with scripted_peer(script) as (peer, _):
+            stub = stub_class(peer, timeout=SLOW_SOCKET)  # only settimeout(remaining) is in time
             try:
-                await_reply(stub, 42, start + limit)
-            except TimeoutError:
-                took = time.monotonic() - start
-            else:
-                raise AssertionError("await_reply returned although the reply to 42 never came")
-        finally:
-            stub.close()
-    assert took < limit + 0.3, (
-        f"with a deadline {limit} s away it gave up after {took:.1f} s: a reply to another call "
-        "every 0.1 s kept each read short of its timeout. Wait only for the time left before "
-        "the deadline (stub.sock.settimeout(remaining)) and give up when none is left"
+                stub.send({"jsonrpc": "2.0", "method": "get", "params": ["k"], "id": 42})
+                start = time.monotonic()
+                try:
+                    await_reply(stub, 42, start + limit)
+                except TimeoutError:
+                    pass
+                except (OSError, ValueError) as exc:  # the peer gave up on a read left hanging
+                    raise AssertionError(
+                        f"with a deadline {limit} s away, await_reply was still reading after "
+                        f"{time.monotonic() - start:.1f} s, when the peer closed "
+                        f"({type(exc).__name__}): wait only for the time left before the "
+                        "deadline (stub.sock.settimeout(remaining)), and raise CallTimeout"
+                    ) from None
+                else:
+                    raise AssertionError("await_reply returned although the reply to 42 never came")
+                took[name] = time.monotonic() - start
+            finally:
+                stub.close()
+        if name == "silent":
+            assert took[name] < limit + slack, (
+                f"the peer never answered, and await_reply gave up after {took[name]:.1f} s "
+                f"for a deadline {limit} s away: checking the deadline between reads is not "
+                "enough, since one read can wait past it. Give each read only the time left "
+                "(stub.sock.settimeout(remaining))"
+            )
+        else:
+            assert took[name] < limit + slack, (
+                f"with a deadline {limit} s away it gave up after {took[name]:.1f} s: a reply "
+                "to another call every 0.1 s kept each read short of its timeout. Wait only "
+                "for the time left before the deadline (stub.sock.settimeout(remaining)) and "
+                "give up when none is left"
+            )
+    return (
+        f"gave up after {took['silent']:.2f} s (a silent peer) and {took['trickle']:.2f} s "
+        f"(stale replies) for a {limit} s deadline"
     )
-    return f"gave up after {took:.2f} s for a {limit} s deadline, stale replies and all"
 
 
 # --------------------------------------------------------------------------- 05: retries
@@ -194,14 +235,14 @@ def check_deadline(await_reply: Callable[..., dict], stub_class: Callable[..., A
 
 def check_retries(call_with_retries: Callable[..., Any], caller_class: Callable[..., Any]) -> str:
     """05: ``call_with_retries(caller, method, params, timeout=, tries=)`` sends the same
-    request (the same id) again after each timeout, and gives up with TimeoutError after
-    ``tries`` tries."""
+    request (the same id) again after each timeout, gives up with TimeoutError after ``tries``
+    tries, and retries nothing else: an error reply is an answer, raised at once."""
 
     def answer_the_third(request: dict, number: int) -> list[tuple[float, dict]]:
         return [(0, _reply(request, "ran"))] if number >= 3 else []
 
     with scripted_peer(answer_the_third) as (peer, seen):
-        caller = caller_class(peer, timeout=2.0)
+        caller = caller_class(peer, timeout=1.0)
         try:
             result = call_with_retries(caller, "increment", ["hits"], timeout=0.1, tries=5)
         finally:
@@ -216,8 +257,32 @@ def check_retries(call_with_retries: Callable[..., Any], caller_class: Callable[
         f"the peer answers the third try; your code sent {len(ids)} and returned {result!r}"
     )
 
+    def refuse(request: dict, number: int) -> list[tuple[float, dict]]:
+        error = {"code": 1, "message": "Application error", "data": "KeyNotFound: 'hits'"}
+        return [(0, {"jsonrpc": "2.0", "error": error, "id": request["id"]})]
+
+    with scripted_peer(refuse) as (peer, seen):
+        caller = caller_class(peer, timeout=1.0)
+        try:
+            call_with_retries(caller, "increment", ["hits"], timeout=0.1, tries=3)
+        except NotImplementedError:  # a blank exercise (NotDone): let it say so
+            raise
+        except Exception as exc:  # which one it raised is the question
+            raised = exc
+        else:
+            raised = None
+        finally:
+            caller.close()
+    assert len(seen) == 1 and getattr(raised, "code", None) == 1, (
+        f"the peer answered the first try with an error (code 1: the procedure ran and said "
+        f"no), and your code sent {len(seen)} request(s) and "
+        + (f"raised {type(raised).__name__}" if raised is not None else "returned")
+        + ": an error reply is an answer, so raise it (unwrap does) after one try. Retry only "
+        "when no reply came in time (CallTimeout)"
+    )
+
     with scripted_peer(lambda request, number: []) as (peer, seen):
-        caller = caller_class(peer, timeout=2.0)
+        caller = caller_class(peer, timeout=1.0)
         start = time.monotonic()
         try:
             call_with_retries(caller, "increment", ["hits"], timeout=0.1, tries=3)
@@ -228,8 +293,11 @@ def check_retries(call_with_retries: Callable[..., Any], caller_class: Callable[
         finally:
             caller.close()
     assert len(seen) == 3, f"with tries=3 and no answer ever, {len(seen)} requests were sent"
-    assert took < 1.0, f"three tries of 0.1 s took {took:.1f} s"
-    return "the same id on every try, and a clear give-up"
+    assert took < 1.0, (
+        f"three tries of 0.1 s took {took:.1f} s: each try must wait only `timeout` s. It waits "
+        "in your await_reply, whose deadline is now + timeout: is call-deadline's check Right?"
+    )
+    return "the same id on every try, no retry of an error, and a clear give-up"
 
 
 # --------------------------------------------------------------------------- 05: dedup
@@ -254,8 +322,12 @@ def check_dedup(
 
     dispatch_once = at_most_once(reference.dispatcher({"increment": increment}))
 
-    def call(id: str, key: str = "hits") -> dict:
-        data = json.dumps({"jsonrpc": "2.0", "method": "increment", "params": [key], "id": id})
+    def call(id: str, key: str = "hits", compact: bool = False) -> dict:
+        request = {"jsonrpc": "2.0", "method": "increment", "params": [key], "id": id}
+        if compact:  # the same request written another way: no spaces, members reordered
+            data = json.dumps(dict(reversed(request.items())), separators=(",", ":"))
+        else:
+            data = json.dumps(request)
         reply = dispatch_once(data.encode())
         assert isinstance(reply, bytes), f"dispatch_once returned {reply!r}, not the reply bytes"
         return json.loads(reply)
@@ -263,6 +335,12 @@ def check_dedup(
     first, again = call("ada:1"), call("ada:1")
     assert runs.count("hits") == 1, "the same request (ada:1) sent twice ran twice"
     assert again == first, f"the repeat got {again}, not the saved reply {first}"
+    rewritten = call("ada:1", compact=True)
+    assert runs.count("hits") == 1 and rewritten == first, (
+        "ada:1 came again written another way (no spaces, its members in another order, as "
+        "another JSON encoder or a proxy may write it) and ran again: it is the same call, so "
+        "key the table by (client, sequence) from call_key(data), not by the request's bytes"
+    )
     call("bob:1")
     assert runs.count("hits") == 2, (
         "bob:1 did not run: two clients may use the same sequence number (1), so the table's key "
