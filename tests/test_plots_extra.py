@@ -291,6 +291,14 @@ def test_stream_progress_draws_the_credit_granted_where_given():
     assert [t.get_text() for t in fig.legends[0].get_texts()][-1] == "credit granted by the client"
 
 
+def test_stream_progress_gives_each_run_its_own_scale():
+    fig = plots.stream_progress(
+        {"big": [(0.0, 0, 0), (0.1, 400, 1)], "small": [(0.0, 0, 0), (0.1, 6, 1)]}
+    )
+    big, small = fig.axes
+    assert big.get_ylim()[1] >= 400 and small.get_ylim()[1] < 10
+
+
 def test_time_bars_use_a_linear_axis_from_zero():
     fig = plots.time_bars({"gRPC": 400e-6, "XML-RPC": 580e-6}, title="t")
     ax = fig.axes[0]

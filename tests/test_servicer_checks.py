@@ -3,6 +3,7 @@ the reference, say "not done" for a blank, and name what is wrong in typical wro
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 import grpc
@@ -59,10 +60,26 @@ class BlankNameGreeter(hello_pb2_grpc.GreeterServicer):
         return hello_pb2.HelloReply(message=f"Hello, {request.name}!")
 
 
+class LettersOnlyGreeter(hello_pb2_grpc.GreeterServicer):
+    def SayHello(self, request, context):  # refuses "Ada Lovelace" too
+        if not request.name.isalpha():
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "letters only")
+        return hello_pb2.HelloReply(message=f"Hello, {request.name}!")
+
+
+class SpaceForAReason(hello_pb2_grpc.GreeterServicer):
+    def SayHello(self, request, context):  # right code, but details of one space
+        if not request.name.strip():
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, " ")
+        return hello_pb2.HelloReply(message=f"Hello, {request.name}!")
+
+
 @pytest.mark.parametrize(
     "servicer, status, words",
     [
         (PoliteGreeter, "right", "INVALID_ARGUMENT"),
+        (LettersOnlyGreeter, "wrong", "SayHello(name='Ada Lovelace') was refused"),
+        (SpaceForAReason, "wrong", "with details ' ': say why, in words"),
         (BlankGreeter, "not done", "greet, or refuse an empty name"),
         (RaisingGreeter, "wrong", "raising an exception gives UNKNOWN"),
         (NotFoundGreeter, "wrong", "got NOT_FOUND"),
@@ -118,12 +135,50 @@ class FloatDistance(route_guide.RouteGuide):
         return pb2.RouteSummary(point_count=len(points), feature_count=features, distance=metres)
 
 
+def summary_of(guide, points, distance, elapsed_time=0):
+    features = sum(guide.feature_at(p) is not None for p in points)
+    return pb2.RouteSummary(
+        point_count=len(points),
+        feature_count=features,
+        distance=int(distance),
+        elapsed_time=elapsed_time,
+    )
+
+
+def legs(points):
+    return [route_guide.distance_m(a, b) for a, b in zip(points, points[1:], strict=False)]
+
+
+class NoElapsedTime(route_guide.RouteGuide):
+    def RecordRoute(self, request_iterator, context):  # elapsed_time always 0
+        points = list(request_iterator)
+        return summary_of(self, points, sum(legs(points)))
+
+
+class FirstFivePoints(route_guide.RouteGuide):
+    def RecordRoute(self, request_iterator, context):  # stops reading after 5 points
+        started = time.monotonic()
+        points = [p for _, p in zip(range(5), request_iterator, strict=False)]
+        return summary_of(self, points, sum(legs(points)), int(time.monotonic() - started))
+
+
+class WholeMetresPerLeg(route_guide.RouteGuide):
+    def RecordRoute(self, request_iterator, context):  # int() of each leg, not of the total
+        started = time.monotonic()
+        points = list(request_iterator)
+        metres = sum(int(leg) for leg in legs(points))
+        return summary_of(self, points, metres, int(time.monotonic() - started))
+
+
 @pytest.mark.parametrize(
     "servicer, status, words",
     [
-        (Reference, "right", "3 routes"),
+        (Reference, "right", "5 routes"),
+        (NoElapsedTime, "wrong", "elapsed_time is 0, but the call took"),
+        (FirstFivePoints, "wrong", "point_count is 5, not 36"),
+        (WholeMetresPerLeg, "wrong", "you made each leg a whole number before adding"),
         (BlankRoute, "not done", "read every point"),
-        (DistanceFromStart, "wrong", "to the NEXT one"),
+        (DistanceFromStart, "wrong", "the distance from the FIRST point to each"),
         (EveryPointAFeature, "wrong", "feature_count is 5, not 3"),
         (FloatDistance, "wrong", "raised TypeError"),
     ],
@@ -168,14 +223,41 @@ class RemembersAcrossCalls(route_guide.RouteGuide):
             here.append(note)
 
 
+class SameLatitudeIsSamePlace(route_guide.RouteGuide):
+    def RouteChat(self, request_iterator, context):
+        earlier = []
+        for note in request_iterator:
+            yield from (n for n in earlier if n.location.latitude == note.location.latitude)
+            earlier.append(note)
+
+
+class SameLongitudeIsSamePlace(route_guide.RouteGuide):
+    def RouteChat(self, request_iterator, context):
+        earlier = []
+        for note in request_iterator:
+            yield from (n for n in earlier if n.location.longitude == note.location.longitude)
+            earlier.append(note)
+
+
+class NotesOnSelf(route_guide.RouteGuide):
+    def RouteChat(self, request_iterator, context):
+        self.earlier = []  # emptied at each call, but shared by calls that overlap
+        for note in request_iterator:
+            yield from (n for n in self.earlier if n.location == note.location)
+            self.earlier.append(note)
+
+
 @pytest.mark.parametrize(
     "servicer, status, words",
     [
         (Reference, "right", "per call"),
+        (SameLatitudeIsSamePlace, "wrong", "compare the whole location"),
+        (SameLongitudeIsSamePlace, "wrong", "compare the whole location"),
+        (NotesOnSelf, "wrong", "call's notes in a list made inside RouteChat, not on self"),
         (BlankChat, "not done", "answer each note"),
         (ReadsEverythingFirst, "wrong", "do not read all the notes first"),
-        (EchoesItself, "wrong", "yours answered ['a', 'a', 'b', 'c', 'a', 'b', 'd']"),
-        (RemembersAcrossCalls, "wrong", "remember notes per call"),
+        (EchoesItself, "wrong", "a note was answered with itself"),
+        (RemembersAcrossCalls, "wrong", "those were the FIRST call's notes"),
     ],
 )
 def test_route_chat_check(servicer, status, words):

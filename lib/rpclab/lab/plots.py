@@ -164,12 +164,13 @@ def stream_progress(
     Each run is a sequence of ``(seconds, produced, consumed)`` samples; the
     shaded gap between the lines is what sits in buffers and flow-control windows.
     ``credit`` (optional, by run label) is ``(seconds, messages)`` steps: how many messages the
-    flow-control credit the client had granted by then would hold, drawn dashed.
+    flow-control credit the client had granted by then would hold, drawn dashed. Each panel has
+    its own y-axis: runs whose windows differ a hundredfold stay readable side by side.
     """
     if not runs or any(len(samples) == 0 for samples in runs.values()):
         raise ValueError("stream_progress needs at least one run, each with at least one sample")
     fig = Figure(figsize=(min(4.5 * len(runs), 12), 3.6), layout="constrained")
-    axes = fig.subplots(1, len(runs), sharey=True, squeeze=False)[0]
+    axes = fig.subplots(1, len(runs), squeeze=False)[0]
     for ax, (label, samples) in zip(axes, runs.items(), strict=False):
         seconds = [s[0] for s in samples]
         produced = [s[1] for s in samples]
@@ -189,8 +190,8 @@ def stream_progress(
             )
         ax.set_title(label)
         ax.set_xlabel("seconds since the call began")
+        ax.set_ylabel("messages")
         ax.set_ylim(bottom=0)
-    axes[0].set_ylabel("messages")
     handles = {}
     for ax in axes:
         handles.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
