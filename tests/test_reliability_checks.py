@@ -1,5 +1,6 @@
 """Notebook 09's exercise check (rpclab.grpcstack.reliability_checks): the cooperative Put
-passes, and a Put that stores late or sleeps through its deadline is caught in plain words."""
+passes, and a Put that stores late, sleeps through its deadline, or waits a time of its own
+instead of self.work is caught in plain words."""
 
 from __future__ import annotations
 
@@ -53,6 +54,31 @@ class SleepThenCheckPut(_PutBase):
         return kv_pb2.PutReply()
 
 
+class FixedWaitPut(_PutBase):
+    """Cooperative, but waits a number of its own instead of self.work."""
+
+    seconds = 0.15
+
+    def Put(self, request, context):
+        ended = threading.Event()
+        if context.add_callback(ended.set):
+            ended.wait(self.seconds)
+        if context.is_active():
+            self.store[request.key] = request.value
+        return kv_pb2.PutReply()
+
+
+class FixedLongWaitPut(FixedWaitPut):
+    seconds = 1.0  # the check's default work: right for one servicer, wrong for the other
+
+
+class NoWorkPut(_PutBase):
+    def Put(self, request, context):
+        if context.is_active():
+            self.store[request.key] = request.value
+        return kv_pb2.PutReply()
+
+
 class BlankPut(_PutBase):
     def Put(self, request, context):
         raise NotDone("wait, then check")
@@ -70,6 +96,12 @@ def test_cooperative_put_catches_a_handler_that_stores_after_its_deadline():
 def test_cooperative_put_catches_a_handler_that_sleeps_through_the_deadline():
     with pytest.raises(AssertionError, match="went on for .* context.add_callback"):
         check_cooperative_put(SleepThenCheckPut, work=0.5)
+
+
+@pytest.mark.parametrize("servicer", [FixedWaitPut, FixedLongWaitPut, NoWorkPut])
+def test_cooperative_put_catches_a_handler_that_does_not_work_self_work_seconds(servicer):
+    with pytest.raises(AssertionError, match=r"with self\.work = .* your Put took"):
+        check_cooperative_put(servicer)
 
 
 def test_cooperative_put_lets_a_blank_exercise_say_not_done():

@@ -1,5 +1,6 @@
 """Notebook 10's exercise check (rpclab.grpcstack.security_checks): the authorization
-interceptor passes, and one that answers a known caller UNAUTHENTICATED is caught."""
+interceptor passes, and one that answers a known caller UNAUTHENTICATED, or decides by a name
+written into it instead of the admins it was given, is caught."""
 
 from __future__ import annotations
 
@@ -51,6 +52,24 @@ class UnauthenticatedForAll(AdminOnly):  # the confusion the exercise is about
         )
 
 
+class AdaOnly(AdminOnly):  # a name written in, instead of self.admins
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        if details.method != "/rpclab.kv.KV/Delete":
+            return handler
+        if self.auth.holder(details.invocation_metadata) == "ada":
+            return handler
+        return run_before(
+            handler, lambda context: context.abort(grpc.StatusCode.PERMISSION_DENIED, "no")
+        )
+
+
+class FirstAdminOnly(AdminOnly):  # only the first admin named gets through
+    def __init__(self, auth, admins):
+        super().__init__(auth, admins)
+        self.admins = set(list(admins)[:1])
+
+
 class BlankAdminOnly(AdminOnly):
     def intercept_service(self, continuation, details):
         raise NotDone("refuse non-admins")
@@ -62,9 +81,19 @@ def test_admin_only_delete_passes_the_solution():
 
 def test_admin_only_delete_says_a_known_caller_is_denied_not_unauthenticated():
     with pytest.raises(
-        AssertionError, match="got UNAUTHENTICATED: he should get PERMISSION_DENIED"
+        AssertionError, match="got UNAUTHENTICATED: bob should get PERMISSION_DENIED"
     ):
         check_admin_only(UnauthenticatedForAll)
+
+
+def test_admin_only_delete_catches_an_admin_named_in_the_code_instead_of_admins():
+    with pytest.raises(AssertionError, match=r"with admins=\['bob', 'grace'\], ada .* got OK"):
+        check_admin_only(AdaOnly)
+
+
+def test_admin_only_delete_catches_an_admin_of_the_list_left_out():
+    with pytest.raises(AssertionError, match=r"grace \(an admin\) called Delete and got PERM"):
+        check_admin_only(FirstAdminOnly)
 
 
 def test_admin_only_delete_lets_a_blank_exercise_say_not_done():

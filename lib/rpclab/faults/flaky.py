@@ -37,12 +37,13 @@ MAX_LOG = 10_000  # entries a log keeps (the oldest are forgotten first)
 
 
 class Attempt(NamedTuple):
-    """One attempt the flaky server saw: which method, the how-manieth attempt of its call, and
-    whether it failed."""
+    """One attempt the flaky server saw: which method, the how-manieth attempt of its call,
+    whether it failed, and the ``grpc-previous-rpc-attempts`` value it arrived with."""
 
     method: str
     number: int  # 1 for a first attempt; grpc-previous-rpc-attempts + 1 for a retry
     failed: bool
+    header: str | None = None  # grpc-previous-rpc-attempts as received (None: not sent)
 
 
 class Flaky(grpc.ServerInterceptor):
@@ -117,14 +118,15 @@ class Flaky(grpc.ServerInterceptor):
         handler = continuation(details)
         if self.methods is not None and details.method not in self.methods:
             return handler
-        number = _previous_attempts(details.invocation_metadata) + 1
+        header = _attempts_header(details.invocation_metadata)
+        number = _previous_attempts(header) + 1
         with self._lock:
             faults = self._faults
             rng = self._streams.get(details.method)
             if rng is None:
                 rng = self._streams[details.method] = stream(faults.seed, details.method)
             failed = fails(faults, number, rng)
-            self._log.append(Attempt(details.method, number, failed))
+            self._log.append(Attempt(details.method, number, failed, header))
         if not failed:
             return handler
 
@@ -137,11 +139,17 @@ class Flaky(grpc.ServerInterceptor):
         return f"<Flaky: {self.faults}>"
 
 
-def _previous_attempts(metadata: Iterable[tuple[str, Any]] | None) -> int:
+def _attempts_header(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
+    """The grpc-previous-rpc-attempts value of a call's metadata, as text (None: absent)."""
     for key, value in metadata or ():
         if key == ATTEMPTS_METADATA_KEY:
-            try:
-                return max(int(value), 0)
-            except (TypeError, ValueError):
-                return 0
-    return 0
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+            return text[:20]  # a number; anything longer is not one
+    return None
+
+
+def _previous_attempts(header: str | None) -> int:
+    try:
+        return max(int(header), 0) if header is not None else 0
+    except ValueError:
+        return 0

@@ -5,7 +5,8 @@ raises); tests/test_aio_checks.py proves it passes the notebook's solution and c
 race the notebook is about. :class:`SlowStore` is the exercise's store, whose every write is
 awaited like a database's; :func:`check_once_per_id` serves the learner's class in a grpc.aio
 server on an event loop of its own (the notebook's loop is busy running the cell that waits for
-the check) and sends the same id in turn and at once, no id, and two ids. A blank exercise's
+the check) and sends the same id in turn and at once, no id, and two ids, with amounts (so that
+one that always adds 1 is caught). A blank exercise's
 ``NotDone`` is caught in the handler and raised again here. Every wait is bounded.
 """
 
@@ -65,8 +66,8 @@ async def _once_per_request_id(servicer_class: Callable[[], Any]) -> None:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             kv = kv_pb2_grpc.KVStub(channel)
 
-            async def increment(request_id: str) -> int:
-                request = kv_pb2.IncrementRequest(key="n", request_id=request_id)
+            async def increment(request_id: str, amount: int | None = None) -> int:
+                request = kv_pb2.IncrementRequest(key="n", request_id=request_id, amount=amount)
                 try:
                     return (await kv.Increment(request, timeout=WAIT)).value
                 except grpc.aio.AioRpcError as error:
@@ -76,33 +77,41 @@ async def _once_per_request_id(servicer_class: Callable[[], Any]) -> None:
                         f"Increment failed with {error.code().name}: {error.details()}"
                     ) from None
 
-            first = await increment("r1")
-            _expect(first == 1, f"the first Increment of a new key returned {first}, not 1")
-            again = await increment("r1")
+            def counter() -> int | None:
+                return servicer.store.values.get("n")
+
+            first = await increment("r1", 5)
             _expect(
-                again == 1 and servicer.store.values.get("n") == 1,
+                first == 5,
+                f"the first Increment of a new key, with amount=5, returned {first}, not 5: add "
+                "request.amount (1 when it is unset)",
+            )
+            again = await increment("r1", 5)
+            _expect(
+                again == 5 and counter() == 5,
                 f"a second Increment with request_id 'r1' returned {again}: it must return the "
                 "saved reply of the first, and not increment again",
             )
-            together = await asyncio.gather(increment("r2"), increment("r2"))
+            together = await asyncio.gather(increment("r2", 2), increment("r2", 2))
             _expect(
-                list(together) == [2, 2] and servicer.store.values.get("n") == 2,
-                f"two Increments with request_id 'r2' arriving together returned {list(together)}"
-                f" and the counter is now {servicer.store.values.get('n')}: both found the id "
-                "new, because an await (the store's) lies between reading self.replies and "
+                list(together) == [7, 7] and counter() == 7,
+                f"two Increments by 2 with request_id 'r2' arriving together, on a counter at 5, "
+                f"returned {list(together)} and the counter is now {counter()}: both found the "
+                "id new, because an await (the store's) lies between reading self.replies and "
                 "writing it. Hold an asyncio.Lock across check, increment and save",
             )
             free = await asyncio.gather(*(increment("") for _ in range(3)))
             _expect(
-                sorted(free) == [3, 4, 5],
-                f"three Increments without a request_id returned {sorted(free)}, not [3, 4, 5]: "
-                "without an id every call increments",
+                sorted(free) == [8, 9, 10],
+                f"three Increments without a request_id or an amount, on a counter at 7, "
+                f"returned {sorted(free)}, not [8, 9, 10]: without an id every call increments, "
+                "by 1 when amount is unset",
             )
-            different = await asyncio.gather(increment("r3"), increment("r4"))
+            different = await asyncio.gather(increment("r3", 1), increment("r4", 1))
             _expect(
-                sorted(different) == [6, 7],
-                f"Increments with two different ids returned {sorted(different)}: each id "
-                "increments once",
+                sorted(different) == [11, 12],
+                f"Increments by 1 with two different ids, on a counter at 10, returned "
+                f"{sorted(different)}: each id increments once",
             )
     finally:
         await server.stop(grace=0)
