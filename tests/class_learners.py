@@ -1,14 +1,17 @@
 """Two learners of a lab class, as programs: an honest one who calls the class servers, and a
 hostile one who tries every attack of issue 12 on them at once.
 
-Run inside a learner's network namespace by tests/test_class_lab_netns.py::
+Run inside a learner's network namespace by tests/test_class_lab_netns.py (and, for the socket
+stack, tests/test_class_lab_netns_socket.py)::
 
     python tests/class_learners.py honest  CONFIG --seconds 8
     python tests/class_learners.py hostile CONFIG --seconds 30
 
 CONFIG is a JSON object with one entry per stack served: ``{"grpc": {"target": "10.213.0.1:
 50051", "token": "...", "ca": "/path/ca.pem"}, "thrift": {"address": ["10.213.0.1", 9090]},
-"xmlrpc": {"address": [...], "token": "..."}, "rest": {...}}``. A stack that is not in CONFIG
+"xmlrpc": {"address": [...], "token": "..."}, "rest": {...}, "socket": {"address": [...]}}``
+("socket-flood", with the socket server's address, is one more attack on it: 300 connections
+held, from a learner of its own). A stack that is not in CONFIG
 is neither called nor attacked, so another stack's tests add an entry to ``HONEST`` and
 functions to ``ATTACKS`` for their stack and reuse the rest.
 
@@ -103,7 +106,60 @@ def _honest_rest(config: dict) -> Callable[[int], None]:
     return call
 
 
+def _honest_socket(config: dict) -> Callable[[int], None]:
+    """rpclab's client (ids "<client-id>:<n>"), and notebook 04's stub on a connection of its
+    own, numbering its ids 1, 2, 3... as the hostile learner does too."""
+    import itertools
+
+    from rpclab.byhand import socketrpc
+
+    address = tuple(config["address"])
+    client: list[Any] = []
+    stub: list[Any] = []
+
+    def call(n: int) -> None:
+        if not client:
+            client.append(socketrpc.connect(address, timeout=CALL_TIMEOUT))
+        try:
+            client[0].put("honest", str(n))
+            assert client[0].get("honest") == str(n)
+            assert "honest" in client[0].keys()  # what the hostile learner stored breaks nothing
+        except Exception:
+            client.pop().close()  # a fresh connection for the next call
+            raise
+        if not stub:
+            stub.append(
+                (socket.create_connection(address, timeout=CALL_TIMEOUT), itertools.count(1))
+            )
+        sock, ids = stub[0]
+        try:
+            request_id = next(ids)
+            request = {
+                "jsonrpc": "2.0",
+                "method": "put",
+                "params": ["stub", str(n)],
+                "id": request_id,
+            }
+            reply = _socket_call(sock, request)
+            assert reply == {"jsonrpc": "2.0", "result": None, "id": request_id}, reply
+        except Exception:
+            stub.pop()[0].close()
+            raise
+
+    return call
+
+
+def _socket_call(sock: socket.socket, message: dict | bytes) -> dict:
+    from rpclab.byhand import framing
+
+    framing.send_frame(
+        sock, message if isinstance(message, bytes) else json.dumps(message).encode()
+    )
+    return json.loads(framing.recv_frame(sock))
+
+
 HONEST: dict[str, Callable[[dict], Callable[[int], None]]] = {
+    "socket": _honest_socket,
     "grpc": _honest_grpc,
     "thrift": _honest_thrift,
     "xmlrpc": _honest_xmlrpc,
@@ -277,20 +333,21 @@ def _send_and_see(address: tuple, data: bytes) -> str:
 
 
 HALF_REQUESTS = {
+    "socket": struct.pack(">I", 100) + b'{"jsonrpc": "2.0", "met',
     "thrift": struct.pack(">I", 100) + _thrift_call(b"get", b"")[:6],
     "xmlrpc": b"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n<?xml",
     "rest": b"PUT /keys/a HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
 }
 
 
-def _hold_half_requests(stack: str) -> Callable[[dict, Attack], None]:
-    """Items 7 and 11: 24 connections, each with half a request, reopened as they close."""
+def _hold_half_requests(stack: str, count: int = 24) -> Callable[[dict, Attack], None]:
+    """Items 7 and 11: ``count`` connections, each with half a request, reopened as they close."""
 
     def attack_it(config: dict, attack: Attack) -> None:
         address = tuple(config["address"])
         held: list[socket.socket] = []
         while attack.going():
-            while len(held) < 24 and attack.going():
+            while len(held) < count and attack.going():
                 try:
                     conn = socket.create_connection(address, timeout=3)
                     conn.sendall(HALF_REQUESTS[stack])
@@ -360,7 +417,208 @@ def rest_surrogates(config: dict, attack: Attack) -> None:
         attack.pause(0.1)
 
 
+# --------------------------------------------------------------------------- the socket RPC
+
+LONG_ID = 1234567890123456789  # 19 digits: the server decodes with the standard library's parser
+
+
+class _Ended(Exception):
+    """The connection ended (the server closed it, or refused it): ``outcome`` says how."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+
+
+def _socket_outcome(sock: socket.socket, message: dict | bytes) -> str:
+    """What one call got: "ok" or an error's code; _Ended if the connection ended (after a
+    -32005 refusal, or without a word)."""
+    try:
+        reply = _socket_call(sock, message)
+    except (ConnectionError, EOFError, TimeoutError) as exc:
+        raise _Ended(type(exc).__name__) from None
+    except Exception as exc:
+        return f"unreadable: {type(exc).__name__}: {exc}"[:80]
+    if type(reply) is dict and "error" in reply:
+        code = reply["error"]["code"]
+        if code == -32005:  # over a limit: the server closes the connection next
+            raise _Ended("-32005")
+        return str(code)
+    return "ok"
+
+
+def _socket_attack(config: dict, attack: Attack, calls: Callable[[socket.socket], None]) -> None:
+    """Run ``calls(sock)`` on a new connection at a time while the attack goes on."""
+    while attack.going():
+        try:
+            with socket.create_connection(tuple(config["address"]), timeout=3) as sock:
+                calls(sock)
+        except _Ended as end:
+            attack.seen[end.outcome] += 1
+        except OSError as exc:
+            attack.seen[type(exc).__name__] += 1
+        attack.ready.set()
+        attack.pause(0.1)
+
+
+def socket_poison(config: dict, attack: Attack) -> None:
+    """Item 3: lone surrogates, behind 19-digit ids (the standard library's path) and in ids."""
+    frames = [
+        b'{"jsonrpc":"2.0","method":"put","params":["\\ud800","x"],"id":%d}' % LONG_ID,
+        b'{"jsonrpc":"2.0","method":"put","params":["k","\\udc00"],"id":%d}' % LONG_ID,
+        b'{"jsonrpc":"2.0","method":"keys","id":"\\ud800 %d"}' % LONG_ID,
+        b'[{"jsonrpc":"2.0","method":"keys","id":"\\udfff"},%d]' % LONG_ID,
+    ]
+
+    def calls(sock: socket.socket) -> None:
+        for frame in frames:
+            attack.seen[_socket_outcome(sock, frame)] += 1
+        keys = _socket_call(sock, {"jsonrpc": "2.0", "method": "keys", "id": 1})
+        attack.seen["keys ok" if type(keys.get("result")) is list else f"keys {keys}"[:80]] += 1
+
+    _socket_attack(config, attack, calls)
+
+
+def socket_reuse_ids(config: dict, attack: Attack) -> None:
+    """Item 4: ids 1, 2, 3... on every new connection (as the honest learner's stub sends them),
+    each id sent again with other params: no reply may be another call's."""
+
+    def calls(sock: socket.socket) -> None:
+        for n in range(1, 21):
+            ask = {"jsonrpc": "2.0", "method": "increment", "params": ["mallory"], "id": n}
+            reply = _socket_call(sock, ask)
+            ran = type(reply.get("result")) is int and reply.get("id") == n
+            attack.seen["ran" if ran else f"not mine: {reply}"[:80]] += 1
+            other = {"jsonrpc": "2.0", "method": "put", "params": ["stub", "mallory"], "id": n}
+            attack.seen[f"reused id: {_socket_outcome(sock, other)}"] += 1
+
+    _socket_attack(config, attack, calls)
+
+
+def socket_wait_forever(config: dict, attack: Attack) -> None:
+    """Item 5: changes_since([1e9, null]) and watch, which would hold a thread forever."""
+
+    def calls(sock: socket.socket) -> None:
+        for n, (method, params) in enumerate((("changes_since", [1e9, None]), ("watch", []))):
+            ask = {"jsonrpc": "2.0", "method": method, "params": params, "id": n}
+            attack.seen[f"{method}: {_socket_outcome(sock, ask)}"] += 1
+
+    _socket_attack(config, attack, calls)
+
+
+def socket_no_read(config: dict, attack: Attack) -> None:
+    """Item 10: requests for a 64 KiB value, sent and sent, their replies never read: the server
+    gives up on a reply after its request timeout and closes the connection."""
+    big = {"jsonrpc": "2.0", "method": "put", "params": ["big", "x" * 65536], "id": "m:big"}
+    frame = b""
+    while attack.going():
+        try:
+            with socket.create_connection(tuple(config["address"]), timeout=3) as sock:
+                attack.seen[f"put: {_socket_outcome(sock, big)}"] += 1  # (the store's own limit)
+                from rpclab.byhand import framing
+
+                ask = {"jsonrpc": "2.0", "method": "get", "params": ["big"], "id": 0}
+                frame = framing.encode_frame(json.dumps(ask).encode())
+                sock.settimeout(0.5)
+                attack.ready.set()
+                while attack.going():  # until sending fails: the server closed it
+                    try:
+                        sock.sendall(frame)
+                    except TimeoutError:
+                        continue  # its buffers are full: it is not reading either
+                attack.seen["stopped"] += 1
+        except _Ended as end:
+            attack.seen[end.outcome] += 1
+        except OSError as exc:
+            attack.seen[f"closed by the server ({type(exc).__name__})"] += 1
+        attack.ready.set()
+        attack.pause(0.1)
+
+
+def socket_call_flood(config: dict, attack: Attack) -> None:
+    """Item 7: calls from four connections at once, 16 in flight on each, again and again."""
+    from rpclab.byhand import framing
+
+    def flood(n: int) -> None:
+        ask = [
+            framing.encode_frame(
+                json.dumps({"jsonrpc": "2.0", "method": "get", "params": ["big"], "id": i}).encode()
+            )
+            for i in range(16)
+        ]
+        while attack.going():
+            try:
+                with socket.create_connection(tuple(config["address"]), timeout=3) as sock:
+                    while attack.going():
+                        sock.sendall(b"".join(ask))
+                        for _ in ask:
+                            reply = json.loads(framing.recv_frame(sock))
+                            code = reply["error"]["code"] if "error" in reply else "ok"
+                            attack.seen[str(code)] += 1
+            except (OSError, EOFError) as exc:
+                attack.seen[type(exc).__name__] += 1
+            attack.pause(0.05)
+
+    threads = [threading.Thread(target=flood, args=(n,), daemon=True) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    attack.ready.set()
+    for thread in threads:
+        thread.join(max(0.0, attack.deadline - time.monotonic()) + 5)
+
+
+def socket_fill_the_table(config: dict, attack: Attack) -> None:
+    """Item 12: a new id for every call, each answered with 64 KiB the at-most-once table keeps."""
+    numbers = iter(range(10**9))
+
+    def calls(sock: socket.socket) -> None:
+        for _ in range(200):
+            ask = {"jsonrpc": "2.0", "method": "get", "params": ["big"], "id": f"m:{next(numbers)}"}
+            attack.seen[_socket_outcome(sock, ask)] += 1
+            if not attack.going():
+                return
+
+    _socket_attack(config, attack, calls)
+
+
+def socket_connection_flood(config: dict, attack: Attack) -> None:
+    """Item 7: 300 connections, held idle (the teacher's server has 256 descriptors)."""
+    from rpclab.byhand import framing
+
+    held: list[socket.socket] = []
+    for _ in range(300):
+        if not attack.going():
+            break
+        try:
+            held.append(socket.create_connection(tuple(config["address"]), timeout=3))
+        except OSError as exc:
+            attack.seen[f"connect: {type(exc).__name__}"] += 1
+    for sock in held:  # a refused connection has its answer (a -32005 frame) by now
+        sock.settimeout(1.0)
+        try:
+            code = json.loads(framing.recv_frame(sock))["error"]["code"]
+            attack.seen[f"refused: {code}"] += 1
+        except TimeoutError:
+            attack.seen["held"] += 1
+        except (OSError, EOFError, ValueError, KeyError) as exc:
+            attack.seen[type(exc).__name__] += 1
+    attack.ready.set()
+    attack.pause(attack.deadline)
+    for sock in held:
+        sock.close()
+
+
 ATTACKS: dict[str, list[Callable[[dict, Attack], None]]] = {
+    "socket": [
+        socket_poison,
+        socket_reuse_ids,
+        socket_wait_forever,
+        socket_no_read,
+        socket_call_flood,
+        socket_fill_the_table,
+        _hold_half_requests("socket", count=4),
+    ],
+    "socket-flood": [socket_connection_flood],
     "grpc": [grpc_without_token, grpc_hold_streams, grpc_call_flood],
     "thrift": [thrift_skip_bomb, _hold_half_requests("thrift")],
     "xmlrpc": [xmlrpc_bad_lengths, _hold_half_requests("xmlrpc")],

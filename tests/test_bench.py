@@ -1,5 +1,5 @@
-"""rpclab.bench: the measuring harness is bounded, alternates transports, measures every one, and
-reports what it measured."""
+"""rpclab.bench: the harness measures in rounds on new connections, in every arrangement asked
+for, keeps every round, and reports each figure with one meaning."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import time
 import pytest
 
 from rpclab import bench
-from rpclab.bench import echo, harness
-from rpclab.runtime import background
+from rpclab.bench import echo, harness, placement
+from rpclab.runtime import background, process
 
+# A fake transport measured in this process only, nothing pinned: the harness's logic, fast.
 TINY = bench.Settings(
     rounds=2,
     calls_per_round=200,
@@ -25,39 +26,55 @@ TINY = bench.Settings(
     concurrent_calls=300,
     concurrent_seconds=0.1,
     warmup_calls=20,
+    where=("kernel",),
+    placements=("free",),
 )
 
 # Small enough for a test, and still every measurement once, 1 MiB echoes included.
 SMOKE = bench.Settings(
     rounds=1,
     calls_per_round=200,
-    seconds_per_round=0.05,
+    seconds_per_round=0.03,
     connections=2,
     concurrent_calls=200,
-    concurrent_seconds=0.05,
+    concurrent_seconds=0.03,
     warmup_calls=5,
     payload_sizes=(16, bench.MAX_PAYLOAD),
-    payload_calls=5,
-    payload_seconds=0.05,
+    payload_calls=2,
+    payload_seconds=0.02,
+    where=("kernel", "process"),
+    placements=("free",),
 )
 
+CAN_PIN = placement.unavailable("two-cpus") is None
 
-def test_measure_round_trips_stops_at_the_call_limit():
+
+def test_time_round_trips_stops_at_the_call_limit_and_counts_the_threads_cpu():
     calls = []
-    latencies, seconds = bench.measure_round_trips(
-        lambda: calls.append(1), max_calls=50, max_seconds=10.0
-    )
-    assert len(latencies) == len(calls) == 50
-    assert all(ns >= 0 for ns in latencies) and seconds >= 0
+    timed = bench.time_round_trips(lambda: calls.append(1), max_calls=50, max_seconds=10.0)
+    assert len(timed.latencies) == len(calls) == 50
+    assert all(ns >= 0 for ns in timed.latencies) and timed.seconds >= 0
+    assert timed.thread_cpu_ns >= 0
 
 
-def test_measure_round_trips_stops_at_the_time_limit():
+def test_time_round_trips_stops_at_the_time_limit():
     def slow_call():
         time.sleep(0.01)  # a deliberate delay standing in for a slow transport
 
-    latencies, seconds = bench.measure_round_trips(slow_call, max_calls=1_000_000, max_seconds=0.05)
-    assert 1 <= len(latencies) < 100
-    assert seconds < 2.0
+    timed = bench.time_round_trips(slow_call, max_calls=1_000_000, max_seconds=0.05)
+    assert 1 <= len(timed.latencies) < 100
+    assert timed.seconds < 2.0
+    assert timed.thread_cpu_ns < timed.seconds * 1e9  # sleeping is not using the CPU
+
+
+def test_cpu_time_is_counted_where_the_work_is_done():
+    def busy_call():
+        end = time.thread_time_ns() + 200_000  # 0.2 ms of CPU, in this thread
+        while time.thread_time_ns() < end:
+            pass
+
+    timed = bench.time_round_trips(busy_call, max_calls=20, max_seconds=10.0)
+    assert timed.thread_cpu_ns >= 20 * 200_000
 
 
 def echoing_transport(log: list[str]) -> bench.Endpoint:
@@ -77,44 +94,47 @@ def echoing_transport(log: list[str]) -> bench.Endpoint:
     return bench.Endpoint(connect, lambda: log.append("close endpoint"))
 
 
-def test_a_registered_transport_runs_through_the_harness(monkeypatch):
+def test_every_round_is_on_a_new_connection_and_every_round_is_kept(monkeypatch):
     log: list[str] = []
     monkeypatch.setitem(bench.TRANSPORTS, "fake", lambda: echoing_transport(log))
-    settings = bench.Settings(
-        **{**dataclasses.asdict(TINY), "payload_sizes": (16, 1024), "payload_calls": 7}
-    )
+    settings = dataclasses.replace(TINY, payload_sizes=(16, 1024), payload_calls=7)
     fake = bench.run(["fake"], settings)["fake"]
-    assert fake.calls == 2 * 200  # both rounds hit the call limit
-    assert fake.rate > 0 and fake.median_us >= 0 and fake.p99_us >= fake.median_us
-    assert fake.concurrent_calls == 2 * 3 * (300 // 3)
-    assert (
-        fake.connections == 3
-        and fake.errors == []
-        and fake.concurrency == "connections, a thread each"
-    )
-    assert [(p.size, p.calls) for p in fake.payload] == [(16, 2 * 7), (1024, 2 * 7)]  # 7 per round
+    assert [(r.number, r.calls, r.where, r.placement) for r in fake.rounds] == [
+        (1, 200, "kernel", "free"),
+        (2, 200, "kernel", "free"),
+    ]
+    for r in fake.rounds:
+        assert len(r.latencies_ns) == r.calls and 0 <= r.median_us <= r.p99_us
+        assert r.cpu_us >= 0 and r.client_cpu_us >= 0 and r.server_cpu_us is None
+    assert [(c.number, c.calls) for c in fake.concurrent] == [(1, 300), (2, 300)]
+    assert fake.errors == [] and fake.concurrency == "connections, a thread each"
+    assert [(p.size, p.calls, len(p.round_medians_us)) for p in fake.payload] == [
+        (16, 14, 2),
+        (1024, 14, 2),
+    ]
     assert log[0] == "setup" and log[-1] == "close endpoint"
-    # one connection for the rounds; per round, 3 at once and one per payload size: each closed
-    assert log.count("connect") == log.count("close connection") == 1 + 2 * (3 + 2)
+    # a check at start-up; per round: one connection, 3 at once, one per payload size
+    assert log.count("connect") == log.count("close connection") == 1 + 2 * (1 + 3 + 2)
 
 
 def test_run_calls_progress_once_per_measurement(monkeypatch):
     monkeypatch.setitem(bench.TRANSPORTS, "fake", lambda: echoing_transport([]))
     seen: list[tuple[int, int, str]] = []
     bench.run(["fake"], TINY, progress=lambda done, total, what: seen.append((done, total, what)))
-    assert [s[0] for s in seen] == list(range(TINY.steps)) and {s[1] for s in seen} == {TINY.steps}
-    assert seen[0][2] == "starting fake" and "round 2/2: fake, 3 at once" in seen[-1][2]
+    total = 1 + TINY.rounds * 2
+    assert [s[0] for s in seen] == list(range(total)) and {s[1] for s in seen} == {total}
+    assert seen[0][2] == "starting fake" and "round 2/2" in seen[-1][2]
+    assert seen[-1][2].endswith("fake, 3 at once")
 
 
-def test_the_progress_line_is_rewritten_in_place_and_wiped_at_the_end():
-    stream = io.StringIO()
-    line = bench.ProgressLine(stream, width=10)
-    line(0, 4, "starting raw")
-    line(2, 4, "round 1/1: raw")
-    line.finish()
-    text = stream.getvalue()
-    assert text.count("\r") == 4 and "[#####-----] 2/4 round 1/1: raw" in text
-    assert text.endswith("\r") and text.split("\r")[-2].strip() == ""
+def test_a_custom_transport_is_measured_in_this_process_only_and_the_run_says_so(monkeypatch):
+    monkeypatch.setitem(bench.TRANSPORTS, "fake", lambda: echoing_transport([]))
+    notes: list[str] = []
+    settings = dataclasses.replace(TINY, where=("kernel", "process"), connections=0)
+    fake = bench.run(["fake"], settings, notes=notes)["fake"]
+    assert {r.where for r in fake.rounds} == {"kernel"}
+    assert any("fake: measured with the server in this process only" in n for n in notes)
+    assert background.running() == {}
 
 
 def test_unknown_transports_are_refused_with_the_names_that_exist():
@@ -182,7 +202,9 @@ def test_an_echo_that_does_not_come_back_whole_is_an_error(monkeypatch):
         bench.run(["lossy"], TINY)
 
 
-def test_ctrl_c_during_a_run_stops_every_server_and_exits_130(monkeypatch, capsys):
+def test_ctrl_c_during_a_run_stops_every_server_and_the_server_process_and_exits_130(
+    monkeypatch, capsys
+):
     calls = [0]
 
     def interrupted_raw() -> bench.Endpoint:
@@ -202,7 +224,7 @@ def test_ctrl_c_during_a_run_stops_every_server_and_exits_130(monkeypatch, capsy
         return bench.Endpoint(connect, endpoint.close)
 
     monkeypatch.setitem(bench.TRANSPORTS, "interrupted", interrupted_raw)
-    monkeypatch.setattr(harness, "QUICK", TINY)
+    monkeypatch.setattr(harness, "QUICK", dataclasses.replace(TINY, where=("process", "kernel")))
     threads_before = set(threading.enumerate())
     assert bench.main(["--quick", "--transports", "socketrpc,interrupted"]) == 130
     assert "interrupted; every server it started is stopped" in capsys.readouterr().err
@@ -215,77 +237,76 @@ def test_ctrl_c_during_a_run_stops_every_server_and_exits_130(monkeypatch, capsy
 
 @pytest.fixture(scope="module")
 def measured():
-    """One small run of every registered transport (a few seconds), shared by the tests below."""
+    """One small run of every registered transport, server here and in a process of its own."""
     threads_before = set(threading.enumerate())
+    ports_before = process.listening_ports()
     results = bench.run(None, SMOKE)
-    return results, threads_before, set(threading.enumerate())
+    return results, threads_before, set(threading.enumerate()), ports_before
 
 
-def test_every_transport_is_measured_and_every_number_is_positive_and_finite(measured):
-    results, _, _ = measured
+def test_every_transport_is_measured_in_both_places_and_every_number_is_positive(measured):
+    results, _, _, _ = measured
     assert list(results) == ["raw", "socketrpc", "xmlrpc", "rest", "thrift", "grpc", "grpc-aio"]
     for name, r in results.items():
         assert r.errors == [], name
-        numbers = [r.rate, r.concurrent_rate, r.median_us, r.p99_us] + [
-            p.median_us for p in r.payload
+        assert [(x.where, x.placement) for x in r.rounds] == [
+            ("kernel", "free"),
+            ("process", "free"),
         ]
+        kernel, apart = r.rounds
+        assert kernel.server_cpu_us is None  # the server's CPU is this process's
+        assert apart.server_cpu_us is not None and apart.server_cpu_us > 0
+        numbers = [x.median_us for x in r.rounds] + [x.cpu_us for x in r.rounds]
+        numbers += [c.rate for c in r.concurrent] + [p.median_us for p in r.payload]
         assert all(math.isfinite(x) and x > 0 for x in numbers), (name, numbers)
-        assert r.median_us <= r.p99_us
-        assert [p.size for p in r.payload] == [
-            16,
-            bench.MAX_PAYLOAD,
-        ]  # 1 MiB gets through every stack
-        assert all(p.calls >= 1 for p in r.payload)
+        assert [p.size for p in r.payload] == [16, bench.MAX_PAYLOAD]  # 1 MiB gets through
     assert results["grpc-aio"].concurrency.startswith("calls in flight")
 
 
-def test_a_run_leaves_no_server_and_no_thread_behind(measured):
-    _, threads_before, threads_after = measured
+def test_a_run_leaves_no_server_no_process_and_no_thread_behind(measured):
+    _, threads_before, threads_after, ports_before = measured
     assert background.running() == {}
     assert threads_after <= threads_before, [t.name for t in threads_after - threads_before]
+    assert process.listening_ports() == ports_before
 
 
-def test_the_tables_show_every_transport_against_raw_and_the_payload_sweep(measured):
-    results, _, _ = measured
-    lines = bench.format_table(results).splitlines()
-    assert lines[0].split()[:3] == ["transport", "median", "µs"]
-    assert any(line.startswith("raw ") and " 1.00 " in line for line in lines)
-    sweep = lines[lines.index("") + 1]
-    assert sweep.split()[:5] == ["echo", "of", "16", "B", "1"] and "MiB" in sweep
-    for name in results:
-        assert sum(line.startswith(name + " ") for line in lines) == 2  # a row in each table
+def test_the_tables_give_each_column_one_meaning(measured):
+    results, _, _, _ = measured
+    text = bench.format_table(results)
+    heads = [line for line in text.splitlines() if line.startswith("transport ")]
+    assert heads[0].split() == [
+        "transport", "median", "µs", "rounds", "low-high", "p99", "µs", "CPU", "µs/call",
+        "time", "÷", "raw", "CPU", "÷", "raw", "calls/s",
+    ]  # fmt: skip
+    assert "x raw" not in text  # ratios are of times only, named as such
+    assert "server in this process" in text and "server in a process of its own" in text
+    for line in text.splitlines():
+        if line.startswith("raw ") and "µs" not in line and len(line.split()) == 8:
+            assert line.split()[5:7] == ["1.00", "1.00"]  # raw against itself
+    assert "Payload sweep" in text
 
 
-def test_json_output_has_a_stable_layout(measured):
-    results, _, _ = measured
-    data = json.loads(json.dumps(bench.to_json(results, SMOKE, seconds=1.5)))
-    assert data["rpclab_bench"] == 1 and data["seconds"] == 1.5
-    assert {"python", "platform", "cpus", "one_process"} <= set(data["machine"])
+def test_json_carries_every_round_and_the_summaries(measured):
+    results, _, _, _ = measured
+    data = json.loads(json.dumps(bench.to_json(results, SMOKE, seconds=1.5, notes=["n"])))
+    assert data["rpclab_bench"] == 2 and data["seconds"] == 1.5 and data["notes"] == ["n"]
+    assert {"python", "platform", "cpus", "usable_cpus"} <= set(data["machine"])
     assert data["settings"]["payload_sizes"] == [16, bench.MAX_PAYLOAD]
-    assert list(data["results"]) == list(results)
-    for name, r in data["results"].items():
+    rounds = data["rounds"]
+    assert len(rounds) == sum(len(r.rounds) for r in results.values())
+    for r in rounds:
         assert {
-            "transport",
-            "median_us",
-            "p99_us",
-            "rate",
-            "concurrent_rate",
-            "connections",
-            "concurrency",
-            "vs_raw",
-            "errors",
-            "limit",
-            "payload",
-        } <= set(r)
-        assert r["rate"] == results[name].rate and r["limit"] == bench.LIMITS[name]
-        assert [set(p) for p in r["payload"]] == [
-            {"size", "calls", "seconds", "median_us", "mib_per_second"}
-        ] * 2
-    assert data["results"]["raw"]["vs_raw"] == 1.0
+            "transport", "where", "placement", "number", "calls", "median_us", "p99_us",
+            "cpu_us", "client_cpu_us", "server_cpu_us", "rate", "quantiles_us",
+        } <= set(r)  # fmt: skip
+        assert r["quantiles_us"]["0.5"] <= r["quantiles_us"]["0.99"]
+        assert "latencies_ns" not in r
+    assert len(data["summaries"]) == 2 * len(results)
+    raw = [s for s in data["summaries"] if s["transport"] == "raw"]
+    assert all(s["wall_vs_raw"] == 1.0 and s["cpu_vs_raw"] == 1.0 for s in raw)
+    assert data["headline"] == bench.headline_figures(results)
+    assert all(" | " in key for key in data["headline"])
     assert {c["transport"] for c in data["choices"]} <= set(results) - {"raw"}
-    assert [set(c) for c in data["choices"]] == [
-        {"situation", "transport", "figure", "runner_up", "margin"}
-    ] * 4
 
 
 def test_the_command_measures_only_the_transports_asked_for_and_writes_json(
@@ -296,13 +317,10 @@ def test_the_command_measures_only_the_transports_asked_for_and_writes_json(
     args = argparse.Namespace(quick=True, json=str(path), transports="socketrpc,raw")
     assert bench.main(args) == 0
     out = capsys.readouterr().out
-    assert (
-        "Measuring socketrpc, raw: 2 alternating rounds (quick run)" in out
-        and f"wrote {path}" in out
-    )
-    assert "lowest latency, one call at a time: socketrpc" in out  # the only RPC transport measured
+    assert "Measuring socketrpc, raw: 2 rounds (quick run)" in out and f"wrote {path}" in out
+    assert "lowest latency, one call at a time: socketrpc" in out  # the only RPC transport
     data = json.loads(path.read_text())
-    assert list(data["results"]) == ["socketrpc", "raw"]
+    assert [s["transport"] for s in data["summaries"]] == ["socketrpc", "raw"]
     assert data["settings"] == json.loads(json.dumps(dataclasses.asdict(TINY)))
 
 
@@ -316,58 +334,61 @@ def test_benchmark_takes_the_commands_options_as_arguments(tmp_path):
     assert "starting raw" in bar.getvalue()
 
 
+@pytest.mark.skipif(not CAN_PIN, reason="pinning threads needs Linux and two usable CPUs")
+def test_rounds_are_pinned_as_the_arrangement_says_and_the_pins_are_undone():
+    before = placement.cpus_of(threading.get_native_id())
+    settings = dataclasses.replace(
+        TINY, where=("kernel",), placements=("one-cpu", "two-cpus"), connections=0
+    )
+    raw = bench.run(["raw"], settings)["raw"]
+    cpus = placement.usable_cpus()
+    assert [(r.placement, r.cpus) for r in raw.rounds] == [
+        ("one-cpu", [cpus[0]]),
+        ("two-cpus", cpus[:2]),
+    ] * 2
+    assert placement.cpus_of(threading.get_native_id()) == before
+
+
 # --------------------------------------------------------------------------- reading results
 
 
-def result(name, median, p99, concurrent, big=None):
-    r = bench.Result(
-        name,
-        calls=1000,
-        seconds=median * 1000 / 1e6,
-        median_us=median,
-        p99_us=p99,
-        concurrent_calls=int(concurrent),
-        concurrent_seconds=1.0,
-        connections=8,
-    )
-    if big is not None:
-        r.payload = [
-            bench.PayloadPoint(16, 10, 0.1, median),
-            bench.PayloadPoint(1 << 20, 10, 0.1, big),
-        ]
-    return r
+def fake_round(name, number, median, cpu, where="kernel", place="one-cpu"):
+    return bench.Round(
+        name, where, place, number, calls=100, seconds=median * 100 / 1e6, median_us=median,
+        p99_us=median * 2, mean_us=median, cpu_us=cpu, client_cpu_us=cpu / 2,
+        server_cpu_us=None, cpus=[0], latencies_ns=[int(median * 1000)] * 100,
+    )  # fmt: skip
 
 
-def test_choices_name_the_best_rpc_transport_in_each_situation_from_the_numbers():
-    results = {
-        r.transport: r
-        for r in [
-            result("raw", 10, 20, 90_000, 100),  # the baseline: never chosen
-            result("a", 40, 400, 10_000, 9_000),
-            result("b", 50, 100, 20_000, 3_000),
-            result("c", 42, 800, 19_000, None),  # no payload sweep: not a candidate for payloads
-        ]
-    }
+def test_ratios_to_raw_pair_each_round_with_raws_same_round():
+    raw = bench.Result("raw", headline=("kernel", "one-cpu"))
+    rpc = bench.Result("rpc", headline=("kernel", "one-cpu"))
+    # raw: 10, 20, 10 µs; rpc: 20, 40, 30 µs -> ratios 2, 2, 3: median 2 (not 30 / 10 = 3)
+    for number, (r, t) in enumerate([(10, 20), (20, 40), (10, 30)], start=1):
+        raw.rounds.append(fake_round("raw", number, r, r))
+        rpc.rounds.append(fake_round("rpc", number, t, t * 1.5))
+    s = bench.summary(rpc, "kernel", "one-cpu", raw)
+    assert s.median_us == 30 and (s.low_us, s.high_us) == (20, 40)
+    assert s.wall_vs_raw == 2.0 and (s.wall_vs_raw_low, s.wall_vs_raw_high) == (2.0, 3.0)
+    assert s.cpu_vs_raw == 3.0
+    assert bench.summary(rpc, "process", "one-cpu", raw) is None
+
+
+def test_choices_name_the_best_rpc_transport_in_the_first_arrangement():
+    results = {}
+    for name, median, cpu in (("raw", 10, 10), ("a", 40, 90), ("b", 50, 60), ("c", 42, 100)):
+        r = bench.Result(name, headline=("kernel", "one-cpu"))
+        r.rounds = [fake_round(name, 1, median, cpu), fake_round(name, 1, 1, 1, "process")]
+        results[name] = r
     picks = {c.situation: c for c in bench.choices(results)}
     assert picks["lowest latency, one call at a time"].transport == "a"
     assert picks["lowest latency, one call at a time"].runner_up == "c"
     assert picks["lowest latency, one call at a time"].close_call  # 42 / 40: within 10%
-    assert picks["steadiest latency (lowest 99th percentile)"].transport == "b"
-    assert picks["most calls per second, 8 at once"].transport == "b"
-    assert picks["largest payloads (1 MiB echoed)"].transport == "b"
-    assert picks["largest payloads (1 MiB echoed)"].margin == 3.0
+    assert picks["least CPU per call"].transport == "b"
     assert (
-        str(picks["largest payloads (1 MiB echoed)"])
-        == "largest payloads (1 MiB echoed): b (3.0 ms per echo; 3.00 x better than a)"
+        str(picks["least CPU per call"])
+        == "least CPU per call: b (60 µs per call; 1.50 x better than a)"
     )
-    assert "a near tie" in str(picks["lowest latency, one call at a time"])
-
-
-def test_choices_with_a_single_rpc_transport_have_no_runner_up():
-    picks = bench.choices({"raw": result("raw", 10, 20, 90_000), "a": result("a", 40, 400, 10_000)})
-    assert [c.transport for c in picks] == ["a", "a", "a"]
-    assert all(c.runner_up is None and c.margin is None and not c.close_call for c in picks)
-    assert bench.choices({"raw": result("raw", 10, 20, 90_000)}) == []
 
 
 def test_settings_are_checked_and_keep_every_loop_bounded():
@@ -378,19 +399,22 @@ def test_settings_are_checked_and_keep_every_loop_bounded():
         {"connections": True},
         {"payload_sizes": (0,)},
         {"payload_sizes": (bench.MAX_PAYLOAD + 1,)},
+        {"where": ("kernel", "cloud")},
+        {"placements": ("three-cpus",)},
+        {"placements": ()},
     ):
         with pytest.raises(ValueError):
             bench.Settings(**bad)
     with pytest.raises(TypeError):
         bench.Settings(payload_sizes=("16",))
+    with pytest.raises(TypeError):
+        bench.Settings(where="kernel")
     assert bench.Settings(payload_sizes=[16, 1024]).payload_sizes == (16, 1024)
     quick = bench.QUICK
     per_round = (
-        quick.seconds_per_round
-        + quick.concurrent_seconds
+        quick.seconds_per_round * len(quick.placements)
+        + quick.concurrent_seconds * len(set(quick.placements) & set(quick.concurrent_placements))
         + len(quick.payload_sizes) * quick.payload_seconds
-    )
-    assert (
-        len(bench.TRANSPORTS) * quick.rounds * per_round < 20
-    )  # seconds of measuring in --quick: well under a minute
-    assert quick.payload_sizes == (16, 1024, 65536, 1 << 20) == bench.NORMAL.payload_sizes
+    ) * len(quick.where)
+    assert len(bench.TRANSPORTS) * quick.rounds * per_round < 30  # seconds measuring in --quick
+    assert quick.rounds >= 5 and quick.payload_sizes == (16, 1024, 65536, 1 << 20)

@@ -4,6 +4,7 @@ cost of a hand-off."""
 from __future__ import annotations
 
 import math
+import os
 import threading
 
 import pytest
@@ -117,3 +118,12 @@ def test_a_thread_hand_off_is_measured_against_the_same_queue_work_in_one_thread
     assert set(threading.enumerate()) <= threads_before
     with pytest.raises(ValueError):
         callprofile.thread_handoff(round_trips=0)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="pinning threads is Linux only")
+def test_the_other_thread_of_a_hand_off_can_be_pinned_to_a_cpu_this_process_may_use():
+    cpu = min(os.sched_getaffinity(0))
+    handoff = callprofile.thread_handoff(round_trips=100, other_cpus=[cpu])
+    assert handoff.round_trips >= 1 and handoff.one_way > 0
+    with pytest.raises(ValueError, match="CPUs this process may use"):
+        callprofile.thread_handoff(round_trips=10, other_cpus=[10_000])

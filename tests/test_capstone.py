@@ -76,9 +76,10 @@ def test_when_the_budget_runs_out_the_work_downstream_stops(running):
     )
 
 
-def test_without_propagation_the_work_goes_on_after_the_client_gave_up(running):
+def test_without_propagation_or_cancellation_the_work_goes_on_after_the_client_gave_up(running):
     services, stub = running
     services.set_propagation(False)
+    services.set_cancellation(False)
     services.set_work(inventory=0.3)
     before, charged = services.inventory.stock["teapot"], services.payments.charged_cents
     with pytest.raises(grpc.RpcError) as caught:
@@ -206,14 +207,15 @@ def test_the_retry_budget_refuses_bad_settings(kwargs):
 def test_the_budget_caps_the_retries_of_an_outage(running):
     services, stub = running
     services.fail("orders", 1.0)
-    services.gateway.max_attempts = 3
+    services.set_retries("gateway", 3)
 
     outcomes = shop.place_orders(stub, 10, timeout=2.0)
-    assert {o.status for o in outcomes} == {"UNAVAILABLE"}
+    assert {o.status for o in outcomes} == {"ABORTED"}  # the gateway gave up on orders
     assert services.recorder.calls()["orders"] == 30  # every order tried three times
 
     services.recorder.clear()
-    services.gateway.budget = budget = RetryBudget(ratio=0.1, max_tokens=2)
+    budget = RetryBudget(ratio=0.1, max_tokens=2)
+    services.set_retries("gateway", 3, budget=budget)
     shop.place_orders(stub, 20, timeout=2.0)
     assert budget.stats.retries == 3  # 2 saved tokens, then one more after ten calls
     assert services.recorder.calls()["orders"] == 23
@@ -222,12 +224,12 @@ def test_the_budget_caps_the_retries_of_an_outage(running):
 def test_a_retry_recovers_from_a_flaky_orders_service_and_makes_one_order(running):
     services, stub = running
     services.fail("orders", faults.Faults(fail=0.5, seed=3))
-    services.gateway.max_attempts = 5
+    services.set_retries("gateway", 5)
     before = services.inventory.stock["teapot"]
     outcomes = shop.place_orders(stub, 10, timeout=2.0)
     made = [o for o in outcomes if o.status == "OK"]
     # An order fails only if all five attempts do (1 in 32); the rest recover by retrying.
-    assert {o.status for o in outcomes} <= {"OK", "UNAVAILABLE"} and len(made) >= 8
+    assert {o.status for o in outcomes} <= {"OK", "ABORTED"} and len(made) >= 8
     assert any(o.attempts > 1 for o in made)
     assert services.inventory.stock["teapot"] == before - len(made)  # one order each, retried
 
@@ -236,7 +238,7 @@ def test_a_service_fails_as_the_shared_fault_vocabulary_says(running):
     services, stub = running
     services.fail("orders", faults.Faults(fail=1.0, seed=4))
     assert services.flaky["orders"].faults == faults.Faults(fail=1.0, seed=4)
-    assert {o.status for o in shop.place_orders(stub, 2, timeout=2.0)} == {"UNAVAILABLE"}
+    assert {o.status for o in shop.place_orders(stub, 2, timeout=2.0)} == {"ABORTED"}
     services.fail("orders", 0)
     assert services.flaky["orders"].faults == faults.Faults()
     # The gateway retries with new calls: to the server each is a first attempt.
@@ -259,7 +261,7 @@ def test_orders_is_idempotent_per_order_id(running):
 # --------------------------------------------------------------------------- faults and errors
 
 
-def test_a_reset_at_inventory_surfaces_as_unavailable_at_the_gateway(running):
+def test_a_reset_at_inventory_reaches_orders_as_unavailable_and_the_client_as_aborted(running):
     services, stub = running
     proxy = faults.serve_proxy(
         "test-inventory-proxy",
@@ -271,8 +273,12 @@ def test_a_reset_at_inventory_surfaces_as_unavailable_at_the_gateway(running):
         services.reroute("inventory", proxy.address)
         with pytest.raises(grpc.RpcError) as caught:
             place(stub)
-        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert caught.value.code() == grpc.StatusCode.ABORTED
         assert caught.value.details().startswith("orders: inventory: ")
+        assert any(
+            n.service == "orders" and "inventory answered UNAVAILABLE; answering ABORTED" in n.text
+            for n in services.journal.notes()
+        )
         assert proxy.stats.request.resets + proxy.stats.reply.resets >= 1
         services.reroute("inventory")
         assert place(stub)[0].order.transaction_id

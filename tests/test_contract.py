@@ -162,7 +162,7 @@ def test_serve_connect_call_and_stop(rpc, serve):
     [
         (lambda c: c.multiply(6, 7), -32601, "multiply"),
         (lambda c: c.subtract(1), -32602, "argument"),
-        (lambda c: c.divide(1, 0), -32000, "ZeroDivisionError"),
+        (lambda c: c.divide(1, 0), 1, "ZeroDivisionError"),
     ],
     ids=["no such method", "params that do not fit", "the handler raised"],
 )
@@ -175,6 +175,40 @@ def test_a_remote_error_is_raised_with_its_code_message_and_data(rpc, serve, cal
     assert isinstance(caught.value.message, str) and caught.value.message
     assert detail in str(caught.value.data)
     assert client.subtract(2, 1) == 1  # the connection goes on
+    client.close()
+
+
+def test_the_handlers_own_error_is_outside_the_codes_json_rpc_reserves(rpc, serve):
+    server = serve(HANDLERS)
+    client = rpc.module.connect(server.address, timeout=2.0)
+    codes = {}
+    for name, call in [("app", lambda: client.divide(1, 0)), ("rpc", lambda: client.nope())]:
+        with pytest.raises(rpc.module.RemoteError) as caught:
+            call()
+        codes[name] = caught.value.code
+    client.close()
+    assert not -32768 <= codes["app"] <= -32000  # "the procedure said no" ...
+    assert -32768 <= codes["rpc"] <= -32000  # ... is told apart from "the call went wrong"
+
+
+def test_a_late_reply_to_a_call_that_timed_out_never_answers_the_next_call(rpc, serve):
+    gate = Gate()
+    server = serve({**HANDLERS, "gate": gate})
+    client = rpc.module.connect(server.address, timeout=0.2)
+    with pytest.raises(TimeoutError):
+        client.gate()
+    gate.release.set()  # the late reply ("released") is on its way to a caller who left
+    assert client.subtract(2, 1) == 1
+    assert client.subtract(5, 1) == 4
+    client.close()
+
+
+def test_a_call_mixing_positional_and_keyword_arguments_is_refused_not_cut(rpc, serve):
+    server = serve(HANDLERS)
+    client = rpc.module.connect(server.address, timeout=2.0)
+    with pytest.raises(TypeError, match="position or by name"):
+        client.subtract(42, subtrahend=23)
+    assert client.subtract(2, 1) == 1  # nothing was sent; the connection goes on
     client.close()
 
 

@@ -414,9 +414,9 @@ def test_parse_response():
 
 def test_remote_error_reads_well():
     error = jsonrpc.RemoteError(
-        -32000, "Server error", {"type": "KeyNotFound", "message": "no such key: 'x'"}
+        1, "Application error", {"type": "KeyNotFound", "message": "no such key: 'x'"}
     )
-    assert str(error) == "[-32000] Server error: KeyNotFound: no such key: 'x'"
+    assert str(error) == "[1] Application error: KeyNotFound: no such key: 'x'"
     assert (
         repr(jsonrpc.RemoteError(-32601, "Method not found"))
         == "RemoteError(-32601, 'Method not found', None)"
@@ -552,16 +552,16 @@ def test_a_positional_only_parameter_cannot_be_named_on_any_python():
     assert call(dispatcher, "defaulted", [5])["result"] == [5, {}]
 
 
-def test_a_type_error_inside_the_handler_is_a_server_error_not_invalid_params():
+def test_a_type_error_inside_the_handler_is_an_application_error_not_invalid_params():
     def broken(x):
         return len(x)  # TypeError for an int, raised inside the handler
 
     reply = call(Dispatcher({"broken": broken}), "broken", [5])
-    assert reply["error"]["code"] == jsonrpc.SERVER_ERROR
+    assert reply["error"]["code"] == jsonrpc.APPLICATION_ERROR
     assert reply["error"]["data"]["type"] == "TypeError"
 
 
-def test_a_handler_exception_becomes_a_server_error_with_its_type_and_message():
+def test_a_handler_exception_becomes_an_application_error_with_its_type_and_message():
     def fail():
         raise KeyError("nope")
 
@@ -570,23 +570,36 @@ def test_a_handler_exception_becomes_a_server_error_with_its_type_and_message():
         "jsonrpc": "2.0",
         "id": "x",
         "error": {
-            "code": -32000,
-            "message": "Server error",
+            "code": 1,
+            "message": "Application error",
             "data": {"type": "KeyError", "message": "'nope'"},
         },
     }
+    plain = Dispatcher({"fail": fail}).handle(
+        b'{"jsonrpc":"2.0","method":"fail","params":[],"id":7}'
+    )
+    assert jsonrpc.decode(plain)["error"]["code"] == 1  # the fast path says the same
+
+
+def test_only_the_protocol_and_the_server_use_the_reserved_codes():
+    reserved = [jsonrpc.PARSE_ERROR, jsonrpc.INVALID_REQUEST, jsonrpc.METHOD_NOT_FOUND]
+    reserved += [jsonrpc.INVALID_PARAMS, jsonrpc.INTERNAL_ERROR, jsonrpc.SERVER_ERROR, -32099]
+    assert all(jsonrpc.is_reserved(code) for code in reserved + [-32768])
+    assert not any(jsonrpc.is_reserved(code) for code in [jsonrpc.APPLICATION_ERROR, -32769, -1])
+    assert jsonrpc.RPCError(-32050).message == "Server error"
+    assert jsonrpc.RPCError(4001).message == "Application error"
 
 
 def test_a_handler_may_choose_its_error():
     def refuse(amount):
-        raise jsonrpc.RPCError(-32050, "Insufficient funds", {"amount": amount})
+        raise jsonrpc.RPCError(4001, "Insufficient funds", {"amount": amount})
 
     def picky(x):
         raise jsonrpc.InvalidParams("x must be positive")
 
     dispatcher = Dispatcher({"refuse": refuse, "picky": picky})
     assert call(dispatcher, "refuse", [3])["error"] == {
-        "code": -32050,
+        "code": 4001,
         "message": "Insufficient funds",
         "data": {"amount": 3},
     }

@@ -209,6 +209,48 @@ def test_stacked_bars_refuse_empty_rows_or_negative_parts():
             plots.stacked_bars(bad)
 
 
+def test_latency_cdf_draws_one_step_line_per_series_rising_to_one():
+    fig = plots.latency_cdf({"raw": [10e-6, 20e-6, 30e-6, 40e-6], "grpc": [1e-3, 2e-3]})
+    ax = fig.axes[0]
+    raw, grpc = ax.get_lines()[:2]
+    assert list(raw.get_xdata()) == [10e-6, 20e-6, 30e-6, 40e-6]
+    assert list(raw.get_ydata()) == [0.25, 0.5, 0.75, 1.0]
+    assert list(grpc.get_ydata()) == [0.5, 1.0]
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "raw (4 calls)",
+        "grpc (2 calls)",
+    ]
+    assert fig._repr_png_().startswith(b"\x89PNG")
+    assert plots.latency_cdf({"x": [1e-3]}, log=False).axes[0].get_xscale() == "linear"
+
+
+def test_latency_cdf_refuses_empty_series_and_non_positive_latencies():
+    for bad in ({}, {"x": []}, {"x": [0.0]}):
+        with pytest.raises(ValueError):
+            plots.latency_cdf(bad)
+
+
+def test_load_curve_draws_open_loop_lines_and_labelled_closed_loop_points():
+    fig = plots.load_curve(
+        {"mean": [(200, 3e-3), (100, 2e-3)]},
+        {"mean": [(90, 2e-3, "1 caller"), (150, 8e-3, "4 callers")]},
+    )
+    ax = fig.axes[0]
+    opened, closed = ax.get_lines()
+    assert list(opened.get_xdata()) == [100, 200]  # in order of rate
+    assert list(closed.get_xdata()) == [90, 150] and closed.get_linestyle() == "--"
+    assert [t.get_text() for t in ax.texts] == ["1 caller", "4 callers"]
+    assert ax.get_yscale() == "log" and ax.get_xscale() == "linear"
+    assert fig._repr_png_().startswith(b"\x89PNG")
+
+
+def test_load_curve_refuses_empty_series_and_impossible_points():
+    for bad in ({}, {"x": []}, {"x": [(-1, 1e-3)]}, {"x": [(10, 0.0)]}):
+        with pytest.raises(ValueError):
+            plots.load_curve(bad)
+
+
 # ---------------------------------------------------------------------- notebook 14
 
 
@@ -251,3 +293,23 @@ def test_latency_timeline_on_a_log_scale_shares_it_between_panels_and_skips_zero
     assert fig.axes[0].get_ylim() == fig.axes[1].get_ylim()  # panels side by side compare
     assert list(fig.axes[1].lines[0].get_ydata()) == pytest.approx([0.4, 300.0])
     assert fig.axes[0].get_ylabel() == "ms (log scale)"
+
+
+def test_stream_progress_draws_the_credit_granted_where_given():
+    samples = [(0.0, 1, 0), (0.1, 5, 1), (0.2, 6, 2)]
+    fig = plots.stream_progress(
+        {"a": samples, "b": samples}, credit={"b": [(0.0, 4.0), (0.15, 7.0)]}
+    )
+    assert len(fig.axes[0].get_lines()) == 2
+    credit = fig.axes[1].get_lines()[2]
+    assert list(credit.get_ydata()) == [4.0, 7.0, 7.0] and credit.get_linestyle() == "--"
+    assert [t.get_text() for t in fig.legends[0].get_texts()][-1] == "credit granted by the client"
+
+
+def test_time_bars_use_a_linear_axis_from_zero():
+    fig = plots.time_bars({"gRPC": 400e-6, "XML-RPC": 580e-6}, title="t")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "linear" and ax.get_xlim()[0] == 0
+    assert [t.get_text().strip() for t in ax.texts] == ["400 µs", "580 µs"]
+    with pytest.raises(ValueError):
+        plots.time_bars({"zero": 0})

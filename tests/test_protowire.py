@@ -197,8 +197,9 @@ def test_encode_field_lays_out_each_wire_type():
     assert protowire.encode_field(6, WireType.I32, b"\x01\x00\x00\x00") == b"\x35\x01\x00\x00\x00"
     with pytest.raises(ValueError, match="exactly 8 bytes"):
         protowire.encode_field(1, WireType.I64, b"\x00")
-    with pytest.raises(ValueError, match="groups"):
-        protowire.encode_field(1, WireType.SGROUP, b"")
+    assert protowire.encode_field(2, WireType.SGROUP, b"\x08\x01") == b"\x13\x08\x01\x14"
+    with pytest.raises(ValueError, match="end-group tag is written by"):
+        protowire.encode_field(1, WireType.EGROUP, b"")
 
 
 def test_iter_fields_reads_each_wire_type_in_order():
@@ -219,7 +220,13 @@ def test_iter_fields_reads_each_wire_type_in_order():
         (b"\x08\x01\x19\x00", "field 3 at offset 2 says 8 bytes follow, but only 1 remain"),
         (b"\x08", "truncated input: expected a varint at offset 1"),
         (b"\x08\x01\x00", "at offset 2: tag 0x0 has field number 0"),
-        (b"\x0b", "groups are proto2's deprecated encoding"),
+        (b"\x0b", "the group of field 1 at offset 0 has no end-group tag"),
+        (b"\x0c", "at offset 0: an end-group tag for field 1 with no start-group tag"),
+        (
+            b"\x0b\x08\x01\x14",
+            "the group of field 1 .offset 0. is closed by an end-group tag for field 2",
+        ),
+        (b"\x0b" * 200, "groups nested deeper than 100 levels"),
         (b"\x12\xff\xff\xff\xff\x0f", "says 4294967295 bytes follow"),
     ],
 )
@@ -424,3 +431,42 @@ def test_explain_refuses_nesting_deeper_than_the_limit():
     for _ in range(protowire.MAX_DEPTH + 2):
         data = protowire.encode_field(1, WireType.LEN, data)
     assert "nested deeper than 100 levels" in protowire.explain(data, descriptor)
+
+
+DELIMITED_PROTO = """\
+edition = "2023";
+package rpclab.test.delimited;
+message Point { int32 x = 1; int32 y = 2; }
+message Path {
+  Point start = 1;
+  Point end = 2 [features.message_encoding = DELIMITED];
+}
+"""
+
+
+def test_editions_delimited_fields_are_groups_on_the_wire_and_are_read_as_such(tmp_path):
+    proto = tmp_path / "protowire_delimited.proto"
+    proto.write_text(DELIMITED_PROTO)
+    pb2, _ = protos.load(proto)
+    point = pb2.Point(x=1, y=-2)
+    data = pb2.Path(start=point, end=point).SerializeToString()
+    start, end = protowire.iter_fields(data)
+    assert start == Field(1, WireType.LEN, point.SerializeToString())
+    assert end == Field(2, WireType.SGROUP, point.SerializeToString())
+    first = protowire.encode_field(1, WireType.LEN, point.SerializeToString())
+    assert first + protowire.encode_field(2, WireType.SGROUP, point.SerializeToString()) == data
+    text = protowire.explain(data, pb2.Path.DESCRIPTOR)
+    assert "tag: field 2 end (Point, delimited), wire type 3 SGROUP" in text
+    assert "-2 (two's complement)" in text
+    assert text.splitlines()[-1].endswith("end-group tag: field 2")
+
+
+def test_groups_nest_and_explain_follows_them_without_a_schema():
+    inner = protowire.encode_field(3, WireType.SGROUP, protowire.encode_field(1, 0, 7))
+    data = protowire.encode_field(2, WireType.SGROUP, inner) + protowire.encode_field(4, 0, 1)
+    assert [f.number for f in protowire.iter_fields(data)] == [2, 4]
+    lines = protowire.explain(data).splitlines()
+    assert [line.split("  ")[-1] for line in lines if "end-group" in line] == [
+        "end-group tag: field 3",
+        "end-group tag: field 2",
+    ]

@@ -99,9 +99,9 @@ def test_serving_the_kv_store_object(client):
             assert c.keys() == ["a", "b"]
             with pytest.raises(RemoteError) as info:
                 c.get("missing")
-            assert info.value.code == jsonrpc.SERVER_ERROR
+            assert info.value.code == jsonrpc.APPLICATION_ERROR
             assert info.value.data == {"type": "KeyNotFound", "message": "no such key: 'missing'"}
-            assert str(info.value) == "[-32000] Server error: KeyNotFound: no such key: 'missing'"
+            assert str(info.value) == "[1] Application error: KeyNotFound: no such key: 'missing'"
             with pytest.raises(RemoteError) as info:
                 c.put("only-key")
             assert info.value.code == jsonrpc.INVALID_PARAMS

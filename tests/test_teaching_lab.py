@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 TEACHING = REPO / "TEACHING.md"
 DOC_HOST = "192.0.2.7"
 DOC_TOKEN = "the token your teacher gave you"
-DOC_PORTS = {"50051": "grpc", "9090": "thrift", "8000": "xmlrpc", "8080": "rest"}
+DOC_PORTS = {"50051": "grpc", "9090": "thrift", "8000": "xmlrpc", "8080": "rest", "5000": "socket"}
 
 
 def _section() -> str:
@@ -109,7 +109,7 @@ def _with_real_addresses(code: str, servers: dict[str, ClassServer], token: str)
 @pytest.mark.parametrize(
     ("kind", "stacks"),
     [
-        ("plain class", ["grpc", "thrift", "xmlrpc", "rest"]),
+        ("plain class", ["grpc", "thrift", "xmlrpc", "rest", "socket"]),
         ("token class", ["grpc", "xmlrpc", "rest"]),
         ("TLS and token class", ["grpc"]),
     ],
@@ -137,32 +137,35 @@ def test_a_learner_s_code_works_as_written(kind, stacks, tmp_path, monkeypatch, 
     assert set(statuses.values()) == {0}
 
 
-def test_after_the_idle_timeout_grpc_xmlrpc_and_rest_clients_carry_on():
+def test_after_the_idle_timeout_grpc_xmlrpc_rest_and_socket_clients_carry_on():
     """TEACHING.md: an idle connection is closed; these clients reconnect on their next call."""
     import grpc
 
     from rpclab.adapters import rest, xml_rpc
+    from rpclab.byhand import socketrpc
     from rpclab.grpcstack import kv_service
 
     kv_pb2, kv_pb2_grpc = kv_service.kv_pb2, kv_service.kv_pb2_grpc
-    servers = {
-        s: start(serve_command(s, "--idle-timeout", "0.5")) for s in ("grpc", "xmlrpc", "rest")
-    }
+    stacks = ("grpc", "xmlrpc", "rest", "socket")
+    servers = {s: start(serve_command(s, "--idle-timeout", "0.5")) for s in stacks}
     try:
         channel = grpc.insecure_channel(servers["grpc"].target)
         kv = kv_pb2_grpc.KVStub(channel)
         proxy = xml_rpc.connect(servers["xmlrpc"].address, timeout=5)
         client = rest.connect(servers["rest"].address, timeout=5)
+        socket_client = socketrpc.connect(servers["socket"].address, timeout=5)  # retries=0
         for round_ in range(2):
             kv.Put(kv_pb2.PutRequest(key="k", value=str(round_)), timeout=5)
             proxy.put("k", str(round_))
             client.put("k", str(round_))
+            socket_client.put("k", str(round_))
             if round_ == 0:
-                time.sleep(1.5)  # longer than the idle timeout: the server closes all three
+                time.sleep(1.5)  # longer than the idle timeout: the server closes all four
         assert kv.Get(kv_pb2.GetRequest(key="k"), timeout=5).value == "1"
-        assert proxy.get("k") == "1" and client.get("k") == "1"
+        assert proxy.get("k") == "1" and client.get("k") == "1" and socket_client.get("k") == "1"
         channel.close()
         client.close()
+        socket_client.close()
         assert {s: server.stop()[0] for s, server in servers.items()} == dict.fromkeys(servers, 0)
     finally:
         for server in servers.values():

@@ -6,6 +6,10 @@ TLS folder, limits) and the ``serve_*`` functions start the key-value store over
 with every guard on:
 
 ==========  ==============================================================================
+socket      KV over the hand-built JSON-RPC (rpclab.byhand.socketrpc); connections per
+            address and in all, calls per learner, idle timeout (socketrpc.Limits); a frame
+            must arrive, and a reply be taken, within the request timeout; at-most-once if
+            asked; no tokens (its frames carry JSON-RPC messages only)
 grpc        Greeter, RouteGuide, KV, health, reflection; tokens (every method) and TLS;
             per learner: calls in progress and streams open (rpclab.grpcstack.limits);
             ``workers`` threads; idle connections closed (``grpc.max_connection_idle_ms``)
@@ -49,6 +53,7 @@ from rpclab.runtime.guard import (
 __all__ = [
     "ClassLimits",
     "ClassOptions",
+    "serve_socket",
     "serve_grpc",
     "serve_thrift",
     "serve_xmlrpc",
@@ -75,8 +80,8 @@ class ClassLimits:
     class of 30: each learner may keep a few streams open and a few calls going, and 30 of
     them together stay within the server's workers."""
 
-    connections_per_address: int = DEFAULT_CONNECTIONS_PER_ADDRESS  # 16 (Thrift, XML-RPC, REST)
-    calls_per_learner: int = 8  # gRPC calls in progress at once, per learner
+    connections_per_address: int = DEFAULT_CONNECTIONS_PER_ADDRESS  # 16 (all but gRPC)
+    calls_per_learner: int = 8  # gRPC and socket calls in progress at once, per learner
     streams_per_learner: int = 4  # gRPC streams open at once, per learner
     workers: int = DEFAULT_MAX_CONNECTIONS  # 160: gRPC threads / connections in all
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT  # 120 s: an idle connection is closed
@@ -85,11 +90,22 @@ class ClassLimits:
     def connection_limits(self) -> ConnectionLimits:
         return ConnectionLimits(self.connections_per_address, self.workers)
 
+    def socket_limits(self) -> Any:
+        """The socket RPC server's share of these (rpclab.byhand.socketrpc.Limits)."""
+        from rpclab.byhand.socketrpc import Limits
+
+        return Limits(
+            connections_per_address=self.connections_per_address,
+            connections=self.workers,
+            calls_per_learner=self.calls_per_learner,
+            idle_timeout=self.idle_timeout,
+        )
+
 
 @dataclass(frozen=True)
 class ClassOptions:
     """How to serve: where, for whom (``tokens``: token -> learner's name), with which TLS
-    folder, within which limits, and whether to log every call."""
+    folder, within which limits, whether to log every call, and (socket) whether at most once."""
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -97,6 +113,7 @@ class ClassOptions:
     tls_dir: Path | None = None
     limits: ClassLimits = field(default_factory=ClassLimits)
     log_calls: bool = False
+    at_most_once: bool = False  # socket: answer a repeated request from a table of replies
 
 
 # --------------------------------------------------------------------------- the stacks
@@ -145,6 +162,30 @@ def serve_grpc(options: ClassOptions) -> background.ServerHandle:
         options=grpc_options,
         interceptors=interceptors,
         credentials=credentials,
+    )
+
+
+def serve_socket(options: ClassOptions) -> background.ServerHandle:
+    """The KV store over the hand-built socket RPC for a class: connection and call limits,
+    idle and request timeouts, and at-most-once if asked (each learner's ids apart)."""
+    from rpclab.byhand import socketrpc
+    from rpclab.kv import KVStore
+
+    if options.tokens:
+        raise ValueError(
+            "--token-file is not available for socket: its frames carry JSON-RPC messages "
+            "only, with no place for a token (grpc, xmlrpc and rest take one)"
+        )
+    _refuse_tokens_and_tls("socket", options, tokens_fit=False)
+    limits = options.limits
+    return socketrpc.serve(
+        KVStore(),
+        name="rpclab-class-socket",
+        host=options.host,
+        port=options.port,
+        frame_timeout=limits.request_timeout,
+        at_most_once=options.at_most_once,
+        limits=limits.socket_limits(),
     )
 
 

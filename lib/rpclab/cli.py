@@ -32,12 +32,9 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _start_socket(options: Any) -> Any:
-    from rpclab import kv
-    from rpclab.byhand import socketrpc
+    from rpclab import classserver
 
-    if options.tokens or options.tls_dir is not None:
-        raise ValueError("--token-file and --tls are not available for socket yet")
-    return socketrpc.serve(kv.KVStore(), host=options.host, port=options.port)
+    return classserver.serve_socket(options)
 
 
 def _start_grpc(options: Any) -> Any:
@@ -85,6 +82,8 @@ SERVERS: dict[str, Callable[[Any], Any]] = {
 
 def _starter(args: argparse.Namespace) -> Callable[[Any], Any]:
     """The start function for ``args.kind``, given the options only that kind takes."""
+    if getattr(args, "at_most_once", False) and args.kind != "socket":
+        raise ValueError("--at-most-once is for socket only")
     if getattr(args, "register", False):
         if args.kind != "oncrpc":
             raise ValueError("--register is for oncrpc only")
@@ -115,6 +114,7 @@ def _class_options(args: argparse.Namespace) -> Any:
         tls_dir=args.tls,
         limits=limits,
         log_calls=args.log_calls,
+        at_most_once=args.at_most_once,
     )
 
 
@@ -293,14 +293,15 @@ def _add_class_options(serve: argparse.ArgumentParser) -> None:
         metavar="N",
         type=_positive_int,
         default=guard.DEFAULT_CONNECTIONS_PER_ADDRESS,
-        help="open connections from one address (thrift, xmlrpc, rest; default %(default)s)",
+        help="open connections from one address (socket, thrift, xmlrpc, rest; default "
+        "%(default)s)",
     )
     cls.add_argument(
         "--max-calls-per-learner",
         metavar="N",
         type=_positive_int,
         default=8,
-        help="grpc calls in progress per learner (default %(default)s)",
+        help="calls in progress per learner (grpc, socket; default %(default)s)",
     )
     cls.add_argument(
         "--max-streams-per-learner",
@@ -328,8 +329,15 @@ def _add_class_options(serve: argparse.ArgumentParser) -> None:
         metavar="S",
         type=_positive_seconds,
         default=guard.DEFAULT_REQUEST_TIMEOUT,
-        help="seconds from a request's first byte to its reply (thrift, xmlrpc, rest; "
-        "default %(default)g)",
+        help="seconds from a request's first byte to its reply (socket, thrift, xmlrpc, rest; "
+        "for socket: "
+        "to its last byte, and for a reply to be taken; default %(default)g)",
+    )
+    cls.add_argument(
+        "--at-most-once",
+        action="store_true",
+        help="socket: answer a repeated request from a table of replies instead of running it "
+        "again (each learner's ids apart from every other's)",
     )
     cls.add_argument(
         "--log-calls",
@@ -371,11 +379,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_class_options(serve)
     serve.set_defaults(func=_serve)
 
-    bench = sub.add_parser("bench", help="measure latency and throughput of each transport")
-    bench.add_argument(
-        "--quick", action="store_true", help="a small, bounded run (seconds, not minutes)"
+    bench = sub.add_parser(
+        "bench",
+        help="measure each transport against a raw socket: rounds on new connections, the server "
+        "here and in a process of its own, pinned to one CPU and to two, wall and CPU time",
     )
-    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    bench.add_argument("--quick", action="store_true", help="a short run, under a minute")
+    bench.add_argument(
+        "--json", metavar="FILE", help="also write every round and the summaries as JSON to FILE"
+    )
     bench.add_argument(
         "--transports", metavar="A,B", help="measure only these, comma-separated (default: all)"
     )

@@ -24,6 +24,7 @@ __all__ = ["KVStore", "KeyNotFound", "Change", "MAX_KEY_LENGTH", "MAX_VALUE_LENG
 MAX_KEY_LENGTH = 256
 MAX_VALUE_LENGTH = 64 * 1024
 HISTORY = 1024  # changes kept for watchers that fall behind
+MAX_WAIT = 60.0  # seconds changes_since waits, at most, for a change
 
 
 class KeyNotFound(KeyError):
@@ -54,6 +55,8 @@ def _check_key(key: object) -> str:
         raise ValueError("key must not be empty")
     if len(key) > MAX_KEY_LENGTH:
         raise ValueError(f"key is {len(key)} characters; the limit is {MAX_KEY_LENGTH}")
+    if not key.isascii():
+        _check_unicode("key", key)
     return key
 
 
@@ -62,11 +65,34 @@ def _check_value(value: object) -> str:
         raise TypeError(f"value must be a str, not {type(value).__name__}")
     if len(value) > MAX_VALUE_LENGTH:
         raise ValueError(f"value is {len(value)} characters; the limit is {MAX_VALUE_LENGTH}")
+    if not value.isascii():
+        _check_unicode("value", value)
     return value
 
 
+def _check_unicode(what: str, text: str) -> None:
+    """Refuse a str that is not Unicode text: one holding a lone surrogate (half of a UTF-16 pair),
+    which Python allows but no transport can send (each needs UTF-8), so that once stored it
+    would break every call that returns it (keys(), for everyone)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{what} holds a lone surrogate {text[exc.start]!r} at index {exc.start}: "
+            "not Unicode text, so no client could read it back"
+        ) from None
+
+
 class KVStore:
-    """A dictionary of str -> str with get, put, delete, increment and watch."""
+    """A dictionary of str -> str with get, put, delete, increment and watch.
+
+    ``rpc_methods`` names the calls a remote client may make, each of which answers at once:
+    a server that serves the store's public methods serves only these (rpclab.byhand.jsonrpc's
+    ``methods_of``). ``changes_since`` and ``watch`` wait for changes: gRPC's Watch streams
+    them; a remote caller of a plain call could hold a thread with them.
+    """
+
+    rpc_methods = ("get", "put", "delete", "increment", "keys")
 
     def __init__(self) -> None:
         self._data: dict[str, str] = {}
@@ -142,13 +168,20 @@ class KVStore:
     # -- watching -------------------------------------------------------------
 
     def changes_since(self, version: int, timeout: float | None = None) -> list[Change]:
-        """Changes numbered above ``version``, waiting up to ``timeout`` seconds for one.
+        """Changes numbered above ``version``, waiting up to ``timeout`` seconds for one (None,
+        or more than MAX_WAIT: MAX_WAIT, so that no wait is forever).
 
         Returns an empty list on timeout. A watcher that fell more than
         HISTORY changes behind gets only the ones still kept.
         """
+        checks.integer("version", version)
+        wait = (
+            MAX_WAIT
+            if timeout is None
+            else min(checks.seconds("timeout", timeout, low=0), MAX_WAIT)
+        )
         with self._changed:
-            self._changed.wait_for(lambda: self._version > version, timeout)
+            self._changed.wait_for(lambda: self._version > version, wait)
             return [c for c in self._history if c.version > version]
 
     def watch(

@@ -10,15 +10,22 @@ field whose number it does not know, and gives a missing optional field its defa
     with evolution.connect(old.KV, server.address) as client:
         client.increment("visits")                    # sends no `amount`: the server adds 1
 
-:func:`check_entry_v2` is the exercise's check: it loads :data:`ENTRY_V1` and the learner's
-version 2, writes an Entry with each and reads it with the other (thriftpy2's binary protocol,
-the bytes a client and a server would exchange), and says in plain words what went wrong.
+:func:`carry` writes an Entry with one version of the IDL and reads the bytes with another
+(thriftpy2's binary protocol, the bytes a client and a server would exchange)::
+
+    carry(ENTRY_V1, "struct Entry { 1: string key, 2: i64 version, 3: string text }",
+          key="colour", value="blue")
+    # Entry(key='colour', version=None, text=None): field 2 came as a string, and was skipped
+
+:func:`check_entry_v2` is the exercise's check: it carries an Entry from :data:`ENTRY_V1` to the
+learner's version 2 and back, and says in plain words what went wrong.
 """
 
 from __future__ import annotations
 
 import io
 import itertools
+import re
 from types import ModuleType
 from typing import Any
 
@@ -31,7 +38,7 @@ from thriftpy2.utils import deserialize, serialize
 
 from rpclab import checks
 
-__all__ = ["ENTRY_V1", "KV_V1", "load", "connect", "check_entry_v2"]
+__all__ = ["ENTRY_V1", "KV_V1", "load", "connect", "carry", "check_entry_v2"]
 
 # Version 1 of the store's service: no `amount` (increment always added one), no `keys`,
 # and `get` declared no exception.
@@ -53,6 +60,19 @@ struct Entry {
 
 _modules = itertools.count(1)
 _PROTOCOL = TBinaryProtocolFactory()
+_TYPE_NAMES = {  # as the IDL spells them
+    TType.BOOL: "bool",
+    TType.BYTE: "byte",
+    TType.I16: "i16",
+    TType.I32: "i32",
+    TType.I64: "i64",
+    TType.DOUBLE: "double",
+    TType.STRING: "string",
+    TType.STRUCT: "a struct",
+    TType.MAP: "map",
+    TType.SET: "set",
+    TType.LIST: "list",
+}
 
 
 def load(idl: str, name: str = "schema") -> ModuleType:
@@ -87,6 +107,14 @@ def connect(service: Any, address: tuple[str, int], *, timeout: float = 5.0) -> 
     return client
 
 
+def carry(writer: str | ModuleType, reader: str | ModuleType, **values: Any) -> Any:
+    """An Entry with ``values``, written by the ``writer`` version of the IDL (text, or a module
+    from :func:`load`) and read back by the ``reader`` version: what the reader makes of it."""
+    writer, reader = (load(v, "entry") if isinstance(v, str) else v for v in (writer, reader))
+    sent = serialize(writer.Entry(**values), _PROTOCOL)
+    return deserialize(reader.Entry(), sent, _PROTOCOL)
+
+
 # --------------------------------------------------------------------------- the exercise
 
 
@@ -113,7 +141,7 @@ def check_entry_v2(idl: object) -> str:
     try:
         new = load(idl, "entry_v2")
     except Exception as exc:  # thriftpy2's parser says what it could not read
-        raise AssertionError(f"Thrift could not read your IDL: {exc}") from None
+        raise AssertionError(f"Thrift could not read your IDL: {_parser_said(exc)}") from None
     _expect(hasattr(new, "Entry"), "your IDL should declare `struct Entry { ... }`")
     old = load(ENTRY_V1, "entry_v1")
     fields = _fields(new.Entry)
@@ -129,8 +157,7 @@ def check_entry_v2(idl: object) -> str:
         "old program would be refused. Leave it optional (no `required`).",
     )
 
-    old_bytes = serialize(old.Entry(key="colour", value="blue"), _PROTOCOL)
-    read_by_new = deserialize(new.Entry(), old_bytes, _PROTOCOL)
+    read_by_new = carry(old, new, key="colour", value="blue")
     _expect(
         read_by_new.key == "colour",
         "a version-1 program sends the key as field 1; your version 2 lost it. Keep `key` at 1.",
@@ -138,12 +165,10 @@ def check_entry_v2(idl: object) -> str:
     _expect(
         read_by_new.text == "blue",
         "a version-1 program sends its value as field 2, and your version 2 read no `text` "
-        f"from it (field 2 is `{_name_of(fields, 2)}` in your IDL). A rename keeps the number: "
-        "the name never travels.",
+        f"from it: {_number_2(fields)}. A rename keeps the number: the name never travels.",
     )
 
-    new_bytes = serialize(new.Entry(key="colour", text="red", version=7), _PROTOCOL)
-    read_by_old = deserialize(old.Entry(), new_bytes, _PROTOCOL)
+    read_by_old = carry(new, old, key="colour", text="red", version=7)
     _expect(
         read_by_old.value == "red",
         "a version-1 program reading your version 2's bytes found no value in field 2.",
@@ -152,15 +177,25 @@ def check_entry_v2(idl: object) -> str:
         fields["version"][0] not in (1, 2),
         "`version` reuses a number version 1 gives to another field: give it a new one.",
     )
-    number = fields["version"][0]
+    number, version = fields["version"][0], read_by_new.version
+    unset = " (not set: `= 0` after the name would give it a default)" if version is None else ""
     return (
         f"programs of both versions read each other's bytes. A version-1 program skips field "
-        f"{number} (`version`); yours reads version = None from an old program's entry."
+        f"{number} (`version`); yours reads version = {version!r} from an old program's "
+        f"entry{unset}."
     )
 
 
-def _name_of(fields: dict[str, tuple[int, int, bool]], field_id: int) -> str:
-    for name, (number, _, _) in fields.items():
-        if number == field_id:
-            return name
-    return "nothing"
+def _number_2(fields: dict[str, tuple[int, int, bool]]) -> str:
+    for name, (number, ttype, _) in fields.items():
+        if number == 2:
+            return f"your IDL gives number 2 to `{name}` (type {_TYPE_NAMES.get(ttype, ttype)})"
+    return "your IDL gives number 2 to no field"
+
+
+def _parser_said(exc: Exception) -> str:
+    """thriftpy2's parser message, without the file name it does not have ("of the file 'None'")."""
+    said = re.sub(r" of the file '[^']*'", "", str(exc))
+    if said.startswith("Grammar error at EOF"):
+        return "the text ended before the struct did (is a `}` missing?)"
+    return said

@@ -24,6 +24,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from rpclab import checks
+
 __all__ = [
     "CLIENT_DIR",
     "CLIENT_SCRIPT",
@@ -39,6 +41,7 @@ __all__ = [
 CLIENT_DIR = Path(__file__).resolve().parents[3] / "clients" / "node"
 CLIENT_SCRIPT = CLIENT_DIR / "kv_client.js"
 MAX_OUTPUT_LINES = 1000  # the client prints one line per call
+MAX_REPEAT = 100  # calls one run may repeat (kv_client.js refuses more)
 
 
 class NodeMissing(RuntimeError):
@@ -113,6 +116,7 @@ def run_node_client(
     *args: str,
     timeout: float = 30.0,
     deadline_ms: int | None = None,
+    repeat: int = 1,
 ) -> list[dict[str, Any]]:
     """Run ``node kv_client.js HOST:PORT *args``; return the JSON lines it printed, one dict per
     call.
@@ -123,13 +127,17 @@ def run_node_client(
     fails with a gRPC status, NodeClientError when the client fails otherwise or
     runs past ``timeout`` seconds (it is then killed), NodeMissing when Node.js
     or the client's packages are not installed. ``deadline_ms`` is each call's
-    gRPC deadline (the client's default is 5000).
+    gRPC deadline (the client's default is 5000), counted from when the call is made;
+    ``repeat`` makes the same call that many times (1-100) on one channel, one line each.
     """
+    checks.integer("repeat", repeat, low=1, high=MAX_REPEAT)
     node = require_node()
     target = address if isinstance(address, str) else _target(address)
     command = [node, str(CLIENT_SCRIPT)]
     if deadline_ms is not None:
         command += ["--deadline-ms", str(int(deadline_ms))]
+    if repeat != 1:
+        command += ["--repeat", str(repeat)]
     # after "--" every argument is a key or a value, even "-h" or "--deadline-ms"
     command += [target, str(args[0]), "--", *[str(a) for a in args[1:]]] if args else [target]
     env = {**os.environ, "NODE_NO_WARNINGS": "1"}

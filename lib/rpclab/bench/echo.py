@@ -1,14 +1,21 @@
 """Echo servers and their clients, one per transport, as rpclab.bench measures them.
 
-Measured in notebook 13 and by ``rpclab bench`` (through harness.py). About 600 lines because
-it holds seven transports, one ``setup_<transport>`` of 30-70 lines each, side by side so that
-they can be compared.
+Measured in notebook 13 and by ``rpclab bench`` (through harness.py). About 850 lines because
+it holds seven transports side by side, each a server and a client of 20-60 lines, so that
+they can be compared; and the ``queue`` server of notebook 13's load experiments (EXTRAS).
 
-Each ``setup_<transport>()`` starts a server that sends back whatever string it
-is sent (through rpclab.runtime.background, or rpclab.runtime.aio on a private event loop for
-gRPC aio) and returns an :class:`Endpoint`; ``endpoint.connect(payload)``
-opens a client :class:`Connection` whose ``call()`` makes one round trip
-carrying ``payload`` both ways, and returns what came back::
+Each :class:`Transport` has two halves, so that its server can run in this process or in
+another one (rpclab.bench.server_process) while the client stays here:
+
+* ``transport.serve()`` starts an echo server in *this* process (through
+  rpclab.runtime.background, or an event loop thread of its own for gRPC aio) and returns a
+  :class:`Served`: its address and how to stop it;
+* ``transport.client(address)`` returns a :class:`Client` for a server at ``address``, wherever
+  it runs; ``client.connect(payload)`` opens a :class:`Connection` whose ``call()`` makes one
+  round trip carrying ``payload`` both ways, and returns what came back.
+
+:func:`in_kernel` puts both halves in this process as one :class:`Endpoint`, which is what
+``setup_<transport>()`` returns::
 
     endpoint = echo.setup_grpc()
     conn = endpoint.connect("hello")
@@ -31,8 +38,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypeVar
 from xmlrpc.server import SimpleXMLRPCServer
 
 from rpclab.adapters import xml_rpc
@@ -46,8 +53,17 @@ __all__ = [
     "CALL_TIMEOUT",
     "GRPC_METHOD",
     "LIMITS",
+    "Calls",
     "Connection",
+    "Served",
+    "Client",
     "Endpoint",
+    "Transport",
+    "TRANSPORTS",
+    "EXTRAS",
+    "QUEUE_SERVICE_S",
+    "in_kernel",
+    "time_round_trips",
     "setup_raw",
     "setup_socketrpc",
     "setup_xmlrpc",
@@ -59,17 +75,40 @@ __all__ = [
 
 PAYLOAD = "x" * 32  # what each call echoes, unless a payload size says otherwise
 MAX_PAYLOAD = 1024 * 1024  # the largest payload a sweep may echo: 1 MiB
-MAX_MESSAGE = (
-    2 * MAX_PAYLOAD
-)  # the message limit every bench server and client gets: 1 MiB plus any envelope
-CALL_TIMEOUT = (
-    10.0  # seconds one call may take before it fails (a 1 MiB echo on a busy machine is slow)
-)
-GRPC_METHOD = (
-    "/rpclab.bench.Bench/Echo"  # the gRPC echo method, registered by hand (no .proto of its own)
-)
+MAX_MESSAGE = 2 * MAX_PAYLOAD  # the message limit every bench server and client gets
+CALL_TIMEOUT = 10.0  # seconds one call may take before it fails (a 1 MiB echo on a busy machine)
+GRPC_METHOD = "/rpclab.bench.Bench/Echo"  # registered by hand (no .proto of its own)
 
 T = TypeVar("T")
+
+
+class Calls(NamedTuple):
+    """One timing loop: each call's latency (ns), the loop's wall time (s), and the CPU time the
+    thread that ran the loop used (ns)."""
+
+    latencies: list[int]
+    seconds: float
+    thread_cpu_ns: int
+
+
+def time_round_trips(call: Callable[[], object], max_calls: int, max_seconds: float) -> Calls:
+    """Call ``call()`` until ``max_calls`` or ``max_seconds``; time each call, and the loop's
+    wall and CPU time."""
+    clock = time.perf_counter_ns
+    latencies: list[int] = []
+    record = latencies.append
+    cpu_before = time.thread_time_ns()
+    start = clock()
+    stop_at = start + int(max_seconds * 1e9)
+    for _ in range(max_calls):
+        before = clock()
+        call()
+        after = clock()
+        record(after - before)
+        if after >= stop_at:
+            break
+    seconds = (clock() - start) / 1e9
+    return Calls(latencies, seconds, time.thread_time_ns() - cpu_before)
 
 
 @dataclass
@@ -77,31 +116,95 @@ class Connection:
     """One client connection: ``call()`` makes one round trip and returns the echo; ``close()``
     ends the connection.
 
-    ``measure(max_calls, max_seconds)``, when given, runs the timing loop itself
-    (the asyncio transport times its calls on its own event loop) and returns what
-    rpclab.bench.measure_round_trips returns.
+    ``measure(max_calls, max_seconds)``, when given, runs the timing loop itself (the asyncio
+    transport times its calls on its own event loop) and returns :class:`Calls`.
     """
 
     call: Callable[[], object]
     close: Callable[[], None]
-    measure: Callable[[int, float], tuple[list[int], float]] | None = None
+    measure: Callable[[int, float], Calls] | None = None
+
+
+@dataclass
+class Served:
+    """An echo server running in this process: where it listens, and ``stop()``."""
+
+    address: tuple[str, int]
+    stop: Callable[[], None]
+
+
+def _no_threads() -> list[int]:
+    return []
+
+
+@dataclass
+class Client:
+    """The client half of a transport, for one server address.
+
+    ``concurrent(n, max_calls, max_seconds)``, when given, replaces the bench's n threads with
+    the transport's own way of making n calls at once (returns calls, seconds, errors);
+    ``concurrency`` says how, in words. ``threads()`` are the native ids of threads the client
+    runs its calls on (an event loop's), which rpclab.bench.placement pins with the caller.
+    """
+
+    connect: Callable[[str], Connection]
+    close: Callable[[], None] = lambda: None
+    concurrent: Callable[[int, int, float], tuple[int, float, list[str]]] | None = None
+    concurrency: str = "connections, a thread each"
+    threads: Callable[[], list[int]] = _no_threads
 
 
 @dataclass
 class Endpoint:
-    """A running server: ``connect(payload)`` opens a Connection that echoes ``payload``;
-    ``close()`` stops the server.
+    """A running server and a client for it: ``connect(payload)`` opens a Connection that echoes
+    ``payload``; ``close()`` stops both.
 
-    ``concurrent(n, max_calls, max_seconds)``, when given, replaces the
-    bench's n threads with the transport's own way of making n calls at once,
-    and returns what rpclab.bench.measure_concurrent returns. ``concurrency`` says in
-    words how the calls were made at once.
+    ``concurrent`` and ``concurrency`` are the client's (see :class:`Client`). ``server_pid`` is
+    the process the server runs in when it is not this one, and ``server_cpu_ns()`` the CPU time
+    that process has used so far (ns); both are None for a server in this process.
     """
 
     connect: Callable[[str], Connection]
     close: Callable[[], None]
     concurrent: Callable[[int, int, float], tuple[int, float, list[str]]] | None = None
     concurrency: str = "connections, a thread each"
+    server_pid: int | None = None
+    server_cpu_ns: Callable[[], int] | None = None
+    client_threads: Callable[[], list[int]] = field(default=_no_threads)
+
+
+@dataclass(frozen=True)
+class Transport:
+    """One way to make the echo call: its server half, its client half, and what it is."""
+
+    name: str
+    description: str
+    serve: Callable[[], Served]
+    client: Callable[[tuple[str, int]], Client]
+
+
+def in_kernel(transport: Transport) -> Endpoint:
+    """Start ``transport``'s server in this process and a client for it: one Endpoint."""
+    served = transport.serve()
+    try:
+        client = transport.client(served.address)
+    except BaseException:
+        served.stop()
+        raise
+
+    def close() -> None:
+        try:
+            client.close()
+        finally:
+            served.stop()
+
+    return Endpoint(
+        client.connect,
+        close,
+        client.concurrent,
+        client.concurrency,
+        client_threads=client.threads,
+    )
 
 
 # Each transport's message limit, and whether it was raised here (to MAX_MESSAGE) to carry a 1 MiB
@@ -130,6 +233,11 @@ def _set_timeouts(sock: socket.socket, seconds: float) -> None:
     timeval = struct.pack("ll", whole, int((seconds - whole) * 1e6))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+
+
+def _handle(name: str, make_server: Callable[[tuple[str, int]], Any]) -> Served:
+    handle = background.serve(name, make_server)
+    return Served(handle.address, handle.stop)
 
 
 # --------------------------------------------------------------------------- raw
@@ -187,14 +295,15 @@ class _RawServer(socketserver.ThreadingTCPServer):
     block_on_close = False
 
 
-def setup_raw() -> Endpoint:
-    """A raw ping-pong: frames sent back as they came, on a thread per connection (background name
-    'bench-raw')."""
-    handle = background.serve("bench-raw", lambda address: _RawServer(address, _RawEcho))
+def serve_raw() -> Served:
+    """A raw ping-pong: frames sent back as they came, on a thread per connection ('bench-raw')."""
+    return _handle("bench-raw", lambda address: _RawServer(address, _RawEcho))
 
+
+def client_raw(address: tuple[str, int]) -> Client:
     def connect(payload: str) -> Connection:
         message = framing.encode_frame(payload.encode(), MAX_MESSAGE)
-        sock = socket.create_connection(handle.address, timeout=CALL_TIMEOUT)
+        sock = socket.create_connection(address, timeout=CALL_TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         _set_timeouts(sock, CALL_TIMEOUT)  # blocking: the cheapest read there is, and still bounded
 
@@ -207,24 +316,29 @@ def setup_raw() -> Endpoint:
 
         return Connection(call, sock.close)
 
-    return Endpoint(connect, handle.stop)
+    return Client(connect)
 
 
 # --------------------------------------------------------------------------- socketrpc
 
 
-def setup_socketrpc() -> Endpoint:
+def serve_socketrpc() -> Served:
     """RPC Lab's socket RPC (notebook 04) with one method, ``echo`` ('bench-socketrpc')."""
     from rpclab.byhand import socketrpc
 
     server = socketrpc.serve({"echo": _echo}, name="bench-socketrpc", max_frame_size=MAX_MESSAGE)
+    return Served(server.address, server.stop)
+
+
+def client_socketrpc(address: tuple[str, int]) -> Client:
+    from rpclab.byhand import socketrpc
 
     def connect(payload: str) -> Connection:
-        client = socketrpc.connect(server.address, timeout=CALL_TIMEOUT, max_frame_size=MAX_MESSAGE)
+        client = socketrpc.connect(address, timeout=CALL_TIMEOUT, max_frame_size=MAX_MESSAGE)
         echo = client.echo
         return Connection(lambda: echo(payload), client.close)
 
-    return Endpoint(connect, server.stop)
+    return Client(connect)
 
 
 # --------------------------------------------------------------------------- XML-RPC
@@ -254,23 +368,24 @@ class _XMLRPCEchoServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
             super().handle_error(request, client_address)
 
 
-def setup_xmlrpc() -> Endpoint:
-    """The standard library's XML-RPC server (a thread per connection) and client, HTTP/1.1 kept
-    alive ('bench-xmlrpc')."""
-    handle = background.serve("bench-xmlrpc", _XMLRPCEchoServer)
+def serve_xmlrpc() -> Served:
+    """The standard library's XML-RPC server (a thread per connection) ('bench-xmlrpc')."""
+    return _handle("bench-xmlrpc", _XMLRPCEchoServer)
 
+
+def client_xmlrpc(address: tuple[str, int]) -> Client:
     def connect(payload: str) -> Connection:
-        proxy = xml_rpc.connect(handle.address, timeout=CALL_TIMEOUT)
+        proxy = xml_rpc.connect(address, timeout=CALL_TIMEOUT)
         echo = proxy.echo
         return Connection(lambda: echo(payload), proxy("close"))
 
-    return Endpoint(connect, handle.stop)
+    return Client(connect)
 
 
 # --------------------------------------------------------------------------- REST
 
 
-def setup_rest() -> Endpoint:
+def serve_rest() -> Served:
     """FastAPI on uvicorn: POST /echo with a JSON body {"value": ...}, answered with the same body
     ('bench-rest')."""
     from fastapi import FastAPI
@@ -296,11 +411,14 @@ def setup_rest() -> Endpoint:
     # them.
     echo.__annotations__ = {"body": Echo, "return": Echo}
     app.post("/echo", response_model=Echo)(echo)
+    return _handle("bench-rest", lambda address: rest.UvicornServer(app, address))
 
-    handle = background.serve("bench-rest", lambda address: rest.UvicornServer(app, address))
+
+def client_rest(address: tuple[str, int]) -> Client:
+    from rpclab.adapters import rest
 
     def connect(payload: str) -> Connection:
-        client = rest.connect(handle.address, timeout=CALL_TIMEOUT)
+        client = rest.connect(address, timeout=CALL_TIMEOUT)
         body = {"value": payload}
 
         def call() -> object:
@@ -311,7 +429,7 @@ def setup_rest() -> Endpoint:
 
         return Connection(call, client.close)
 
-    return Endpoint(connect, handle.stop)
+    return Client(connect)
 
 
 # --------------------------------------------------------------------------- Thrift
@@ -339,12 +457,10 @@ class _ThriftEcho:
         return value
 
 
-def setup_thrift() -> Endpoint:
+def serve_thrift() -> Served:
     """A Thrift service ``Bench.echo`` (binary protocol, framed) on rpclab.adapters.thrift's server
     ('bench-thrift')."""
-    from thriftpy2.protocol import TBinaryProtocolFactory
-    from thriftpy2.thrift import TClient, TProcessor
-    from thriftpy2.transport import TFramedTransportFactory, TSocket
+    from thriftpy2.thrift import TProcessor
 
     from rpclab.adapters import thrift
     from rpclab.kv import KVStore
@@ -358,19 +474,27 @@ def setup_thrift() -> Endpoint:
         server.processor = TProcessor(module.Bench, _ThriftEcho())
         return server
 
-    handle = background.serve("bench-thrift", make_server)
+    return _handle("bench-thrift", make_server)
+
+
+def client_thrift(address: tuple[str, int]) -> Client:
+    from thriftpy2.protocol import TBinaryProtocolFactory
+    from thriftpy2.thrift import TClient
+    from thriftpy2.transport import TFramedTransportFactory, TSocket
+
+    module = _thrift_module()
 
     def connect(payload: str) -> Connection:
         ms = CALL_TIMEOUT * 1000
         transport = TFramedTransportFactory().get_transport(
-            TSocket(handle.host, handle.port, socket_timeout=ms, connect_timeout=ms)
+            TSocket(address[0], address[1], socket_timeout=ms, connect_timeout=ms)
         )
         transport.open()
         client = TClient(module.Bench, TBinaryProtocolFactory().get_protocol(transport))
         echo = client.echo
         return Connection(lambda: echo(payload), client.close)
 
-    return Endpoint(connect, handle.stop)
+    return Client(connect)
 
 
 # --------------------------------------------------------------------------- gRPC
@@ -409,20 +533,22 @@ def _grpc_message(payload: str) -> Any:
 _GRPC_CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
 
 
-def setup_grpc() -> Endpoint:
-    """gRPC's synchronous API: an Echo method served from a thread pool; each connection is its own
-    channel ('bench-grpc')."""
-    import grpc
-
+def serve_grpc() -> Served:
+    """gRPC's synchronous API: an Echo method served from a thread pool ('bench-grpc')."""
     handle = background.serve_grpc(
         "bench-grpc", _grpc_echo(lambda request, context: request), max_workers=16
     )
+    return Served(handle.address, handle.stop)
+
+
+def client_grpc(address: tuple[str, int]) -> Client:
+    """Each connection is a channel of its own."""
+    import grpc
+
     message = type(_grpc_message(""))
 
     def connect(payload: str) -> Connection:
-        channel = grpc.insecure_channel(
-            f"{handle.host}:{handle.port}", options=_GRPC_CHANNEL_OPTIONS
-        )
+        channel = grpc.insecure_channel(f"{address[0]}:{address[1]}", options=_GRPC_CHANNEL_OPTIONS)
         echo = channel.unary_unary(
             GRPC_METHOD,
             request_serializer=message.SerializeToString,
@@ -431,7 +557,7 @@ def setup_grpc() -> Endpoint:
         request = _grpc_message(payload)
         return Connection(lambda: echo(request, timeout=CALL_TIMEOUT).value, channel.close)
 
-    return Endpoint(connect, handle.stop)
+    return Client(connect)
 
 
 class _LoopThread:
@@ -452,6 +578,9 @@ class _LoopThread:
         except BaseException:
             future.cancel()  # a timeout, or Ctrl-C: do not leave it running
             raise
+
+    def native_ids(self) -> list[int]:
+        return [self.thread.native_id] if self.thread.native_id is not None else []
 
     def close(self, timeout: float = 10.0) -> None:
         """Cancel what still runs on the loop, stop it, end its thread and close it."""
@@ -474,25 +603,38 @@ class _LoopThread:
                 self.loop.close()
 
 
-def setup_grpc_aio() -> Endpoint:
-    """grpc.aio: an async Echo method, server and clients on a private event loop in a thread
+def serve_grpc_aio() -> Served:
+    """grpc.aio: an async Echo method on an event loop in a thread of its own
     ('bench-grpc-aio')."""
-    import grpc
-
     from rpclab.runtime import aio
 
     async def echo(request: Any, context: Any) -> Any:
         return request
 
-    message = type(_grpc_message(""))
-    worker = _LoopThread("rpclab-bench-aio-loop")
-    channels: set[Any] = set()
+    worker = _LoopThread("rpclab-bench-aio-server")
     try:
         handle = worker.run(aio.serve_aio("bench-grpc-aio", _grpc_echo(echo)), CALL_TIMEOUT)
     except BaseException:
         worker.close()
         raise
-    target = f"{handle.host}:{handle.port}"
+
+    def stop() -> None:
+        try:
+            worker.run(handle.stop(grace=0), CALL_TIMEOUT)
+        finally:
+            worker.close()
+
+    return Served(handle.address, stop)
+
+
+def client_grpc_aio(address: tuple[str, int]) -> Client:
+    """grpc.aio channels on an event loop in a thread of its own: calls are timed on that loop."""
+    import grpc
+
+    message = type(_grpc_message(""))
+    worker = _LoopThread("rpclab-bench-aio-client")
+    channels: set[Any] = set()
+    target = f"{address[0]}:{address[1]}"
 
     async def open_channel() -> tuple[Any, Any]:
         channel = grpc.aio.insecure_channel(target, options=_GRPC_CHANNEL_OPTIONS)
@@ -514,9 +656,10 @@ def setup_grpc_aio() -> Endpoint:
         async def one() -> str:
             return (await stub(request, timeout=CALL_TIMEOUT)).value
 
-        async def timed(max_calls: int, max_seconds: float) -> tuple[list[int], float]:
+        async def timed(max_calls: int, max_seconds: float) -> Calls:
             clock = time.perf_counter_ns
             latencies: list[int] = []
+            cpu_before = time.thread_time_ns()
             start = clock()
             stop_at = start + int(max_seconds * 1e9)
             for _ in range(max_calls):
@@ -526,7 +669,8 @@ def setup_grpc_aio() -> Endpoint:
                 latencies.append(after - before)
                 if after >= stop_at:
                     break
-            return latencies, (clock() - start) / 1e9
+            seconds = (clock() - start) / 1e9
+            return Calls(latencies, seconds, time.thread_time_ns() - cpu_before)
 
         return Connection(
             call=lambda: worker.run(one(), CALL_TIMEOUT + 1),
@@ -552,7 +696,7 @@ def setup_grpc_aio() -> Endpoint:
                     while done < per_task:
                         await stub(request, timeout=CALL_TIMEOUT)
                         done += 1
-                        if done % 16 == 0 and time.perf_counter() >= stop_at:
+                        if time.perf_counter() >= stop_at:
                             break
                 except grpc.RpcError as exc:
                     errors.append(f"{type(exc).__name__}: {exc}")
@@ -567,19 +711,137 @@ def setup_grpc_aio() -> Endpoint:
         return worker.run(at_once(n, max_calls, max_seconds), max_seconds + 2 * CALL_TIMEOUT)
 
     def close() -> None:
-        async def shut_down() -> None:
+        async def close_all() -> None:
             for channel in list(channels):
                 await close_channel(channel)
-            await handle.stop(grace=0)
 
         try:
-            worker.run(shut_down(), CALL_TIMEOUT)
+            worker.run(close_all(), CALL_TIMEOUT)
         finally:
             worker.close()
 
-    return Endpoint(
+    return Client(
         connect,
         close,
         concurrent,
         concurrency="calls in flight at once on one channel, one event loop",
+        threads=worker.native_ids,
     )
+
+
+# --------------------------------------------------------------------------- the registry
+
+TRANSPORTS: dict[str, Transport] = {
+    t.name: t
+    for t in (
+        Transport(
+            "raw",
+            "length-prefixed bytes over TCP, echoed as they came: the limit",
+            serve_raw,
+            client_raw,
+        ),
+        Transport(
+            "socketrpc",
+            "RPC Lab's JSON-RPC over TCP (notebook 04), a thread per connection",
+            serve_socketrpc,
+            client_socketrpc,
+        ),
+        Transport(
+            "xmlrpc",
+            "XML in HTTP/1.1 POSTs, the standard library's client and server",
+            serve_xmlrpc,
+            client_xmlrpc,
+        ),
+        Transport(
+            "rest",
+            "JSON in HTTP/1.1 POSTs, FastAPI on uvicorn (one event loop thread)",
+            serve_rest,
+            client_rest,
+        ),
+        Transport(
+            "thrift",
+            "Thrift binary protocol, framed, thriftpy2 (a thread per connection)",
+            serve_thrift,
+            client_thrift,
+        ),
+        Transport(
+            "grpc",
+            "protobuf over HTTP/2, gRPC's synchronous API (a thread pool serves calls)",
+            serve_grpc,
+            client_grpc,
+        ),
+        Transport(
+            "grpc-aio",
+            "protobuf over HTTP/2, grpc.aio: server and client each on an event loop thread",
+            serve_grpc_aio,
+            client_grpc_aio,
+        ),
+    )
+}
+
+
+# --------------------------------------------------------------------------- a queue, for load
+
+QUEUE_SERVICE_S = 0.002  # how long the queue server holds each call
+_queue_lock = threading.Lock()  # one call at a time, across every connection of the server
+
+
+def _held_echo(text: str) -> str:
+    with _queue_lock:
+        time.sleep(QUEUE_SERVICE_S)  # the service: a fixed time, standing in for real work
+    return text
+
+
+def serve_queue() -> Served:
+    """The socket RPC's echo, one call at a time, each holding the server ``QUEUE_SERVICE_S``
+    seconds: a single server with a known service time, for load experiments ('bench-queue')."""
+    from rpclab.byhand import socketrpc
+
+    server = socketrpc.serve({"echo": _held_echo}, name="bench-queue", max_frame_size=MAX_MESSAGE)
+    return Served(server.address, server.stop)
+
+
+# Servers the bench's server process can also run, which rpclab.bench does not measure by default.
+EXTRAS: dict[str, Transport] = {
+    "queue": Transport(
+        "queue",
+        f"the socket RPC's echo, one call at a time, each taking {QUEUE_SERVICE_S * 1000:g} ms",
+        serve_queue,
+        client_socketrpc,
+    ),
+}
+
+
+def setup_raw() -> Endpoint:
+    """The raw ping-pong, server and client in this process."""
+    return in_kernel(TRANSPORTS["raw"])
+
+
+def setup_socketrpc() -> Endpoint:
+    """The socket RPC, server and client in this process."""
+    return in_kernel(TRANSPORTS["socketrpc"])
+
+
+def setup_xmlrpc() -> Endpoint:
+    """XML-RPC, server and client in this process."""
+    return in_kernel(TRANSPORTS["xmlrpc"])
+
+
+def setup_rest() -> Endpoint:
+    """REST (FastAPI on uvicorn), server and client in this process."""
+    return in_kernel(TRANSPORTS["rest"])
+
+
+def setup_thrift() -> Endpoint:
+    """Thrift, server and client in this process."""
+    return in_kernel(TRANSPORTS["thrift"])
+
+
+def setup_grpc() -> Endpoint:
+    """gRPC's synchronous API, server and client in this process."""
+    return in_kernel(TRANSPORTS["grpc"])
+
+
+def setup_grpc_aio() -> Endpoint:
+    """grpc.aio, server and client in this process (an event loop thread each)."""
+    return in_kernel(TRANSPORTS["grpc-aio"])

@@ -1,205 +1,183 @@
-"""The measurement harness behind ``rpclab bench`` and notebook 13: every transport, measured the
-same way.
+"""The measurement behind ``rpclab bench`` and notebook 13: every transport, measured the same way,
+in rounds, so that the spread is shown with the figures.
 
-Notebook 05 times raw sockets against the socket RPC with it. One module of about 800 lines:
-settings, rounds, results, the choices table and the command line all serve one measurement,
-and notebook 13 reads them in that order; the transports themselves are in echo.py.
+About 650 lines, one measurement read in order: the settings, the transports, the timing
+loops, the run. Notebook 05 times raw sockets against the socket RPC with it; notebook 13
+teaches the method;
+notebook 14's rpclab.bigdata.transfer applies the same idea (rounds in rotating order, every
+round kept) to moving a table. What a run measured, and its summaries, are in results.py; the
+tables, the JSON and the command in report.py; the transports in echo.py; pinning in
+placement.py; the servers' own process in server_process.py.
 
-Each transport is registered by name with a setup function that starts an
-echo server and returns an :class:`Endpoint` (rpclab.bench.echo has one for each);
-``endpoint.connect(payload)`` opens a client connection whose ``call()``
-makes one round trip, an **echo** of ``payload``::
+The method, and why
+-------------------
 
-    results = bench.run(["raw", "socketrpc", "grpc"], bench.QUICK)
-    print(bench.format_table(results))
+* **A baseline**, ``raw``: length-prefixed bytes echoed as they came, no encoding, no dispatch.
+  Every figure of a transport is also given as a ratio to raw's in the same round (``time ÷
+  raw``, ``CPU ÷ raw``: both are times, so above 1 means slower than raw).
+* **Rounds, each on a new connection.** A connection's client and server threads stay where
+  the scheduler first put them (on one CPU, or on two that must wake each other), and that can
+  change a round trip's time several times over; a new connection each round draws again, and
+  every round is kept, so the spread between rounds is shown with the median of the rounds.
+* **Placement as a condition.** An *arrangement* is where the server runs -- ``"kernel"`` (this
+  process, sharing its GIL with the client) or ``"process"`` (a child process of its own) --
+  and how threads are placed: ``"one-cpu"``, ``"two-cpus"`` or ``"free"``
+  (rpclab.bench.placement). Every arrangement of the settings is measured in every round.
+* **Wall time and CPU time.** Each round records every call's latency, and the CPU time used
+  per call: this process's (``time.process_time``) plus, with the server in a child, the
+  child's; and the calling thread's own (``time.thread_time``).
+* **Alternation and warm-up.** Within a round every transport takes its turn, and who goes
+  first changes every round; each new connection makes ``warmup_calls`` calls that are not
+  counted.
+* **Bounds.** Every loop stops at a number of calls or of seconds, every call has a timeout,
+  and every server (and the child process) is stopped at the end, Ctrl-C included.
 
-``raw`` is a length-prefixed ping-pong over a plain socket: no encoding, no
-dispatch -- the physical limit of a round trip here. Every other transport is
-measured against it. For each transport the harness measures:
+Using it (notebook 14 may reuse the same pieces)::
 
-* latency (median and 99th percentile) and calls per second on one
-  connection, one call at a time;
-* calls per second with several connections calling at once, a thread each
-  (for gRPC aio: that many calls in flight at once on its event loop);
-* a payload sweep: the median time to echo payloads of several sizes, up to 1 MiB.
+    results = bench.run(["raw", "socketrpc"], bench.QUICK)      # {name: Result}
+    for s in bench.summaries(results):                          # one per transport and arrangement
+        print(s.transport, s.where, s.placement, s.median_us, s.low_us, s.high_us,
+              s.cpu_us, s.wall_vs_raw, s.cpu_vs_raw)
+    results["raw"].rounds[0].latencies_ns                       # every call of a round
+    bench.time_round_trips(call, max_calls, max_seconds)        # one timed loop: Calls
 
-Rounds alternate between transports, so that a machine getting busier or
-quieter during the run affects them all alike. Client and server run in this
-one process, so they share the GIL: that is part of what is measured. Every
-loop is bounded in calls and in time, and every server is stopped at the end,
-also when the run is interrupted.
+Open-loop load (latency against offered rate) is rpclab.bench.load.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import os
-import platform
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, TextIO
+from dataclasses import dataclass, fields
+from typing import Any
 
 from rpclab import checks
-from rpclab.bench import echo
+from rpclab.bench import echo, placement, server_process
 from rpclab.bench.echo import (
     CALL_TIMEOUT,
     LIMITS,
     MAX_MESSAGE,
     MAX_PAYLOAD,
     PAYLOAD,
+    Calls,
     Connection,
     Endpoint,
+    time_round_trips,
 )
+from rpclab.bench.results import (
+    ConcurrentRound,
+    PayloadPoint,
+    Result,
+    Round,
+    Summary,
+    format_size,
+    quantile,
+    summaries,
+    summary,
+)
+from rpclab.runtime import background
 
 __all__ = [
     "PAYLOAD",
     "MAX_PAYLOAD",
     "MAX_MESSAGE",
+    "Calls",
     "Connection",
     "Endpoint",
+    "WHERE",
     "Settings",
     "QUICK",
     "NORMAL",
+    "Round",
+    "ConcurrentRound",
     "PayloadPoint",
     "Result",
-    "Choice",
+    "Summary",
     "TRANSPORTS",
     "DESCRIPTIONS",
     "LIMITS",
     "register",
     "transport_names",
+    "time_round_trips",
     "measure_round_trips",
     "open_connection",
     "measure_concurrent",
+    "measure_rounds",
+    "arrangements",
     "run",
-    "choices",
-    "format_table",
-    "format_choices",
-    "to_json",
-    "ProgressLine",
-    "benchmark",
-    "add_arguments",
-    "main",
+    "summaries",
+    "summary",
+    "quantile",
 ]
+
+WHERE = {
+    "kernel": "server in this process",
+    "process": "server in a process of its own",
+}
 
 
 @dataclass(frozen=True)
 class Settings:
-    """How long to measure: rounds, the limits (calls and seconds) of each, and the payload sizes to
-    sweep."""
+    """How to measure: rounds, the limits (calls and seconds) of each measurement, the payload
+    sizes to sweep, and the arrangements (where the server runs, how threads are placed)."""
 
     rounds: int = 5
     calls_per_round: int = 50_000  # single-connection calls per round, at most
-    seconds_per_round: float = 0.5
-    connections: int = 8  # for the concurrent measurement
-    concurrent_calls: int = (
-        200_000  # calls per concurrent round (all connections together), at most
-    )
-    concurrent_seconds: float = 0.8
-    warmup_calls: int = 300
-    payload_sizes: tuple[
-        int, ...
-    ] = ()  # bytes echoed each way, measured every round; () for no sweep
+    seconds_per_round: float = 0.3
+    connections: int = 8  # for the concurrent measurement; 0 for none
+    concurrent_calls: int = 200_000  # calls per concurrent round (all connections), at most
+    concurrent_seconds: float = 0.5
+    warmup_calls: int = 200  # uncounted calls on each new connection
+    payload_sizes: tuple[int, ...] = ()  # bytes echoed each way, every round; () for no sweep
     payload_calls: int = 5_000  # calls per size per round, at most
     payload_seconds: float = 0.2  # seconds per size per round, at most
+    where: tuple[str, ...] = ("kernel", "process")
+    placements: tuple[str, ...] = ("one-cpu", "two-cpus")
+    # where several connections at once are measured: on one CPU, callers can only take turns
+    concurrent_placements: tuple[str, ...] = ("two-cpus", "free")
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "payload_sizes":
+            if f.name in ("payload_sizes", "where", "placements", "concurrent_placements"):
                 if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-                    raise TypeError(
-                        f"payload_sizes must be a sequence of ints (bytes), not {value!r}"
-                    )
+                    raise TypeError(f"{f.name} must be a sequence, not {checks.shown(value)}")
                 value = tuple(value)
-                for size in value:  # in bytes, 1 MiB at most
-                    checks.integer("each payload size", size, low=1, high=MAX_PAYLOAD)
-                object.__setattr__(self, "payload_sizes", value)  # a list given becomes a tuple
+                if f.name == "payload_sizes":
+                    for size in value:  # in bytes, 1 MiB at most
+                        checks.integer("each payload size", size, low=1, high=MAX_PAYLOAD)
+                else:
+                    if not value and f.name != "concurrent_placements":
+                        raise ValueError(f"{f.name} needs at least one value")
+                    choices = WHERE if f.name == "where" else placement.PLACEMENTS
+                    for item in value:
+                        checks.one_of(f"each of {f.name}", item, choices)
+                    value = tuple(dict.fromkeys(value))
+                object.__setattr__(self, f.name, value)  # a list given becomes a tuple
+            elif f.name == "connections":
+                checks.integer(f.name, value, low=0, high=256)
             elif f.type == "int":
                 checks.integer(f.name, value, low=1)
             else:
-                checks.seconds(f.name, value, above=0)
-
-    @property
-    def steps(self) -> int:
-        """How many measurements one transport takes: set-up, then per round 2 and 1 per payload
-        size."""
-        return 1 + self.rounds * (2 + len(self.payload_sizes))
+                checks.seconds(f.name, value, above=0, high=600)
 
 
 SWEEP = (16, 1024, 64 * 1024, 1024 * 1024)  # 16 B, 1 KiB, 64 KiB, 1 MiB
-SWEEP_WARMUP_CALLS = 3  # calls made, not counted, on each new connection of the sweep
 QUICK = Settings(
-    rounds=3,
-    calls_per_round=10_000,
-    seconds_per_round=0.15,
-    concurrent_calls=40_000,
-    concurrent_seconds=0.2,
-    warmup_calls=100,
+    rounds=5,
+    calls_per_round=5_000,
+    seconds_per_round=0.04,
+    concurrent_calls=20_000,
+    concurrent_seconds=0.06,
+    warmup_calls=20,
     payload_sizes=SWEEP,
-    payload_calls=2_000,
-    payload_seconds=0.05,
+    payload_calls=500,
+    payload_seconds=0.02,
 )
 NORMAL = Settings(payload_sizes=SWEEP)
-
-
-@dataclass
-class PayloadPoint:
-    """The echo of one payload size: calls made and time taken (all rounds), and the median time per
-    echo."""
-
-    size: int  # bytes of payload, each way
-    calls: int = 0
-    seconds: float = 0.0
-    median_us: float = 0.0
-
-    @property
-    def mib_per_second(self) -> float:
-        """Payload carried per second, both directions counted (MiB/s), at the median time per
-        echo."""
-        return 2 * self.size / (self.median_us / 1e6) / 2**20 if self.median_us else 0.0
-
-
-@dataclass
-class Result:
-    """What one transport achieved: on one connection, with several at once, and per payload
-    size."""
-
-    transport: str
-    calls: int = 0  # single-connection round trips made
-    seconds: float = 0.0
-    median_us: float = 0.0
-    p99_us: float = 0.0
-    concurrent_calls: int = 0
-    concurrent_seconds: float = 0.0
-    connections: int = 0
-    concurrency: str = ""  # how the concurrent calls were made
-    payload: list[PayloadPoint] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def rate(self) -> float:
-        """Round trips per second on one connection."""
-        return self.calls / self.seconds if self.seconds else 0.0
-
-    @property
-    def concurrent_rate(self) -> float:
-        """Calls per second with ``connections`` connections (or calls in flight) at once."""
-        return self.concurrent_calls / self.concurrent_seconds if self.concurrent_seconds else 0.0
-
-    def payload_us(self, size: int) -> float | None:
-        """The median microseconds per echo of ``size`` bytes, or None if that size was not
-        measured."""
-        for point in self.payload:
-            if point.size == size and point.calls:
-                return point.median_us
-        return None
 
 
 # =========================================================================== transports
@@ -209,7 +187,11 @@ DESCRIPTIONS: dict[str, str] = {}
 
 
 def register(name: str, setup: Callable[[], Endpoint], description: str = "") -> None:
-    """Add (or replace) a transport: ``setup()`` starts its server and returns an Endpoint."""
+    """Add (or replace) a transport: ``setup()`` starts its server here and returns an Endpoint.
+
+    Only rpclab.bench.echo's own transports can also run their server in another process; any
+    other is measured in the kernel arrangements only.
+    """
     if not isinstance(name, str) or not name or "," in name:
         raise ValueError(f"a transport's name must be a non-empty str without commas, not {name!r}")
     checks.function("setup", setup, "setup() -> Endpoint")
@@ -238,33 +220,12 @@ def transport_names(transports: str | Iterable[str] | None = None) -> list[str]:
     return list(dict.fromkeys(names))  # each once, in the order given
 
 
-register("raw", echo.setup_raw, "length-prefixed bytes over TCP, echoed as they came: the limit")
-register(
-    "socketrpc",
-    echo.setup_socketrpc,
-    "RPC Lab's JSON-RPC over TCP (notebook 04), a thread per connection",
-)
-register(
-    "xmlrpc", echo.setup_xmlrpc, "XML in HTTP/1.1 POSTs, the standard library's client and server"
-)
-register(
-    "rest", echo.setup_rest, "JSON in HTTP/1.1 POSTs, FastAPI on uvicorn (one event loop thread)"
-)
-register(
-    "thrift",
-    echo.setup_thrift,
-    "Thrift binary protocol, framed, thriftpy2 (a thread per connection)",
-)
-register(
-    "grpc",
-    echo.setup_grpc,
-    "protobuf over HTTP/2, gRPC's synchronous API (a thread pool serves calls)",
-)
-register(
-    "grpc-aio",
-    echo.setup_grpc_aio,
-    "protobuf over HTTP/2, grpc.aio: client and server on one event loop",
-)
+for _transport in echo.TRANSPORTS.values():
+    register(
+        _transport.name,
+        lambda t=_transport: echo.in_kernel(t),  # type: ignore[misc]
+        _transport.description,
+    )
 
 
 # =========================================================================== measuring
@@ -274,26 +235,15 @@ def measure_round_trips(
     call: Callable[[], object], max_calls: int, max_seconds: float
 ) -> tuple[list[int], float]:
     """Call ``call()`` until ``max_calls`` or ``max_seconds``; return each call's latency (ns) and
-    the time taken."""
-    clock = time.perf_counter_ns
-    latencies: list[int] = []
-    record = latencies.append
-    start = clock()
-    stop_at = start + int(max_seconds * 1e9)
-    for _ in range(max_calls):
-        before = clock()
-        call()
-        after = clock()
-        record(after - before)
-        if after >= stop_at:
-            break
-    return latencies, (clock() - start) / 1e9
+    the time taken. (:func:`time_round_trips` also returns the thread's CPU time.)"""
+    timed = time_round_trips(call, max_calls, max_seconds)
+    return timed.latencies, timed.seconds
 
 
-def _measure(conn: Connection, max_calls: int, max_seconds: float) -> tuple[list[int], float]:
+def _measure(conn: Connection, max_calls: int, max_seconds: float) -> Calls:
     if conn.measure is not None:
         return conn.measure(max_calls, max_seconds)
-    return measure_round_trips(conn.call, max_calls, max_seconds)
+    return time_round_trips(conn.call, max_calls, max_seconds)
 
 
 def _as_text(reply: object) -> object:
@@ -317,17 +267,38 @@ def open_connection(name: str, endpoint: Endpoint, payload: str) -> Connection:
     return conn
 
 
+class _CPU:
+    """CPU time used, here and (if given) in the server's process, between start() and stop()."""
+
+    def __init__(self, server_cpu_ns: Callable[[], int] | None):
+        self.server = server_cpu_ns
+        self.here = self.there = 0
+
+    def start(self) -> None:
+        self.there = self.server() if self.server is not None else 0
+        self.here = time.process_time_ns()
+
+    def stop(self) -> tuple[int, int | None]:
+        here = time.process_time_ns() - self.here
+        there = self.server() - self.there if self.server is not None else None
+        return here, there
+
+
 def measure_concurrent(
     endpoint: Endpoint,
     connections: int,
     max_calls: int,
     max_seconds: float,
     name: str = "transport",
-) -> tuple[int, float, list[str]]:
+) -> tuple[int, float, list[str], int | None]:
     """Call from ``connections`` threads, one connection each, at once; return (calls, seconds,
-    errors)."""
+    errors, CPU ns used by client and server together while they called)."""
+    cpu = _CPU(endpoint.server_cpu_ns)
     if endpoint.concurrent is not None:
-        return endpoint.concurrent(connections, max_calls, max_seconds)
+        cpu.start()
+        calls, seconds, errors = endpoint.concurrent(connections, max_calls, max_seconds)
+        here, there = cpu.stop()
+        return calls, seconds, errors, here + (there or 0)
     conns: list[Connection] = []
     try:
         for _ in range(connections):
@@ -354,7 +325,7 @@ def measure_concurrent(
             while done < per_thread:
                 call()
                 done += 1
-                if done % 16 == 0 and time.perf_counter() >= stop_at:
+                if time.perf_counter() >= stop_at:
                     break
         except Exception as exc:  # reported, not raised: the other threads finish their run
             errors.append(f"{type(exc).__name__}: {exc}")
@@ -364,15 +335,19 @@ def measure_concurrent(
         threading.Thread(target=worker, args=(i,), name=f"rpclab-bench-{i}", daemon=True)
         for i in range(connections)
     ]
+    used: int | None = None
     try:
         for thread in threads:
             thread.start()
+        cpu.start()
         start = time.perf_counter()
         deadline[0] = start + max_seconds
         ready.wait()
         for thread in threads:
             thread.join(max_seconds + 3 * CALL_TIMEOUT)
         elapsed = time.perf_counter() - start
+        here, there = cpu.stop()
+        used = here + (there or 0)
     except BaseException:
         ready.abort()
         raise
@@ -383,37 +358,134 @@ def measure_concurrent(
             thread.join(CALL_TIMEOUT)
     if any(thread.is_alive() for thread in threads):
         errors.append("a benchmark thread did not finish in time")
-    return sum(counts), elapsed, errors
+    return sum(counts), elapsed, errors, used
 
 
-def _percentile(ordered: Sequence[int], fraction: float) -> int:
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+def arrangements(
+    settings: Settings, names: Sequence[str] = ()
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The (where, placement) pairs ``settings`` asks for that this machine can measure, and a
+    note for each one it cannot."""
+    notes: list[str] = []
+    usable = []
+    for place in settings.placements:
+        reason = placement.unavailable(place)
+        if reason is None:
+            usable.append(place)
+        else:
+            notes.append(f"not measured {placement.DESCRIPTIONS[place]}: {reason}")
+    if not usable:
+        usable = ["free"]
+    custom = [n for n in names if n not in echo.TRANSPORTS]
+    if "process" in settings.where and custom:
+        how = (
+            "measured with the server in this process only"
+            if "kernel" in settings.where
+            else ("not measured")
+        )
+        notes.append(
+            f"{', '.join(custom)}: {how} (only rpclab.bench.echo's transports can run in the "
+            "bench's server process)"
+        )
+    return [(w, p) for w in settings.where for p in usable], notes
+
+
+def _one_round(
+    name: str,
+    endpoint: Endpoint,
+    where: str,
+    place: str,
+    number: int,
+    cpus: list[int],
+    settings: Settings,
+) -> Round:
+    conn = open_connection(name, endpoint, PAYLOAD)  # a new connection: placement drawn again
+    try:
+        _measure(conn, settings.warmup_calls, settings.seconds_per_round / 2)
+        cpu = _CPU(endpoint.server_cpu_ns)
+        cpu.start()
+        timed = _measure(conn, settings.calls_per_round, settings.seconds_per_round)
+        here, there = cpu.stop()
+    finally:
+        conn.close()
+    lat = timed.latencies
+    n = len(lat)
+    ordered = sorted(lat)
+    return Round(
+        transport=name,
+        where=where,
+        placement=place,
+        number=number,
+        calls=n,
+        seconds=timed.seconds,
+        median_us=statistics.median(ordered) / 1000,
+        p99_us=quantile(ordered, 0.99) / 1000,
+        mean_us=sum(lat) / n / 1000,
+        cpu_us=(here + (there or 0)) / n / 1000,
+        client_cpu_us=timed.thread_cpu_ns / n / 1000,
+        server_cpu_us=there / n / 1000 if there is not None else None,
+        cpus=cpus,
+        latencies_ns=lat,
+    )
+
+
+def measure_rounds(
+    name: str,
+    endpoint: Endpoint,
+    *,
+    rounds: int = 5,
+    place: str = "free",
+    settings: Settings = QUICK,
+) -> list[Round]:
+    """``rounds`` rounds of one transport alone, each on a new connection, with its threads
+    placed as ``place`` says (the server's process too, if ``endpoint`` has one)."""
+    checks.integer("rounds", rounds, low=1, high=1000)
+    where = "process" if endpoint.server_pid is not None else "kernel"
+    measured = []
+    with placement.placed(
+        place, server_pid=endpoint.server_pid, client_threads=endpoint.client_threads()
+    ) as cpus:
+        for number in range(1, rounds + 1):
+            measured.append(_one_round(name, endpoint, where, place, number, cpus, settings))
+    return measured
 
 
 def run(
     transports: str | Iterable[str] | None = None,
     settings: Settings = QUICK,
     progress: Callable[[int, int, str], None] | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, Result]:
-    """Measure each transport (all registered ones by default), alternating between them round by
-    round.
+    """Measure each transport (all registered ones by default) in every arrangement, round by round.
 
-    Each round measures every transport on one connection, then with several
-    at once, then echoing each payload size; who goes first changes every
-    round. ``progress(done, total, what)`` is called before each measurement.
-    A transport that fails during the rounds is reported in its Result's
-    ``errors``; one that cannot even be set up raises. Every server started is
-    stopped before this returns or raises (Ctrl-C included).
+    In each round and arrangement, every transport is measured on a new connection one call at
+    a time, then (if ``settings.connections``) with several connections at once; in the first
+    arrangement each payload size is echoed too. Who goes first changes every round.
+    ``progress(done, total, what)`` is called before each measurement; ``notes``, if given, gets
+    a line for each arrangement that could not be measured here. A transport that fails during
+    the rounds is reported in its Result's ``errors``; one that cannot even be set up raises.
+    Every server started (and the server process) is stopped before this returns or raises.
     """
     names = transport_names(transports)
-    results = {name: Result(name, connections=settings.connections) for name in names}
-    latencies: dict[str, list[int]] = {name: [] for name in names}
-    sweeps: dict[tuple[str, int], list[int]] = {
-        (n, size): [] for n in names for size in settings.payload_sizes
+    arranged, said = arrangements(settings, names)
+    if notes is not None:
+        notes.extend(said)
+    headline = arranged[0]
+    results = {
+        name: Result(name, connections=settings.connections, headline=headline) for name in names
     }
-    endpoints: dict[str, Endpoint] = {}
-    singles: dict[str, Connection] = {}
-    total, done = len(names) * settings.steps, 0
+    endpoints: dict[tuple[str, str], Endpoint] = {}  # (where, name)
+    child: server_process.ServerProcess | None = None
+    apart = [n for n in names if n in echo.TRANSPORTS] if "process" in settings.where else []
+    measurements = sum(
+        len([n for n in names if w == "kernel" or n in apart])
+        * (2 if settings.connections and p in settings.concurrent_placements else 1)
+        for w, p in arranged
+    ) * settings.rounds + settings.rounds * len(settings.payload_sizes) * len(
+        [n for n in names if headline[0] == "kernel" or n in apart]
+    )
+    total = len(names) + (1 if apart else 0) + measurements
+    done = 0
 
     def step(what: str) -> None:
         nonlocal done
@@ -421,392 +493,151 @@ def run(
             progress(done, total, what)
         done += 1
 
+    starting: list[Any] = []  # the server process, or what stopped it from starting
+    launcher = threading.Thread(  # it imports its stacks while this process starts its own
+        target=lambda: _start_child(apart, starting), name="rpclab-bench-start", daemon=True
+    )
     try:
+        if apart:
+            launcher.start()
         for name in names:
             step(f"starting {name}")
-            endpoints[name] = TRANSPORTS[name]()
-            results[name].concurrency = endpoints[name].concurrency
-            singles[name] = open_connection(name, endpoints[name], PAYLOAD)
-            _measure(singles[name], settings.warmup_calls, 5.0)
-        for number in range(settings.rounds):
-            order = names[number % len(names) :] + names[: number % len(names)]
-            where = f"round {number + 1}/{settings.rounds}"
-            for name in order:
-                step(f"{where}: {name}, one connection")
-                try:
-                    lat, seconds = _measure(
-                        singles[name], settings.calls_per_round, settings.seconds_per_round
-                    )
-                    latencies[name].extend(lat)
-                    results[name].calls += len(lat)
-                    results[name].seconds += seconds
-                except Exception as exc:
-                    results[name].errors.append(f"{type(exc).__name__}: {exc}")
-                    singles[name].close()
-                    singles[name] = endpoints[name].connect(PAYLOAD)
-            for name in order:
-                step(f"{where}: {name}, {settings.connections} at once")
-                try:
-                    calls, seconds, errors = measure_concurrent(
-                        endpoints[name],
-                        settings.connections,
-                        settings.concurrent_calls,
-                        settings.concurrent_seconds,
-                        name,
-                    )
-                except Exception as exc:
-                    calls, seconds, errors = 0, 0.0, [f"{type(exc).__name__}: {exc}"]
-                results[name].concurrent_calls += calls
-                results[name].concurrent_seconds += seconds
-                results[name].errors.extend(errors)
-            for size in settings.payload_sizes:
-                for name in order:
-                    step(f"{where}: {name}, echo of {_format_size(size)}")
-                    try:
-                        lat, seconds = _sweep(name, endpoints[name], "x" * size, settings)
-                        sweeps[name, size].extend(lat)
-                        point = _point(results[name], size)
-                        point.calls += len(lat)
-                        point.seconds += seconds
-                    except Exception as exc:
-                        results[name].errors.append(
-                            f"{_format_size(size)} payload: {type(exc).__name__}: {exc}"
-                        )
+            if "kernel" in settings.where:
+                endpoints["kernel", name] = TRANSPORTS[name]()
+                results[name].concurrency = endpoints["kernel", name].concurrency
+                open_connection(name, endpoints["kernel", name], PAYLOAD).close()
+        if apart:
+            step(f"starting {', '.join(apart)} in a process of their own")
+            launcher.join(server_process.START_TIMEOUT + server_process.STOP_TIMEOUT)
+            if not starting or isinstance(starting[0], BaseException):
+                raise RuntimeError("the bench's server process did not start") from (
+                    starting[0] if starting else None
+                )
+            child = starting[0]
+            for name in apart:
+                endpoints["process", name] = child.endpoint(name)
+                results[name].concurrency = endpoints["process", name].concurrency
+        for number in range(1, settings.rounds + 1):
+            order = names[(number - 1) % len(names) :] + names[: (number - 1) % len(names)]
+            where_round = f"round {number}/{settings.rounds}"
+            for where, place in arranged:
+                here = [n for n in order if (where, n) in endpoints]
+                if not here:
+                    continue
+                client_threads = [tid for n in here for tid in endpoints[where, n].client_threads()]
+                server_pid = child.pid if where == "process" and child is not None else None
+                with placement.placed(
+                    place, server_pid=server_pid, client_threads=client_threads
+                ) as cpus:
+                    label = f"{where_round}, {where}, {place}"
+                    for name in here:
+                        step(f"{label}: {name}, one connection")
+                        try:
+                            results[name].rounds.append(
+                                _one_round(
+                                    name,
+                                    endpoints[where, name],
+                                    where,
+                                    place,
+                                    number,
+                                    cpus,
+                                    settings,
+                                )
+                            )
+                        except Exception as exc:
+                            results[name].errors.append(f"{type(exc).__name__}: {exc}")
+                    if settings.connections and place in settings.concurrent_placements:
+                        for name in here:
+                            step(f"{label}: {name}, {settings.connections} at once")
+                            _concurrent_round(
+                                results[name],
+                                endpoints[where, name],
+                                where,
+                                place,
+                                number,
+                                settings,
+                            )
+                    if (where, place) == headline:
+                        for size in settings.payload_sizes:
+                            for name in here:
+                                step(f"{label}: {name}, echo of {format_size(size)}")
+                                _payload_round(
+                                    results[name], endpoints[where, name], size, settings
+                                )
     finally:
-        for conn in singles.values():
-            _quietly(conn.close)
+        if launcher.is_alive():  # interrupted while the child was starting
+            launcher.join(server_process.START_TIMEOUT + server_process.STOP_TIMEOUT)
+        if child is None and starting and not isinstance(starting[0], BaseException):
+            child = starting[0]
         closing: list[BaseException] = []
         for endpoint in endpoints.values():
             try:
                 endpoint.close()
             except BaseException as exc:  # stop the others all the same
                 closing.append(exc)
+        if child is not None:
+            background.stop("bench-servers")  # the child's stopper: no process left behind
         if closing and sys.exc_info()[1] is None:
             raise closing[0]
-    for name, lat in latencies.items():
-        if lat:
-            ordered = sorted(lat)
-            results[name].median_us = statistics.median(ordered) / 1000
-            results[name].p99_us = _percentile(ordered, 0.99) / 1000
-    for (name, size), lat in sweeps.items():
-        point = _point(results[name], size)
-        if lat:
-            point.median_us = statistics.median(lat) / 1000
+    for result in results.values():
+        for point in result.payload:
+            if point.round_medians_us:
+                point.median_us = statistics.median(point.round_medians_us)
     return results
 
 
-def _sweep(
-    name: str, endpoint: Endpoint, payload: str, settings: Settings
-) -> tuple[list[int], float]:
-    """One round of echoes of ``payload`` on a new connection, after a few uncounted ones."""
-    conn = open_connection(name, endpoint, payload)
+def _start_child(names: list[str], into: list[Any]) -> None:
     try:
-        _measure(conn, SWEEP_WARMUP_CALLS, settings.payload_seconds)  # buffers grown, caches warm
-        return _measure(conn, settings.payload_calls, settings.payload_seconds)
-    finally:
-        conn.close()
+        into.append(server_process.start(names))
+    except BaseException as exc:  # reported by run(), in its own thread
+        into.append(exc)
 
 
-def _point(result: Result, size: int) -> PayloadPoint:
-    """The result's PayloadPoint for ``size``, added (in the order sizes are measured) if it is not
-    there yet."""
-    for point in result.payload:
-        if point.size == size:
-            return point
-    result.payload.append(PayloadPoint(size))
-    return result.payload[-1]
-
-
-def _quietly(close: Callable[[], object]) -> None:
+def _concurrent_round(
+    result: Result, endpoint: Endpoint, where: str, place: str, number: int, settings: Settings
+) -> None:
     try:
-        close()
-    except Exception:
-        pass
-
-
-# =========================================================================== reading the results
-
-
-@dataclass(frozen=True)
-class Choice:
-    """The transport that did best in one situation, by how much, and the measured figure behind
-    it."""
-
-    situation: str
-    transport: str
-    figure: str  # the winner's measured value, formatted
-    runner_up: str | None = None
-    margin: float | None = None  # how many times better than the runner-up (>= 1)
-
-    @property
-    def close_call(self) -> bool:
-        """Within 10% of the runner-up: a rerun on a shared machine may well swap them."""
-        return self.margin is not None and self.margin < 1.1
-
-    def __str__(self) -> str:
-        text = f"{self.situation}: {self.transport} ({self.figure}"
-        if self.runner_up is not None and self.margin is not None:
-            text += f"; {self.margin:.2f} x better than {self.runner_up}"
-            if self.close_call:
-                text += ", a near tie"
-        return text + ")"
-
-
-def choices(results: dict[str, Result], baseline: str = "raw") -> list[Choice]:
-    """The best RPC transport (``baseline`` left out) in each situation the results cover, computed
-    from them."""
-    candidates = [r for name, r in results.items() if name != baseline]
-    picks: list[Choice] = []
-
-    def pick(
-        situation: str,
-        value: Callable[[Result], float | None],
-        lower_is_better: bool,
-        show: Callable[[float], str],
-    ) -> None:
-        scored = [
-            (v, r.transport)
-            for r in candidates
-            if (v := value(r)) is not None and v > 0 and math.isfinite(v)
-        ]
-        if not scored:
-            return
-        scored.sort(reverse=not lower_is_better)
-        (best, winner), rest = scored[0], scored[1:]
-        margin = None
-        if rest:
-            margin = rest[0][0] / best if lower_is_better else best / rest[0][0]
-        picks.append(Choice(situation, winner, show(best), rest[0][1] if rest else None, margin))
-
-    pick(
-        "lowest latency, one call at a time",
-        lambda r: r.median_us,
-        True,
-        lambda v: f"median {v:,.0f} µs",
-    )
-    pick(
-        "steadiest latency (lowest 99th percentile)",
-        lambda r: r.p99_us,
-        True,
-        lambda v: f"p99 {v:,.0f} µs",
-    )
-    connections = max((r.connections for r in candidates), default=0)
-    pick(
-        f"most calls per second, {connections} at once",
-        lambda r: r.concurrent_rate,
-        False,
-        lambda v: f"{v:,.0f} calls/s",
-    )
-    sizes = sorted({p.size for r in candidates for p in r.payload if p.calls})
-    if sizes:
-        largest = sizes[-1]
-        pick(
-            f"largest payloads ({_format_size(largest)} echoed)",
-            lambda r: r.payload_us(largest),
-            True,
-            lambda v: f"{v / 1000:,.1f} ms per echo",
+        calls, seconds, errors, cpu_ns = measure_concurrent(
+            endpoint,
+            settings.connections,
+            settings.concurrent_calls,
+            settings.concurrent_seconds,
+            result.transport,
         )
-    return picks
-
-
-def _format_size(size: int) -> str:
-    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
-        if size >= scale and size % scale == 0:
-            return f"{size // scale} {unit}"
-    return f"{size} B"
-
-
-def _format_us(us: float | None) -> str:
-    if us is None:
-        return "-"
-    return f"{us:,.0f} µs" if us < 10_000 else f"{us / 1000:,.1f} ms"
-
-
-def format_table(results: dict[str, Result]) -> str:
-    """Plain-text tables: latency and rates per transport (against raw's), then the payload sweep if
-    measured."""
-    base = results["raw"].rate if "raw" in results and results["raw"].rate else None
-    connections = max((r.connections for r in results.values()), default=0)
-    head = (
-        f"{'transport':<10} {'median µs':>10} {'p99 µs':>8} {'round trips/s':>14} {'x raw':>6} "
-        f"{f'{connections} at once calls/s':>20}"
-    )
-    lines = [head, "-" * len(head)]
-    for r in results.values():
-        ratio = f"{r.rate / base:.2f}" if base else "-"
-        lines.append(
-            f"{r.transport:<10} {r.median_us:>10.1f} {r.p99_us:>8.1f} {r.rate:>14,.0f} {ratio:>6} "
-            f"{r.concurrent_rate:>20,.0f}"
+    except Exception as exc:
+        result.errors.append(f"{settings.connections} at once: {type(exc).__name__}: {exc}")
+        return
+    result.errors.extend(errors)
+    result.concurrent.append(
+        ConcurrentRound(
+            result.transport,
+            where,
+            place,
+            number,
+            settings.connections,
+            calls,
+            seconds,
+            cpu_ns / calls / 1000 if calls and cpu_ns is not None else None,
         )
-    sizes = sorted({p.size for r in results.values() for p in r.payload})
-    if sizes:
-        head = f"{'echo of':<10} " + " ".join(f"{_format_size(s):>10}" for s in sizes)
-        lines += ["", head + "   (median time per echo)", "-" * len(head)]
-        for r in results.values():
-            lines.append(
-                f"{r.transport:<10} "
-                + " ".join(f"{_format_us(r.payload_us(s)):>10}" for s in sizes)
-            )
-    for r in results.values():
-        for error in r.errors[:3]:
-            lines.append(f"  ! {r.transport}: {error}")
-        if len(r.errors) > 3:
-            lines.append(f"  ! {r.transport}: ... and {len(r.errors) - 3} more errors")
-    return "\n".join(lines)
-
-
-def format_choices(results: dict[str, Result]) -> str:
-    """One line per situation: the fastest RPC transport measured, and by how much."""
-    return "\n".join(f"- {choice}" for choice in choices(results))
-
-
-def to_json(
-    results: dict[str, Result], settings: Settings, seconds: float | None = None
-) -> dict[str, Any]:
-    """Results and the conditions they were measured in, ready for json.dump."""
-    base = results["raw"].rate if "raw" in results and results["raw"].rate else None
-    return {
-        "rpclab_bench": 1,  # the version of this layout
-        "machine": {
-            "python": platform.python_version(),
-            "implementation": platform.python_implementation(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "one_process": "client and server share this one process and its GIL",
-        },
-        "settings": asdict(settings),
-        "seconds": seconds,
-        "results": {
-            name: {
-                **asdict(r),
-                "rate": r.rate,
-                "concurrent_rate": r.concurrent_rate,
-                "vs_raw": (r.rate / base) if base else None,
-                "payload": [{**asdict(p), "mib_per_second": p.mib_per_second} for p in r.payload],
-                "limit": LIMITS.get(name, ""),
-            }
-            for name, r in results.items()
-        },
-        "choices": [asdict(choice) for choice in choices(results)],
-    }
-
-
-# =========================================================================== running it
-
-
-class ProgressLine:
-    """A progress bar on one line of a stream (stderr by default), rewritten in place; ``finish()``
-    wipes it."""
-
-    def __init__(self, stream: TextIO | None = None, width: int = 24):
-        self.stream = stream if stream is not None else sys.stderr
-        self.width = width
-        self.start = time.perf_counter()
-        self._length = 0
-
-    def __call__(self, done: int, total: int, what: str) -> None:
-        filled = self.width * done // max(total, 1)
-        text = (
-            f"[{'#' * filled}{'-' * (self.width - filled)}] {done}/{total} {what}"
-            f"  {time.perf_counter() - self.start:.0f} s"
-        )
-        self.stream.write("\r" + text.ljust(self._length))
-        self.stream.flush()
-        self._length = len(text)
-
-    def finish(self) -> None:
-        if self._length:
-            self.stream.write("\r" + " " * self._length + "\r")
-            self.stream.flush()
-            self._length = 0
-
-
-def benchmark(
-    transports: str | Iterable[str] | None = None,
-    *,
-    quick: bool = False,
-    json_file: str | None = None,
-    settings: Settings | None = None,
-    progress: bool | TextIO | None = None,
-    out: TextIO | None = None,
-) -> dict[str, Result]:
-    """What ``rpclab bench`` does, as a function: measure, print the tables and choices, optionally
-    write JSON.
-
-    The command's options are its arguments: ``--transports a,b`` is
-    ``transports="a,b"`` (or a list), ``--quick`` is ``quick=True``, ``--json
-    FILE`` is ``json_file="FILE"``. ``settings`` overrides both presets.
-    ``progress``: a progress bar on stderr (True), on the given stream, or none
-    (False); by default, only when stderr is a terminal. Returns the results.
-    """
-    names = transport_names(transports)
-    settings = settings if settings is not None else QUICK if quick else NORMAL
-    out = out if out is not None else sys.stdout
-    if progress is None:
-        progress = sys.stderr.isatty()
-    bar = ProgressLine(None if progress is True else progress) if progress else None
-    kind = "quick" if settings == QUICK else "normal" if settings == NORMAL else "custom"
-    print(
-        f"Measuring {', '.join(names)}: {settings.rounds} alternating rounds ({kind} run); "
-        f"client and server share this one process on {os.cpu_count()} CPUs.",
-        file=out,
-        flush=True,
     )
-    started = time.perf_counter()
+
+
+def _payload_round(result: Result, endpoint: Endpoint, size: int, settings: Settings) -> None:
+    """One round of echoes of ``size`` bytes on a new connection, after the uncounted call that
+    checks it (which also grows the buffers)."""
     try:
-        results = run(names, settings, progress=bar)
-    finally:
-        if bar is not None:
-            bar.finish()
-    seconds = time.perf_counter() - started
-    print(format_table(results), file=out)
-    print(f"({seconds:.1f} s; latencies per call on one connection, one call at a time)", file=out)
-    lines = format_choices(results)
-    if lines:
-        print("\nFastest RPC transport, as measured in this run:\n" + lines, file=out)
-    if json_file:
-        with open(json_file, "w", encoding="utf-8") as handle:
-            json.dump(to_json(results, settings, seconds), handle, indent=2)
-            handle.write("\n")
-        print(f"wrote {json_file}", file=out)
-    return results
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``rpclab bench`` (the parameters of :func:`benchmark`), as rpclab.cli also
-    declares them."""
-    parser.add_argument(
-        "--quick", action="store_true", help="a small, bounded run (seconds, not minutes)"
-    )
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
-    parser.add_argument(
-        "--transports", metavar="A,B", help="measure only these, comma-separated (default: all)"
-    )
-
-
-def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
-    """``rpclab bench [--quick] [--json FILE] [--transports A,B]``: 0 if all went well, 1 on errors,
-    2 on bad options."""
-    if args is None or not isinstance(args, argparse.Namespace):
-        parser = argparse.ArgumentParser(
-            prog="rpclab bench", description="Measure every transport, in this process."
-        )
-        add_arguments(parser)
-        args = parser.parse_args(args)
-    try:
-        names = transport_names(getattr(args, "transports", None))
-    except ValueError as exc:
-        print(f"rpclab bench: {exc}", file=sys.stderr)
-        return 2
-    try:
-        results = benchmark(
-            names, quick=getattr(args, "quick", False), json_file=getattr(args, "json", None)
-        )
-    except KeyboardInterrupt:
-        print("\nrpclab bench: interrupted; every server it started is stopped.", file=sys.stderr)
-        return 130
-    return 1 if any(r.errors for r in results.values()) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+        conn = open_connection(result.transport, endpoint, "x" * size)
+        try:
+            timed = _measure(conn, settings.payload_calls, settings.payload_seconds)
+        finally:
+            conn.close()
+    except Exception as exc:
+        result.errors.append(f"{format_size(size)} payload: {type(exc).__name__}: {exc}")
+        return
+    point = next((p for p in result.payload if p.size == size), None)
+    if point is None:
+        point = PayloadPoint(size)
+        result.payload.append(point)
+    point.calls += len(timed.latencies)
+    point.seconds += timed.seconds
+    point.round_medians_us.append(statistics.median(timed.latencies) / 1000)

@@ -28,6 +28,7 @@ profile says how much (``seconds_per_call`` against ``unprofiled``).
 from __future__ import annotations
 
 import cProfile
+import os
 import pstats
 import queue
 import re
@@ -321,12 +322,16 @@ class HandOff:
     round_trips: int
 
 
-def thread_handoff(round_trips: int = 2000, max_seconds: float = 1.0) -> HandOff:
+def thread_handoff(
+    round_trips: int = 2000, max_seconds: float = 1.0, *, other_cpus: Iterable[int] | None = None
+) -> HandOff:
     """Ping-pong a message between this thread and another through two queues; time it against no
-    hand-off at all."""
+    hand-off at all. ``other_cpus``: the CPUs the other thread is pinned to (Linux), else it runs
+    where this one may."""
     checks.integer("round_trips", round_trips, low=1)
     requests: queue.Queue[int | None] = queue.Queue()
     replies: queue.Queue[int] = queue.Queue()
+    pin = set(other_cpus) if other_cpus is not None else None
 
     def other_thread() -> None:
         while (item := requests.get(timeout=5.0)) is not None:  # 5 s with nothing to do: give up
@@ -334,6 +339,15 @@ def thread_handoff(round_trips: int = 2000, max_seconds: float = 1.0) -> HandOff
 
     worker = threading.Thread(target=other_thread, name="rpclab-handoff", daemon=True)
     worker.start()
+    if pin is not None:
+        try:
+            os.sched_setaffinity(worker.native_id, pin)  # type: ignore[arg-type]
+        except (OSError, ValueError, TypeError) as exc:
+            requests.put(None)
+            worker.join(5.0)
+            raise ValueError(
+                f"other_cpus must be CPUs this process may use, not {sorted(pin)}: {exc}"
+            ) from None
     clock = time.perf_counter_ns
     pings: list[int] = []
     try:

@@ -66,7 +66,9 @@ class WireType(IntEnum):
     I64 = 1  # fixed64, sfixed64, double: 8 bytes, little-endian
     # string, bytes, nested messages, packed repeated fields: a varint length, then that many bytes
     LEN = 2
-    SGROUP = 3  # proto2 groups (deprecated, not supported here)
+    # a group: a message between a start tag and an end tag of the same field number, no length.
+    # proto2's groups (deprecated), and what Editions' DELIMITED message encoding writes today
+    SGROUP = 3
     EGROUP = 4
     I32 = 5  # fixed32, sfixed32, float: 4 bytes, little-endian
 
@@ -75,7 +77,8 @@ class Field(NamedTuple):
     """One field as it sits on the wire: its number, its wire type and its raw value.
 
     ``value`` is an ``int`` for VARINT (the unsigned varint, before any
-    zigzag or sign), and ``bytes`` for I64 and I32 (8 or 4 bytes) and LEN (the payload).
+    zigzag or sign), and ``bytes`` for I64 and I32 (8 or 4 bytes), LEN (the payload) and
+    SGROUP (the group's fields, between its start and end tags).
     """
 
     number: int
@@ -216,17 +219,18 @@ def encode_field(field_number: int, wire_type: int, value: int | Buffer) -> byte
     """One whole field: tag, then the value laid out as ``wire_type`` says.
 
     VARINT takes an int (already zigzagged for sint fields); LEN takes bytes
-    (a length is written first); I32 and I64 take exactly 4 or 8 bytes.
+    (a length is written first); I32 and I64 take exactly 4 or 8 bytes; SGROUP takes the
+    group's fields as bytes (an end-group tag is written after them).
     """
     kind = WireType(wire_type)
     tag = encode_tag(field_number, kind)
     if kind is WireType.VARINT:
         return tag + encode_varint(_check_int("value", value))
-    if kind in (WireType.SGROUP, WireType.EGROUP):
-        raise ValueError(
-            "groups (wire types 3 and 4) are proto2's deprecated encoding, not supported"
-        )
+    if kind is WireType.EGROUP:
+        raise ValueError("an end-group tag is written by encode_field(number, SGROUP, fields)")
     payload = _as_bytes(value)
+    if kind is WireType.SGROUP:
+        return tag + payload + encode_tag(field_number, WireType.EGROUP)
     if kind is WireType.LEN:
         return tag + encode_varint(len(payload)) + payload
     size = 8 if kind is WireType.I64 else 4
@@ -246,6 +250,50 @@ class _Span(NamedTuple):
     field: Field
 
 
+def _fixed_or_len(data: bytes, pos: int, number: int, kind: WireType, start: int) -> int:
+    """The size of a LEN, I64 or I32 value at ``pos`` (after a LEN's length), checked; its end."""
+    if kind is WireType.LEN:
+        size, pos = decode_varint(data, pos)
+    else:
+        size = 8 if kind is WireType.I64 else 4
+    if size > len(data) - pos:
+        raise WireError(
+            f"truncated input: field {number} at offset {start} says {size} bytes follow, "
+            f"but only {len(data) - pos} remain"
+        )
+    return pos + size
+
+
+def _group_end(data: bytes, pos: int, number: int, start: int, depth: int) -> tuple[int, int]:
+    """The group of field ``number`` whose fields begin at ``pos``: (where its end-group tag
+    starts, where it ends). Groups nest at most MAX_DEPTH deep."""
+    if depth > MAX_DEPTH:
+        raise WireError(f"at offset {start}: groups nested deeper than {MAX_DEPTH} levels")
+    while pos < len(data):
+        tag_start = pos
+        tag, pos = decode_varint(data, pos)
+        try:
+            inner, kind = parse_tag(tag)
+        except WireError as exc:
+            raise WireError(f"at offset {tag_start}: {exc}") from None
+        if kind is WireType.EGROUP:
+            if inner != number:
+                raise WireError(
+                    f"at offset {tag_start}: the group of field {number} (offset {start}) is "
+                    f"closed by an end-group tag for field {inner}"
+                )
+            return tag_start, pos
+        if kind is WireType.VARINT:
+            _, pos = decode_varint(data, pos)
+        elif kind is WireType.SGROUP:
+            pos = _group_end(data, pos, inner, tag_start, depth + 1)[1]
+        else:
+            pos = _fixed_or_len(data, pos, inner, kind, tag_start)
+    raise WireError(
+        f"truncated input: the group of field {number} at offset {start} has no end-group tag"
+    )
+
+
 def _spans(data: bytes) -> Iterator[_Span]:
     pos = 0
     while pos < len(data):
@@ -260,22 +308,19 @@ def _spans(data: bytes) -> Iterator[_Span]:
             value, pos = decode_varint(data, pos)
             yield _Span(start, tag_end, tag_end, pos, Field(number, kind, value))
             continue
-        if kind in (WireType.SGROUP, WireType.EGROUP):
+        if kind is WireType.EGROUP:
             raise WireError(
-                f"field {number} at offset {start} has wire type {int(kind)} ({kind.name}): groups "
-                "are "
-                f"proto2's deprecated encoding and not supported here"
+                f"at offset {start}: an end-group tag for field {number} with no start-group "
+                "tag before it"
             )
+        if kind is WireType.SGROUP:  # the group's fields, up to the matching end-group tag
+            inner_end, pos = _group_end(data, pos, number, start, 1)
+            yield _Span(start, tag_end, tag_end, pos, Field(number, kind, data[tag_end:inner_end]))
+            continue
+        value_start = tag_end
         if kind is WireType.LEN:
-            size, pos = decode_varint(data, pos)
-        else:
-            size = 8 if kind is WireType.I64 else 4
-        if size > len(data) - pos:
-            raise WireError(
-                f"truncated input: field {number} at offset {start} says {size} bytes follow, "
-                f"but only {len(data) - pos} remain"
-            )
-        value_start, pos = pos, pos + size
+            _, value_start = decode_varint(data, tag_end)
+        pos = _fixed_or_len(data, tag_end, number, kind, start)
         yield _Span(start, tag_end, value_start, pos, Field(number, kind, data[value_start:pos]))
 
 
@@ -423,8 +468,8 @@ def _explain_into(out: _Writer, data: bytes, base: int, descriptor: Any, depth: 
         if known is not None:
             type_number = known.type
             type_name = _TYPE_NAMES.get(type_number, str(type_number))
-            if type_number == 11 and known.message_type is not None:
-                type_name = known.message_type.name
+            if type_number in (10, 11) and known.message_type is not None:
+                type_name = known.message_type.name + (", delimited" if type_number == 10 else "")
             tag_meaning += (
                 f" {known.name} ({'repeated ' if _is_repeated(known) else ''}{type_name})"
             )
@@ -445,6 +490,9 @@ def _explain_into(out: _Writer, data: bytes, base: int, descriptor: Any, depth: 
         out.add(start, depth, data[span.start : span.tag_end], tag_meaning)
         value_at = base + span.value_start
         raw_value = data[span.value_start : span.end]
+        if field.wire_type is WireType.SGROUP:
+            _explain_group(out, data, base, span, known, depth)
+            continue
         if field.wire_type is WireType.LEN:
             out.add(
                 base + span.tag_end,
@@ -477,6 +525,21 @@ def _explain_into(out: _Writer, data: bytes, base: int, descriptor: Any, depth: 
                 out.add(value_at, depth, raw_value, f"bytes {_short(repr(raw_value))}")
             continue
         out.add(value_at, depth, raw_value, _value_meaning(field, known))
+
+
+def _explain_group(out: _Writer, data: bytes, base: int, span: _Span, known: Any, depth: int):
+    """A group's fields, one level in, then its end-group tag."""
+    field = span.field
+    inner_at = base + span.value_start
+    inner_type = getattr(known, "message_type", None) if known is not None else None
+    if depth + 1 > MAX_DEPTH:
+        raise WireError(f"at offset {inner_at}: groups nested deeper than {MAX_DEPTH} levels")
+    try:
+        _explain_into(out, field.value, inner_at, inner_type, depth + 1)
+    except WireError as exc:
+        raise WireError(f"inside group {field.number}: {exc}") from None
+    end_at = span.value_start + len(field.value)
+    out.add(base + end_at, depth, data[end_at : span.end], f"end-group tag: field {field.number}")
 
 
 def _value_meaning(field: Field, known: Any) -> str:

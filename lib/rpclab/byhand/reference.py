@@ -19,6 +19,13 @@ It is naive on purpose, and the contract tests say where (notebook 04 shows the 
   exception here, not an error reply: the connection ends with no reply.
 * stalled peers: a client that sends half a frame holds its server thread until it leaves.
 * one caller at a time per stub, no retries, no at-most-once (notebook 05 adds those).
+* each read has its own timeout, not the call: a server that keeps sending replies to other ids
+  keeps a call waiting (notebook 05 gives the whole call one deadline).
+
+A handler's own exception is an application error, code 1: JSON-RPC 2.0 reserves -32768 to
+-32000 for the protocol and the server, so a client can tell "no such key" from "the server
+broke". The stub skips a reply whose id is not its call's (a late reply to a call that timed out,
+notebook 04's exercise), and refuses a call that mixes positional and keyword arguments.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from typing import Any
 from rpclab.byhand import framing
 from rpclab.runtime import background
 
-__all__ = ["dispatcher", "serve", "RemoteError", "Stub", "connect"]
+__all__ = ["dispatcher", "serve", "RemoteError", "Stub", "connect", "params_of"]
 
 
 # --------------------------------------------------------------------------- the server stub
@@ -70,8 +77,8 @@ def dispatcher(methods: Mapping[str, Callable[..., Any]]) -> Callable[[bytes], b
             raise Fault(-32602, "Invalid params", str(problem)) from None
         try:
             return fn(*args, **kwargs)
-        except Exception as problem:  # the procedure's own failure
-            raise Fault(-32000, "Server error", f"{type(problem).__name__}: {problem}") from None
+        except Exception as problem:  # the procedure's own failure: the application's error
+            raise Fault(1, "Application error", f"{type(problem).__name__}: {problem}") from None
 
     def respond(message: Any) -> dict | None:
         """The reply (a dict) to one decoded message; None for a notification."""
@@ -171,6 +178,13 @@ def unwrap(reply: dict) -> Any:
     return reply["result"]
 
 
+def params_of(args: tuple, kwargs: dict) -> list | dict:
+    """A call's JSON-RPC params: an array (by position) or an object (by name), never both."""
+    if args and kwargs:  # ``list(args) or kwargs`` would silently drop the keyword arguments
+        raise TypeError("a JSON-RPC call passes its params by position or by name, not both")
+    return kwargs if kwargs else list(args)
+
+
 class Stub:
     """A stand-in for the server: ``stub.add(1, 2)`` is a call over the network."""
 
@@ -182,11 +196,16 @@ class Stub:
     def __getattr__(self, name: str) -> Callable[..., Any]:  # runs only for names a Stub lacks
         if name.startswith("_"):  # Python and Jupyter probe _private names
             raise AttributeError(name)
-        return lambda *args, **kwargs: self.call(name, list(args) or kwargs)
+        return lambda *args, **kwargs: self.call(name, params_of(args, kwargs))
 
     def call(self, method: str, params: Any) -> Any:
-        self.send({"jsonrpc": "2.0", "method": method, "params": params, "id": next(self.ids)})
-        return unwrap(self.receive())
+        request_id = next(self.ids)
+        self.send({"jsonrpc": "2.0", "method": method, "params": params, "id": request_id})
+        while True:
+            reply = self.receive()
+            if reply.get("id") in (request_id, None):  # None: the server could not read our id
+                return unwrap(reply)
+            # a late reply to an earlier call that timed out: nobody waits for it any more
 
     def notify(self, method: str, *args: Any) -> None:
         self.send({"jsonrpc": "2.0", "method": method, "params": list(args)})

@@ -1,48 +1,53 @@
 """The capstone's small system: four gRPC services of a shop that call each other
 (protos/shop.proto).
 
-Notebook 15's system. One module of about 900 lines on purpose: the four services, how they
-call each other and how the system is started are one design, read side by side (each
-servicer is under 100 lines).
+Notebook 15's system. One module of about 900 lines on purpose: the four services, the order's
+saga and how the system is started are one design, read side by side (each servicer is under
+120 lines). How one service calls another is downstream.py.
 
 ::
 
     client -> gateway.PlaceOrder -> orders.Create -> inventory.Reserve
                                                   -> payments.Charge
+                                                  -> inventory.Release   (if the charge failed)
 
 Each service is a small servicer class; :func:`start` runs all four with
 rpclab.runtime.background, wires them together by address and returns a :class:`Shop`::
 
     services = shop.start()
     stub = shop_pb2_grpc.GatewayStub(grpc.insecure_channel(f"127.0.0.1:{services.port}"))
-    stub.PlaceOrder(shop_pb2.PlaceOrderRequest(customer="ada", item="teapot", quantity=1),
-    timeout=1.0)
+    stub.PlaceOrder(shop_pb2.PlaceOrderRequest(customer="ada", item="teapot", quantity=1,
+                                               idempotency_key="k-1"), timeout=1.0)
     services.stop()
 
-What the services show:
+What the services show, each with a switch to show the failure it prevents:
 
-* **Deadline propagation.** Every downstream call gets the *time its caller
-  has left*, less a small margin (:func:`downstream_timeout`), so a request
-  whose budget runs out stops everywhere at once, and each service stops its
-  own work when its call ends (see :attr:`Shop.journal`).
-* **Tracing.** Every server records spans and every downstream channel sends
-  the trace id on (rpclab.lab.tracing), into one :class:`~rpclab.lab.tracing.SpanRecorder`.
-* **Retries within a budget.** The gateway may retry UNAVAILABLE from Orders,
-  at most ``max_attempts`` per order and only while its
-  :class:`~rpclab.capstone.retrybudget.RetryBudget` allows. Orders is idempotent per
-  order id, so a retry never makes a second order.
-* **Health.** Each server serves grpc.health.v1; ``Gateway.Status`` checks its
-  dependencies and says DEGRADED when one is not SERVING.
-* **Faults on demand**, in rpclab.faults' vocabulary. :meth:`Shop.fail` makes a service fail
-  calls with UNAVAILABLE (``Faults(fail=...)``, through a Flaky interceptor on its server);
-  :meth:`Shop.reroute` sends a service's traffic through another address, such as a fault
-  proxy's (``Faults(delay=...)``, ``reset=``...).
+* **Deadline propagation** (``set_propagation``). Every downstream call gets the time its caller
+  has left, less a margin; a handler that *cooperates* (``cooperative``: it waits on its call's
+  end, not on a plain sleep) stops its work when its call ends (see :attr:`Shop.journal`).
+* **Cancellation with the caller** (``set_cancellation``). When the call a service is serving
+  ends, the calls it made for it are cancelled, so the services behind stop too.
+* **Retries at one layer** (``set_retries``, ``set_translation``). A service retries only
+  UNAVAILABLE from the service it called, within a RetryBudget, and never passes a dependency's
+  UNAVAILABLE on (downstream.translate): a failure it gave up on goes up as ABORTED.
+* **An undo step** (``Orders.steps``, :func:`make_order`). When the charge fails, the items
+  reserved for the order go back to the shelf: a saga's compensating step.
+* **One key from the client to the last hop.** The client's ``idempotency_key`` names the order;
+  Orders, Inventory and Payments act once per order, so a client may retry after "it failed"
+  without buying twice. Without a key the gateway makes up a name, and a retry is a new order.
+* **Tracing.** Every server records spans and every downstream channel sends the trace id on
+  (rpclab.lab.tracing), into one SpanRecorder; with ``telemetry`` (rpclab.capstone.otel),
+  OpenTelemetry records the same calls, with W3C ``traceparent`` on the wire.
+* **Health.** Each server serves grpc.health.v1; ``Gateway.Status`` says DEGRADED when a
+  dependency is not SERVING.
+* **Faults on demand**, in rpclab.faults' vocabulary: :meth:`Shop.fail` makes a service fail
+  calls with UNAVAILABLE; :meth:`Shop.reroute` sends a service's traffic through a fault proxy.
 """
 
 from __future__ import annotations
 
 import itertools
-import random
+import re
 import statistics
 import threading
 import time
@@ -55,10 +60,24 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from rpclab import checks
+from rpclab.capstone.downstream import (
+    CHANNEL_OPTIONS,
+    DEFAULT_MARGIN,
+    DEFAULT_TIMEOUT,
+    FULL_NAMES,
+    SERVICES,
+    Downstream,
+    Retries,
+    downstream_timeout,
+    ended,
+    ended_how,
+    shop_pb2,
+    shop_pb2_grpc,
+    translate,
+)
 from rpclab.capstone.retrybudget import RetryBudget
 from rpclab.faults.flaky import Flaky
 from rpclab.faults.vocabulary import Faults
-from rpclab.grpcstack import protos
 from rpclab.grpcstack.deadlines import time_left
 from rpclab.lab.tracing import SpanRecorder
 from rpclab.runtime import background
@@ -66,13 +85,17 @@ from rpclab.runtime import background
 __all__ = [
     "SERVICES",
     "FULL_NAMES",
+    "CHANNEL_OPTIONS",
     "DEFAULT_STOCK",
     "DEFAULT_WORK",
     "PRICES",
     "Journal",
     "Note",
     "Downstream",
+    "Retries",
     "downstream_timeout",
+    "translate",
+    "make_order",
     "Gateway",
     "Orders",
     "Inventory",
@@ -86,14 +109,6 @@ __all__ = [
     "shop_pb2_grpc",
 ]
 
-shop_pb2, shop_pb2_grpc = protos.load("shop")
-
-SERVICES = ("gateway", "orders", "inventory", "payments")
-FULL_NAMES = {
-    name: shop_pb2.DESCRIPTOR.services_by_name[name.capitalize()].full_name for name in SERVICES
-}
-DEPENDENCIES = {"gateway": ("orders", "inventory", "payments"), "orders": ("inventory", "payments")}
-
 DEFAULT_STOCK = {"teapot": 10_000, "kettle": 5_000, "mug": 50_000}
 PRICES = {"teapot": 2_500, "kettle": 4_000, "mug": 800}  # cents
 DEFAULT_PRICE = 1_000  # cents, for an item not in PRICES
@@ -104,23 +119,16 @@ DEFAULT_WORK = {
     "payments": 0.020,
 }  # seconds per call
 
-DEFAULT_MARGIN = (
-    0.005  # seconds each hop keeps for itself: to get the reply back before its own deadline
-)
-DEFAULT_TIMEOUT = (
-    2.0  # seconds for a downstream call when the caller set no deadline (or propagation is off)
-)
-HEALTH_TIMEOUT = 0.5  # seconds at most for one health check
+UNDO_TIMEOUT = 1.0  # seconds for a compensating call (its caller may be gone: it has its own)
+UNDO_ATTEMPTS = 3  # calls to Inventory.Release before a reservation is left for a person to fix
 MAX_QUANTITY = 1_000
 MAX_NAME = 64  # characters in a customer or item name
+MAX_KEY = 64  # characters in an idempotency key
+MAX_ORDER_ID = MAX_NAME + 1 + MAX_KEY
 MAX_WORK = 10.0  # seconds of simulated work a service may be told to do per call
 REMEMBERED = 10_000  # orders, reservations and charges each service remembers for idempotency
-# reconnect soon after a fault, instead of gRPC's default of about 1 s, then up to 120 s
-CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1_000),
-)
+KEPT_UNRELEASED = 100  # reservations Orders could not undo, kept for a person to look at
+_KEY = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_KEY}}}")
 
 
 # ------------------------------------------------------------------------ what the services noticed
@@ -169,22 +177,6 @@ class Journal:
         )
 
 
-def _work(context: grpc.ServicerContext, seconds: float) -> bool:
-    """Spend ``seconds`` on (simulated) work, stopping early if the call ends; True if the work was
-    finished."""
-    if seconds <= 0:
-        return context.is_active()
-    ended = threading.Event()
-    if not context.add_callback(ended.set):  # the call has ended already
-        return False
-    return not ended.wait(seconds)
-
-
-def _ended_how(context: grpc.ServicerContext) -> str:
-    left = time_left(context)
-    return "its deadline passed" if left is not None and left <= 0 else "it was cancelled"
-
-
 def _check_order(customer: str, item: str, quantity: int) -> str | None:
     """What is wrong with an order's fields, or None."""
     if not customer.strip() or len(customer) > MAX_NAME:
@@ -196,13 +188,18 @@ def _check_order(customer: str, item: str, quantity: int) -> str | None:
     return None
 
 
+def _check_order_id(order_id: str) -> str | None:
+    if not 1 <= len(order_id) <= MAX_ORDER_ID:
+        return f"order_id must be 1 to {MAX_ORDER_ID} characters"
+    return None
+
+
 def _check_work(seconds: object) -> float:
     return checks.seconds("work", seconds, low=0, high=MAX_WORK)
-    return float(seconds)
 
 
 class _Remembered:
-    """The replies to the last REMEMBERED keys (order ids), for idempotency."""
+    """The last REMEMBERED replies (or reservations), by order id, for idempotency."""
 
     def __init__(self) -> None:
         self._replies: OrderedDict[str, Any] = OrderedDict()
@@ -215,125 +212,32 @@ class _Remembered:
         while len(self._replies) > REMEMBERED:
             self._replies.popitem(last=False)
 
+    def pop(self, key: str) -> Any:
+        return self._replies.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._replies)
 
 
-# --------------------------------------------------------------------------- calling downstream
+# --------------------------------------------------------------------------- the order's saga
 
 
-def downstream_timeout(
-    time_left: float | None,
-    *,
-    margin: float = DEFAULT_MARGIN,
-    default: float = DEFAULT_TIMEOUT,
-    propagate: bool = True,
-) -> float:
-    """The timeout to give a call downstream: the time this call has left, less ``margin``.
+def make_order(
+    reserve: Callable[[], int], charge: Callable[[int], str], release: Callable[[], bool]
+) -> tuple[int, str]:
+    """Orders' steps for one order, a two-step saga: reserve the items, then charge for them; if
+    the charge fails, release the items again (the compensating step) and fail.
 
-    ``time_left`` is None when the caller set no deadline: then ``default``,
-    as it is when ``propagate`` is off (every hop with its own fixed timeout).
-    A result <= 0 means no time is left to make the call at all.
+    ``reserve()`` returns the price in cents, ``charge(cents)`` the transaction id; each raises
+    grpc.RpcError when it fails. ``release()`` puts the reserved items back (it never raises).
+    Returns (price, transaction id).
     """
-    if not propagate or time_left is None:
-        return default
-    return time_left - margin
-
-
-class Downstream:
-    """A service's connection to a service it calls: a traced channel, and the deadline it passes
-    on."""
-
-    def __init__(
-        self,
-        caller: str,
-        callee: str,
-        address: tuple[str, int],
-        *,
-        recorder: SpanRecorder | None = None,
-        margin: float = DEFAULT_MARGIN,
-        default_timeout: float = DEFAULT_TIMEOUT,
-        propagate: bool = True,
-    ) -> None:
-        if callee not in FULL_NAMES:
-            raise ValueError(f"callee must be one of {', '.join(SERVICES)}, not {callee!r}")
-        self.caller = caller
-        self.callee = callee
-        self.margin = margin
-        self.default_timeout = default_timeout
-        self.propagate = propagate
-        self._recorder = recorder
-        self._lock = threading.Lock()
-        self._channel: grpc.Channel | None = None
-        self.address = address
-        self.retarget(address)
-
-    def retarget(self, address: tuple[str, int]) -> None:
-        """Call ``address`` from now on (a new channel; the old one is closed)."""
-        host, port = address
-        channel = grpc.insecure_channel(f"{host}:{port}", options=CHANNEL_OPTIONS)
-        if self._recorder is not None:
-            channel = grpc.intercept_channel(
-                channel, self._recorder.client_interceptor(self.caller)
-            )
-        stub = getattr(shop_pb2_grpc, f"{self.callee.capitalize()}Stub")(channel)
-        with self._lock:
-            old, self._channel, self._stub = self._channel, channel, stub
-            self._health = health_pb2_grpc.HealthStub(channel)
-            self.address = (host, port)
-        if old is not None:
-            old.close()
-
-    def timeout(self, context: grpc.ServicerContext) -> float:
-        """The timeout a call made now, while serving ``context``, should carry (<= 0: no time
-        left)."""
-        return downstream_timeout(
-            time_left(context),
-            margin=self.margin,
-            default=self.default_timeout,
-            propagate=self.propagate,
-        )
-
-    def call(self, method: str, request: Any, context: grpc.ServicerContext) -> Any:
-        """Call ``method`` of the callee with the time left; abort with DEADLINE_EXCEEDED if there
-        is none.
-
-        Raises grpc.RpcError when the call downstream fails.
-        """
-        timeout = self.timeout(context)
-        if timeout <= 0:
-            context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"{self.caller}: no time left to call {self.callee}",
-            )
-        with self._lock:
-            stub = self._stub
-        return getattr(stub, method)(request, timeout=timeout)
-
-    def health(self, context: grpc.ServicerContext) -> str:
-        """The callee's health: SERVING, NOT_SERVING, UNKNOWN, or UNREACHABLE (<status code>)."""
-        timeout = min(self.timeout(context), HEALTH_TIMEOUT)
-        if timeout <= 0:
-            return "UNKNOWN (no time left to ask)"
-        with self._lock:
-            stub = self._health
-        try:
-            reply = stub.Check(
-                health_pb2.HealthCheckRequest(service=FULL_NAMES[self.callee]), timeout=timeout
-            )
-        except grpc.RpcError as error:
-            return f"UNREACHABLE ({error.code().name})"
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-
-    def close(self) -> None:
-        """Close the channel."""
-        with self._lock:
-            channel, self._channel = self._channel, None
-        if channel is not None:
-            channel.close()
-
-    def __repr__(self) -> str:
-        return f"<{self.caller} -> {self.callee} at {self.address[0]}:{self.address[1]}>"
+    price = reserve()
+    try:
+        return price, charge(price)
+    except grpc.RpcError:
+        release()
+        raise
 
 
 # --------------------------------------------------------------------------- the services
@@ -341,39 +245,55 @@ class Downstream:
 
 class _Service:
     """What every service of the shop has: a name, simulated work per call, a journal to note things
-    in."""
+    in, and how it answers when a call it made failed."""
 
     name = ""
 
     def __init__(self, journal: Journal, work: float) -> None:
         self.journal = journal
         self.work = _check_work(work)
+        # True: the work stops when the call ends (it waits on the call, as a handler should);
+        # False: it runs to the end whatever happens, as a blocking database call does.
+        self.cooperative = True
+        # True: a dependency's failure goes up in this service's own words (translate);
+        # False: its status code goes up unchanged.
+        self.translate = True
         self._lock = threading.Lock()
 
     def _working(self, context: grpc.ServicerContext, order_id: str) -> bool:
-        """Do this call's work; if the call ends first, note that the work stopped and return
-        False."""
+        """Do this call's work; False if the call ended first and the work stopped (noted)."""
         started = time.perf_counter()
-        if _work(context, self.work):
+        if not self.cooperative:
+            time.sleep(self.work)  # the work a handler does without looking at its call
+            return True
+        if not ended(context, self.work):
             return True
         done = (time.perf_counter() - started) * 1000
         self.journal.note(
             self.name,
             f"{order_id}: stopped after {done:.0f} of {self.work * 1000:.0f} ms of work: "
-            f"{_ended_how(context)}",
+            f"{ended_how(context)}",
         )
         return False
 
-    def _relay(
+    def _late(self, context: grpc.ServicerContext) -> str:
+        """Words to add to a note of work done for a call that has ended."""
+        return "" if context.is_active() else f" (after its call ended: {ended_how(context)})"
+
+    def _give_up(
         self, context: grpc.ServicerContext, order_id: str, callee: str, error: grpc.RpcError
     ) -> None:
-        """A call to ``callee`` failed: note it and fail this call with the same status."""
-        self.journal.note(self.name, f"{order_id}: {callee} answered {error.code().name}")
-        context.abort(error.code(), f"{callee}: {error.details()}")
+        """A call to ``callee`` failed and this service gives up: note it and fail this call, with
+        the status :func:`translate` gives (or the same status, with ``translate`` off)."""
+        code = translate(error.code()) if self.translate else error.code()
+        changed = "" if code is error.code() else f"; answering {code.name}"
+        self.journal.note(self.name, f"{order_id}: {callee} answered {error.code().name}{changed}")
+        context.abort(code, f"{callee}: {error.details()}")
 
 
 class Inventory(_Service, shop_pb2_grpc.InventoryServicer):
-    """Keeps the stock; Reserve takes items out of it, once per order id."""
+    """Keeps the stock; Reserve takes items out of it, Release puts them back, once per order
+    id."""
 
     name = "inventory"
 
@@ -382,7 +302,7 @@ class Inventory(_Service, shop_pb2_grpc.InventoryServicer):
     ) -> None:
         super().__init__(journal, work)
         self._stock = dict(DEFAULT_STOCK if stock is None else stock)
-        self._reserved = _Remembered()
+        self._reserved = _Remembered()  # order id -> (item, quantity)
 
     @property
     def stock(self) -> dict[str, int]:
@@ -395,6 +315,9 @@ class Inventory(_Service, shop_pb2_grpc.InventoryServicer):
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"quantity must be between 1 and {MAX_QUANTITY}"
             )
+        problem = _check_order_id(request.order_id)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"inventory: {problem}")
         with self._lock:
             known = request.item in self._stock
         if not known:
@@ -412,13 +335,30 @@ class Inventory(_Service, shop_pb2_grpc.InventoryServicer):
                         f"inventory: only {self._stock[request.item]} {request.item} left",
                     )
                 self._stock[request.item] -= request.quantity
-                self._reserved.put(request.order_id, request.quantity)
+                self._reserved.put(request.order_id, (request.item, request.quantity))
             left = self._stock[request.item]
         self.journal.note(
             self.name,
-            f"{request.order_id}: reserved {request.quantity} {request.item} ({left} left)",
+            f"{request.order_id}: reserved {request.quantity} {request.item} ({left} left)"
+            f"{self._late(context)}",
         )
         return shop_pb2.ReserveReply(remaining=left, unit_price_cents=price)
+
+    def Release(self, request: Any, context: grpc.ServicerContext) -> Any:
+        problem = _check_order_id(request.order_id)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"inventory: {problem}")
+        with self._lock:
+            reserved = self._reserved.pop(request.order_id)
+            if reserved is None:
+                return shop_pb2.ReleaseReply(released=False)
+            item, quantity = reserved
+            self._stock[item] += quantity
+            left = self._stock[item]
+        self.journal.note(
+            self.name, f"{request.order_id}: released {quantity} {item} ({left} left)"
+        )
+        return shop_pb2.ReleaseReply(released=True, remaining=left)
 
 
 class Payments(_Service, shop_pb2_grpc.PaymentsServicer):
@@ -431,10 +371,14 @@ class Payments(_Service, shop_pb2_grpc.PaymentsServicer):
         self._charges = _Remembered()
         self._numbers = itertools.count(1)
         self.charged_cents = 0
+        self.charges = 0
 
     def Charge(self, request: Any, context: grpc.ServicerContext) -> Any:
         if request.amount_cents <= 0:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "payments: the amount must be positive")
+        problem = _check_order_id(request.order_id)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"payments: {problem}")
         if not self._working(context, request.order_id):
             return shop_pb2.ChargeReply()  # nobody is waiting for it: nobody charged
         with self._lock:
@@ -443,16 +387,18 @@ class Payments(_Service, shop_pb2_grpc.PaymentsServicer):
                 transaction = f"txn-{next(self._numbers):05d}"
                 self._charges.put(request.order_id, transaction)
                 self.charged_cents += request.amount_cents
+                self.charges += 1
         self.journal.note(
             self.name,
             f"{request.order_id}: charged {request.customer[:MAX_NAME]} "
-            f"{request.amount_cents / 100:.2f} ({transaction})",
+            f"{request.amount_cents / 100:.2f} ({transaction}){self._late(context)}",
         )
         return shop_pb2.ChargeReply(transaction_id=transaction)
 
 
 class Orders(_Service, shop_pb2_grpc.OrdersServicer):
-    """Creates orders: reserve the stock, then charge the customer. Once per order id."""
+    """Creates orders by running :attr:`steps` (reserve, charge, and release if the charge
+    failed); once per order id."""
 
     name = "orders"
 
@@ -462,57 +408,163 @@ class Orders(_Service, shop_pb2_grpc.OrdersServicer):
         super().__init__(journal, work)
         self.inventory = inventory
         self.payments = payments
+        self.retries = Retries()  # for calls to inventory and payments
+        # The saga: steps(reserve, charge, release) -> (price, transaction id). See make_order.
+        self.steps: Callable[..., tuple[int, str]] = make_order
+        self.unreleased: deque[str] = deque(maxlen=KEPT_UNRELEASED)  # reservations left behind
         self._orders = _Remembered()
+        self._making: dict[str, threading.Event] = {}  # order ids being made now
 
     def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
         problem = _check_order(request.customer, request.item, request.quantity)
-        if problem or not request.order_id:
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"orders: {problem or 'order_id is missing'}"
-            )
-        with self._lock:
-            made = self._orders.get(request.order_id)
+        problem = problem or _check_order_id(request.order_id)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"orders: {problem}")
+        made = self._made(request, context)
         if made is not None:  # a retry of an order already made
             return made
-        if not self._working(context, request.order_id):
-            return shop_pb2.Order()
+        mine = self._take_turn(request, context)
+        if mine is None:  # made by another call while this one waited
+            return self._made(request, context)
         try:
-            reserved = self.inventory.call(
-                "Reserve",
-                shop_pb2.ReserveRequest(
-                    order_id=request.order_id, item=request.item, quantity=request.quantity
-                ),
-                context,
+            if not self._working(context, request.order_id):
+                return shop_pb2.Order()
+            order = self._run_steps(request, context)
+            with self._lock:
+                self._orders.put(request.order_id, order)
+            return order
+        finally:
+            with self._lock:
+                del self._making[request.order_id]
+            mine.set()
+
+    def _made(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """The order made before under this order id, or None; ALREADY_EXISTS if it was another."""
+        with self._lock:
+            made = self._orders.get(request.order_id)
+        if made is None:
+            return None
+        if (made.customer, made.item, made.quantity) != (
+            request.customer,
+            request.item,
+            request.quantity,
+        ):
+            context.abort(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"orders: {request.order_id} is already an order for {made.quantity} "
+                f"{made.item}: one key names one order",
             )
-        except grpc.RpcError as error:
-            self._relay(context, request.order_id, "inventory", error)
-        amount = reserved.unit_price_cents * request.quantity
+        return made
+
+    def _take_turn(self, request: Any, context: grpc.ServicerContext) -> threading.Event | None:
+        """Make this call the one making the order, waiting while another call makes it; None if
+        the other made it meanwhile."""
+        while True:
+            with self._lock:
+                if self._orders.get(request.order_id) is not None:
+                    return None
+                other = self._making.get(request.order_id)
+                if other is None:
+                    mine = self._making[request.order_id] = threading.Event()
+                    return mine
+            left = time_left(context)
+            wait = DEFAULT_TIMEOUT if left is None else max(left, 0.0)
+            if not other.wait(min(wait, DEFAULT_TIMEOUT)) or not context.is_active():
+                context.abort(
+                    grpc.StatusCode.ABORTED,
+                    f"orders: {request.order_id} is being made by another call: ask again",
+                )
+
+    def _run_steps(self, request: Any, context: grpc.ServicerContext) -> Any:
+        key = request.order_id
+        failed: list[str] = []  # the service whose call failed
+
+        def note(text: str) -> None:
+            self.journal.note(self.name, f"{key}: {text}")
+
+        def reserve() -> int:
+            try:
+                reply, _ = self.retries.call(
+                    self.inventory,
+                    "Reserve",
+                    shop_pb2.ReserveRequest(
+                        order_id=key, item=request.item, quantity=request.quantity
+                    ),
+                    context,
+                    note=note,
+                )
+            except grpc.RpcError:
+                failed.append("inventory")
+                raise
+            return reply.unit_price_cents * request.quantity
+
+        def charge(amount_cents: int) -> str:
+            try:
+                reply, _ = self.retries.call(
+                    self.payments,
+                    "Charge",
+                    shop_pb2.ChargeRequest(
+                        order_id=key, customer=request.customer, amount_cents=amount_cents
+                    ),
+                    context,
+                    note=note,
+                )
+            except grpc.RpcError:
+                failed.append("payments")
+                raise
+            return reply.transaction_id
+
+        def release() -> bool:
+            return self._release(key, context)
+
         try:
-            charged = self.payments.call(
-                "Charge",
-                shop_pb2.ChargeRequest(
-                    order_id=request.order_id, customer=request.customer, amount_cents=amount
-                ),
-                context,
-            )
+            price, transaction = self.steps(reserve, charge, release)
         except grpc.RpcError as error:
-            self._relay(context, request.order_id, "payments", error)
-        order = shop_pb2.Order(
-            order_id=request.order_id,
+            self._give_up(context, key, failed[-1] if failed else "a step", error)
+        return shop_pb2.Order(
+            order_id=key,
             customer=request.customer,
             item=request.item,
             quantity=request.quantity,
-            amount_cents=amount,
-            transaction_id=charged.transaction_id,
+            amount_cents=price,
+            transaction_id=transaction,
         )
-        with self._lock:
-            self._orders.put(request.order_id, order)
-        return order
+
+    def _release(self, key: str, context: grpc.ServicerContext) -> bool:
+        """Put an order's reserved items back: a detached call with its own timeout (the caller may
+        be gone), retried; if it cannot be done, the order id is kept in :attr:`unreleased`."""
+        for attempt in range(1, UNDO_ATTEMPTS + 1):
+            try:
+                reply = self.inventory.call(
+                    "Release",
+                    shop_pb2.ReleaseRequest(order_id=key),
+                    context,
+                    timeout=UNDO_TIMEOUT,
+                    detached=True,
+                )
+            except grpc.RpcError as error:
+                if error.code() is grpc.StatusCode.UNAVAILABLE and attempt < UNDO_ATTEMPTS:
+                    continue
+                self.unreleased.append(key)
+                self.journal.note(
+                    self.name,
+                    f"{key}: could not release the reservation ({error.code().name}): "
+                    "left for a person to fix",
+                )
+                return False
+            self.journal.note(
+                self.name,
+                f"{key}: payment failed, so the reservation is undone"
+                if reply.released
+                else f"{key}: payment failed; nothing was reserved to undo",
+            )
+            return True
+        raise AssertionError("not reached")
 
 
 class Gateway(_Service, shop_pb2_grpc.GatewayServicer):
-    """The front door: names each order, asks Orders to make it (retrying within a budget), reports
-    health."""
+    """The front door: names each order (by the client's key), asks Orders to make it (retrying
+    as :attr:`retries` says), reports health."""
 
     name = "gateway"
 
@@ -523,80 +575,67 @@ class Gateway(_Service, shop_pb2_grpc.GatewayServicer):
         dependencies: Iterable[Downstream] = (),
         *,
         work: float = 0.0,
-        max_attempts: int = 1,
-        budget: RetryBudget | None = None,
-        backoff: float = 0.005,
-        seed: int = 0,
     ) -> None:
         super().__init__(journal, work)
         self.orders = orders
         self.dependencies = {d.callee: d for d in (orders, *dependencies)}
-        self.max_attempts = (
-            max_attempts  # calls to Orders per order, retries included (1: no retries)
-        )
-        self.budget = budget  # None: retry up to max_attempts whatever happens
-        self.backoff = backoff  # seconds before the first retry, doubling, with full jitter
-        self._random = random.Random(seed)
+        self.retries = Retries()  # for calls to orders
         self._numbers = itertools.count(1)
 
     def PlaceOrder(self, request: Any, context: grpc.ServicerContext) -> Any:
         problem = _check_order(request.customer, request.item, request.quantity)
+        key = request.idempotency_key
+        if not problem and key and not _KEY.fullmatch(key):
+            problem = f"idempotency_key must be 1 to {MAX_KEY} letters, digits, '-' or '_'"
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        with self._lock:
-            order_id = f"ord-{next(self._numbers):05d}"
+        if key:  # keys count per customer: two customers may pick the same key
+            order_id = f"{request.customer}:{key}"
+        else:
+            with self._lock:
+                order_id = f"ord-{next(self._numbers):05d}"
         finished = threading.Event()
 
-        def ended() -> None:  # runs when the call ends, whoever ends it
+        def gone() -> None:  # runs when the call ends, whoever ends it
             if not finished.is_set():
+                then = (
+                    "cancelling my call to orders"
+                    if self.orders.cancel_with_caller
+                    else "still waiting for orders"
+                )
                 self.journal.note(
-                    self.name,
-                    f"{order_id}: my caller is gone ({_ended_how(context)}); "
-                    "still waiting for orders",
+                    self.name, f"{order_id}: my caller is gone ({ended_how(context)}); {then}"
                 )
 
-        context.add_callback(ended)
+        context.add_callback(gone)
         try:
             if not self._working(context, order_id):
                 return shop_pb2.PlaceOrderReply()
-            order, attempts = self._create(
-                context,
-                shop_pb2.CreateOrderRequest(
-                    order_id=order_id,
-                    customer=request.customer,
-                    item=request.item,
-                    quantity=request.quantity,
-                ),
+            create = shop_pb2.CreateOrderRequest(
+                order_id=order_id,
+                customer=request.customer,
+                item=request.item,
+                quantity=request.quantity,
             )
+            try:
+                order, attempts = self.retries.call(
+                    self.orders,
+                    "Create",
+                    create,
+                    context,
+                    note=lambda text: self.journal.note(self.name, f"{order_id}: {text}"),
+                )
+            except grpc.RpcError as error:
+                self._give_up(context, order_id, "orders", error)
             if not context.is_active():
                 self.journal.note(
                     self.name,
                     f"{order_id}: order made, but the customer was told "
-                    f"it failed ({_ended_how(context)})",
+                    f"it failed ({ended_how(context)})",
                 )
             return shop_pb2.PlaceOrderReply(order=order, attempts=attempts)
         finally:
             finished.set()
-
-    def _create(self, context: grpc.ServicerContext, create: Any) -> tuple[Any, int]:
-        """Call Orders.Create, retrying UNAVAILABLE up to max_attempts while the budget allows."""
-        if self.budget is not None:
-            self.budget.record_call()
-        for attempt in itertools.count(1):
-            try:
-                return self.orders.call("Create", create, context), attempt
-            except grpc.RpcError as error:
-                retry = error.code() is grpc.StatusCode.UNAVAILABLE and attempt < self.max_attempts
-                if retry and (self.budget is None or self.budget.try_retry()):
-                    with self._lock:
-                        pause = self._random.uniform(0, self.backoff * 2 ** (attempt - 1))
-                    time.sleep(
-                        min(pause, max(self.orders.timeout(context), 0))
-                    )  # a deliberate back-off
-                    continue
-                refused = " (retry budget spent)" if retry else ""
-                context.abort(error.code(), f"orders: {error.details()}{refused}")
-        raise AssertionError("not reached")
 
     def Status(self, request: Any, context: grpc.ServicerContext) -> Any:
         found = {name: dependency.health(context) for name, dependency in self.dependencies.items()}
@@ -615,6 +654,7 @@ class Shop:
         self,
         *,
         recorder: SpanRecorder | None = None,
+        telemetry: Any = None,
         stock: Mapping[str, int] | None = None,
         work: Mapping[str, float] | None = None,
         margin: float = DEFAULT_MARGIN,
@@ -628,13 +668,19 @@ class Shop:
                 f"work names services {', '.join(unknown)}; the services are {', '.join(SERVICES)}"
             )
         self.recorder = SpanRecorder() if recorder is None else recorder
+        self.telemetry = telemetry  # rpclab.capstone.otel.Telemetry, or None
         self.journal = Journal()
         self.prefix = prefix
         self.handles: dict[str, background.ServerHandle] = {}
         self.health: dict[str, health.HealthServicer] = {}
         self.flaky: dict[str, Flaky] = {}
         self._downstreams: list[Downstream] = []
-        settings = dict(recorder=self.recorder, margin=margin, default_timeout=default_timeout)
+        settings = dict(
+            recorder=self.recorder,
+            telemetry=telemetry,
+            margin=margin,
+            default_timeout=default_timeout,
+        )
 
         def link(caller: str, callee: str) -> Downstream:
             downstream = Downstream(caller, callee, self.handles[callee].address, **settings)  # type: ignore[arg-type]
@@ -679,10 +725,11 @@ class Shop:
             add(servicer, server)
             health_pb2_grpc.add_HealthServicer_to_server(servicer_health, server)
 
+        extra = [] if self.telemetry is None else list(self.telemetry.server_interceptors(name))
         self.handles[name] = background.serve_grpc(
             f"{self.prefix}-{name}",
             register,
-            interceptors=[self.recorder.server_interceptor(name), self.flaky[name]],
+            interceptors=[self.recorder.server_interceptor(name), *extra, self.flaky[name]],
         )
 
     # -- looking at it ---------------------------------------------------------
@@ -726,6 +773,26 @@ class Shop:
         (False)."""
         for downstream in self._downstreams:
             downstream.propagate = bool(on)
+
+    def set_cancellation(self, on: bool) -> None:
+        """Cancel the calls a service made for a call when that call ends (True), or let them run
+        on (False)."""
+        for downstream in self._downstreams:
+            downstream.cancel_with_caller = bool(on)
+
+    def set_translation(self, on: bool) -> None:
+        """Every service answers a dependency's failure in its own words (True), or passes its
+        status code on unchanged (False)."""
+        for servicer in self.services.values():
+            servicer.translate = bool(on)
+
+    def set_retries(
+        self, service: str, max_attempts: int = 1, *, budget: RetryBudget | None = None
+    ) -> None:
+        """How ``service`` (gateway or orders) retries UNAVAILABLE from the services it calls."""
+        if self._check(service) not in ("gateway", "orders"):
+            raise ValueError(f"only the gateway and orders call other services, not {service}")
+        self.services[service].retries = Retries(max_attempts, budget=budget)
 
     def fail(self, service: str, faults: Faults | float, *, seed: int = 0) -> None:
         """Make ``service`` fail a fraction of its calls with UNAVAILABLE: ``Faults(fail=...)``.
@@ -805,6 +872,7 @@ _running_lock = threading.Lock()
 def start(
     *,
     recorder: SpanRecorder | None = None,
+    telemetry: Any = None,
     stock: Mapping[str, int] | None = None,
     work: Mapping[str, float] | None = None,
     margin: float = DEFAULT_MARGIN,
@@ -814,7 +882,8 @@ def start(
     return the Shop.
 
     ``work`` sets seconds of simulated work per call for some services (the
-    rest keep DEFAULT_WORK); ``stock`` the items and counts the inventory holds.
+    rest keep DEFAULT_WORK); ``stock`` the items and counts the inventory holds;
+    ``telemetry`` (an rpclab.capstone.otel.Telemetry) traces every call with OpenTelemetry too.
     """
     global _running
     with _running_lock:
@@ -822,7 +891,12 @@ def start(
     if previous is not None:
         previous.stop()
     started = Shop(
-        recorder=recorder, stock=stock, work=work, margin=margin, default_timeout=default_timeout
+        recorder=recorder,
+        telemetry=telemetry,
+        stock=stock,
+        work=work,
+        margin=margin,
+        default_timeout=default_timeout,
     )
     with _running_lock:
         _running = started

@@ -1,8 +1,9 @@
 """Everything that breaks calls on purpose, in one vocabulary: ``Faults``, named and seeded.
 
 * ``vocabulary`` -- the Faults description, its names, and the seed rule (re-exported here);
-* ``proxy``      -- a TCP proxy that delays, drops, duplicates or resets traffic (notebooks 01,
-  05, 07, 10, 12, 13, 15; assignment A3), re-exported here; ``pumps`` carries its connections;
+* ``proxy``      -- a TCP proxy that delays, drops, duplicates or resets traffic, or only taps
+  it (notebooks 01, 05, 07, 08, 10, 12, 13, 15; assignment A3), re-exported here; ``pumps``
+  carries its connections;
 * ``flaky``      -- a gRPC server interceptor that fails attempts (notebooks 09, 15).
 
 ::

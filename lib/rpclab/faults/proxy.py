@@ -2,7 +2,7 @@
 duplicates or resets traffic.
 
 Taught in notebook 05 (lost requests and replies, retries, at-most-once); a slow network in 01;
-a wire tap in 07, 10 and 12; faults in front of one service in 15; assignment A3. It takes the
+a wire tap in 07, 08, 10 and 12; faults in front of one service in 15; assignment A3. It takes the
 faults of vocabulary.py, by name::
 
     from rpclab import faults

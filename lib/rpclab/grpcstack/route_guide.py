@@ -1,7 +1,8 @@
 """The RouteGuide of gRPC's route-guide examples (protos/route_guide.proto): one RPC of each
 kind.
 
-Taught in notebook 08 (streaming).
+Taught in notebook 08 (streaming): the learner writes RecordRoute and RouteChat there, checked
+against these by rpclab.grpcstack.servicer_checks.
 """
 
 from __future__ import annotations
@@ -67,11 +68,15 @@ class RouteGuide(route_guide_pb2_grpc.RouteGuideServicer):
         self.features = list(features() if feature_list is None else feature_list)
         self._by_point = {_key(f.location): f for f in self.features}
 
+    def feature_at(self, point: route_guide_pb2.Point) -> route_guide_pb2.Feature | None:
+        """The feature on the map at exactly this point, or None."""
+        return self._by_point.get(_key(point))
+
     def GetFeature(
         self, request: route_guide_pb2.Point, context: grpc.ServicerContext
     ) -> route_guide_pb2.Feature:
         """Unary: the feature at a point, or an unnamed one (name "") if the map has none there."""
-        found = self._by_point.get(_key(request))
+        found = self.feature_at(request)
         return found if found is not None else route_guide_pb2.Feature(name="", location=request)
 
     def ListFeatures(
@@ -100,7 +105,7 @@ class RouteGuide(route_guide_pb2_grpc.RouteGuideServicer):
         previous = None
         for point in request_iterator:
             point_count += 1
-            if _key(point) in self._by_point:
+            if self.feature_at(point) is not None:
                 feature_count += 1
             if previous is not None:
                 distance += distance_m(previous, point)

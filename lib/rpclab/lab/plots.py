@@ -1,6 +1,6 @@
 """Plots of measurements, drawn on matplotlib Figures that display themselves in a notebook.
 
-Used in notebooks 01, 03, 05, 07, 08, 09, 12, 13, 14 and 15. About 430 lines of independent plot
+Used in notebooks 01, 03, 05, 07, 08, 09, 12, 13, 14 and 15. About 680 lines of independent plot
 functions, one per kind of figure, sharing one drawing style.
 
 They use ``matplotlib.figure.Figure`` rather than pyplot, so a figure shows
@@ -33,6 +33,9 @@ __all__ = [
     "stacked_bars",
     "rounds_strip",
     "latency_timeline",
+    "latency_cdf",
+    "load_curve",
+    "time_bars",
 ]
 
 
@@ -154,11 +157,14 @@ def stream_progress(
     runs: Mapping[str, Sequence[tuple[float, int, int]]],
     *,
     title: str = "a server stream read slowly",
+    credit: Mapping[str, Sequence[tuple[float, float]]] | None = None,
 ) -> Figure:
     """Messages produced by the server and consumed by the client over time, one panel per run.
 
     Each run is a sequence of ``(seconds, produced, consumed)`` samples; the
     shaded gap between the lines is what sits in buffers and flow-control windows.
+    ``credit`` (optional, by run label) is ``(seconds, messages)`` steps: how many messages the
+    flow-control credit the client had granted by then would hold, drawn dashed.
     """
     if not runs or any(len(samples) == 0 for samples in runs.values()):
         raise ValueError("stream_progress needs at least one run, each with at least one sample")
@@ -171,12 +177,25 @@ def stream_progress(
         ax.step(seconds, produced, where="post", color="#dd8452", label="produced by the server")
         ax.step(seconds, consumed, where="post", color="#4c72b0", label="consumed by the client")
         ax.fill_between(seconds, consumed, produced, step="post", color="#dd8452", alpha=0.15)
+        steps = (credit or {}).get(label)
+        if steps:
+            ax.step(
+                [t for t, _ in steps] + [seconds[-1]],
+                [m for _, m in steps] + [steps[-1][1]],
+                where="post",
+                color="#55a868",
+                linestyle="--",
+                label="credit granted by the client",
+            )
         ax.set_title(label)
         ax.set_xlabel("seconds since the call began")
         ax.set_ylim(bottom=0)
     axes[0].set_ylabel("messages")
+    handles = {}
+    for ax in axes:
+        handles.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
     fig.legend(
-        *axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9
+        list(handles.values()), list(handles), loc="outside lower center", ncols=3, fontsize=9
     )
     fig.suptitle(title)
     return fig
@@ -547,4 +566,122 @@ def latency_timeline(
     axes[-1].set_xlabel("seconds since the first reading was due")
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def latency_cdf(
+    series: Mapping[str, Sequence[float]],
+    *,
+    title: str = "",
+    log: bool = True,
+) -> Figure:
+    """The distribution of latencies, one line per series: for each time on the x axis, the share
+    of calls that took at most that long (a cumulative distribution). ``series`` maps a name to
+    latencies in seconds; ``log`` puts the time axis on a log scale (for series that span
+    decades). The median and the 99th percentile are marked with dotted lines."""
+    if not series or any(not values for values in series.values()):
+        raise ValueError("latency_cdf needs at least one series, each with at least one value")
+    if any(v <= 0 for values in series.values() for v in values):
+        raise ValueError("latencies must be above zero")
+    fig = Figure(figsize=(8.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for index, (name, values) in enumerate(series.items()):
+        ordered = sorted(values)
+        n = len(ordered)
+        ax.step(
+            ordered,
+            [(i + 1) / n for i in range(n)],
+            where="post",
+            color=_CATEGORY_COLOURS[index % len(_CATEGORY_COLOURS)],
+            label=f"{name} ({n:,} calls)",
+        )
+    for share in (0.5, 0.99):
+        ax.axhline(share, color="#8c8c8c", linestyle=":", linewidth=1)
+        ax.text(
+            0.005, share, f"{share:.0%}", va="bottom", fontsize=8,
+            transform=ax.get_yaxis_transform(),
+        )  # fmt: skip
+    if log:
+        ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_seconds(v)))
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(f"time per call{' (log scale)' if log else ''}")
+    ax.set_ylabel("share of calls at most this long")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def load_curve(
+    open_loop: Mapping[str, Sequence[tuple[float, float]]],
+    closed_loop: Mapping[str, Sequence[tuple[float, float, str]]] | None = None,
+    *,
+    title: str = "latency against load",
+) -> Figure:
+    """Latency (seconds, log scale) against calls per second (linear): each open-loop series is
+    ``(offered rate, latency)`` points joined by a line; each closed-loop series ``(achieved
+    rate, latency, label)`` points drawn as squares, each labelled (with its callers, say) and
+    joined in the order given by a dashed line."""
+    closed_loop = closed_loop or {}
+    everything = [*open_loop.values(), *closed_loop.values()]
+    if not everything or any(not points for points in everything):
+        raise ValueError("load_curve needs at least one series, each with at least one point")
+    if any(p[0] < 0 or p[1] <= 0 for points in everything for p in points):
+        raise ValueError("rates cannot be negative and latencies must be above zero")
+    fig = Figure(figsize=(8.5, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    index = 0
+    for name, points in open_loop.items():
+        xs, ys = zip(*sorted(points), strict=True)
+        ax.plot(xs, ys, marker="o", color=_CATEGORY_COLOURS[index % 8], label=f"open loop: {name}")
+        index += 1
+    for name, points in closed_loop.items():
+        colour = _CATEGORY_COLOURS[index % 8]
+        ax.plot(
+            [p[0] for p in points], [p[1] for p in points], marker="s", linestyle="--",
+            color=colour, label=f"closed loop: {name}",
+        )  # fmt: skip
+        for x, y, label in points:
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8,
+                        color=colour)  # fmt: skip
+        index += 1
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_seconds(v)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_xlim(left=0)
+    ax.set_xlabel("calls per second (open loop: offered; closed loop: achieved)")
+    ax.set_ylabel("latency (log scale)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(title)
+    return fig
+
+
+def time_bars(
+    values: Mapping[str, float],
+    *,
+    title: str = "",
+    unit_label: str = "seconds per call",
+) -> Figure:
+    """Horizontal bars on a LINEAR scale from zero, each labelled with its value in a readable unit.
+
+    For times of the same order (a few hundred microseconds each, say), where a log scale would
+    make small differences look large; :func:`log_bars` is for values that span decades.
+    """
+    if not values or any(v <= 0 for v in values.values()):
+        raise ValueError("time_bars needs at least one value, all above zero")
+    fig = Figure(figsize=(7, 0.6 + 0.55 * len(values)), layout="constrained")
+    ax = fig.add_subplot()
+    names, numbers = list(values), list(values.values())
+    ax.barh(names, numbers, color="#4c72b0")
+    ax.invert_yaxis()
+    ax.set_xlabel(unit_label)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_seconds(v) if v else "0"))
+    if title:
+        ax.set_title(title)
+    for y, v in enumerate(numbers):
+        ax.text(v, y, "  " + format_seconds(v), va="center")
+    ax.set_xlim(0, max(numbers) * 1.3)  # room on the right for the labels
     return fig

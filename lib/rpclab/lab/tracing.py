@@ -203,13 +203,20 @@ class SpanRecorder:
         """The trace ids of the spans kept, each once, in the order their first span started."""
         return list(dict.fromkeys(s.trace_id for s in self.spans()))
 
-    def calls(self, kind: str = "server") -> dict[str, int]:
-        """How many spans of ``kind`` each service has: with "server", the calls each service
-        received."""
+    def calls(self, kind: str = "server", *, by: str = "service") -> dict[str, int]:
+        """How many spans of ``kind`` there are per service (or per method, ``by="method"``).
+
+        With "server", the calls each service received; with "client", the calls each service
+        made (by method: the calls made to each method, "Payments.Charge", failed ones too,
+        which is how calls to a server that is down are counted).
+        """
         if kind not in ("server", "client"):
             raise ValueError(f"kind is 'server' or 'client', not {kind!r}")
+        if by not in ("service", "method"):
+            raise ValueError(f"by is 'service' or 'method', not {by!r}")
         with self._lock:
-            return dict(Counter(s.service for s in self._spans if s.kind == kind))
+            spans = [s for s in self._spans if s.kind == kind]
+        return dict(Counter(s.service if by == "service" else s.name for s in spans))
 
     @property
     def forgotten(self) -> int:

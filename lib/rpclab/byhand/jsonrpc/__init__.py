@@ -25,6 +25,7 @@ Every name below is importable from ``rpclab.byhand.jsonrpc`` itself.
 from rpclab.byhand.jsonrpc.codec import MAX_DEPTH, MAX_INT_DIGITS, decode, encode
 from rpclab.byhand.jsonrpc.dispatch import Dispatcher, methods_of
 from rpclab.byhand.jsonrpc.errors import (
+    APPLICATION_ERROR,
     ERROR_MESSAGES,
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -40,6 +41,7 @@ from rpclab.byhand.jsonrpc.errors import (
     ParseError,
     RemoteError,
     RPCError,
+    is_reserved,
 )
 from rpclab.byhand.jsonrpc.fastpath import NOT_PLAIN, decode_plain, plain_result
 from rpclab.byhand.jsonrpc.messages import (
@@ -64,7 +66,9 @@ __all__ = [
     "INVALID_PARAMS",
     "INTERNAL_ERROR",
     "SERVER_ERROR",
+    "APPLICATION_ERROR",
     "ERROR_MESSAGES",
+    "is_reserved",
     "MAX_BATCH",
     "MAX_DEPTH",
     "MAX_INT_DIGITS",

@@ -10,14 +10,19 @@ is not enough (100,000 nested brackets exhaust its stack) and this decoder answe
     decode(b"[[[[1]]]]")                                # [[[[1]]]]
     decode(b"[" * 100_000)                              # ParseError: nested deeper than 64 levels
 
-Nesting deeper than ``MAX_DEPTH``, integers longer than ``MAX_INT_DIGITS`` digits and bytes
-that are not UTF-8 are parse errors. orjson does the parsing; the checks before it are one pass
-over the bytes in C (``bytes.translate``), so they cost little next to the parse itself.
+Nesting deeper than ``MAX_DEPTH``, integers longer than ``MAX_INT_DIGITS`` digits and text
+that is not Unicode are parse errors: bytes that are not UTF-8, and a *lone surrogate* escaped as
+``"\\ud800"``. JSON text is UTF-8 (RFC 8259, section 8.1), and a string holding half of a
+surrogate pair has no UTF-8 form: stored, it could never be sent back (I-JSON, RFC 7493, section
+2.1, forbids it). ``encode`` refuses such a string with a ValueError that says so, before
+anything is sent. orjson does the parsing; the checks before it are one pass over the bytes in C
+(``bytes.translate``), so they cost little next to the parse itself.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
@@ -45,6 +50,7 @@ def encode(message: Any) -> bytes:
 
     Uses orjson; what orjson refuses (integers over 64 bits, non-str keys)
     goes through the standard library instead. NaN and infinity become null.
+    A string holding a lone surrogate is not Unicode: ValueError.
     """
     try:
         return orjson.dumps(message)
@@ -52,7 +58,17 @@ def encode(message: Any) -> bytes:
         text = json.dumps(
             message, default=_plain, ensure_ascii=False, separators=(",", ":"), allow_nan=False
         )
-        return text.encode("utf-8")
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(_lone_surrogate(repr(exc.object[exc.start]))) from None
+
+
+def _lone_surrogate(which: str) -> str:
+    return (
+        f"not valid Unicode: a lone surrogate {which} (half of a UTF-16 pair, with no UTF-8 "
+        "form; JSON text is UTF-8: RFC 8259, section 8.1)"
+    )
 
 
 # One pass over the bytes for both cheap checks: each digit becomes "0", each
@@ -84,6 +100,8 @@ def decode(data: bytes | bytearray | memoryview | str, *, max_depth: int = MAX_D
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        if "surrogate" in str(exc):  # orjson's own words differ by case: say it one way
+            raise ParseError(_lone_surrogate(f"at character {exc.pos}")) from None
         raise ParseError(str(exc)) from None
 
 
@@ -107,17 +125,47 @@ def _check_depth(data: bytes, max_depth: int) -> None:
 
 def _decode_exactly(data: bytes) -> Any:
     """Decode with the standard library, which keeps long integers exact (orjson would round
-    them)."""
+    them), and which, unlike orjson, accepts a lone surrogate: look for one afterwards."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ParseError(f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        return json.loads(
+        value = json.loads(
             text, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constants
         )
     except ValueError as exc:  # json.JSONDecodeError is a ValueError too
         raise ParseError(str(exc)) from None
+    if _SURROGATE_ESCAPE.search(text) is not None:  # (a pair is one character once decoded)
+        _check_unicode(value)
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # an escape of half a UTF-16 pair
+
+
+def _check_unicode(value: Any) -> None:
+    """Raise ParseError if a string in ``value`` (a key or a value, at any depth) holds a lone
+    surrogate; no recursion."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if type(item) is str:
+            strings: Any = (item,)
+        elif type(item) is list:
+            pending.extend(item)
+            continue
+        elif type(item) is dict:
+            pending.extend(item.values())
+            strings = item.keys()
+        else:
+            continue
+        for string in strings:
+            if not string.isascii():
+                try:
+                    string.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise ParseError(_lone_surrogate(repr(string[exc.start]))) from None
 
 
 def _bounded_int(digits: str) -> int:

@@ -49,13 +49,20 @@ def methods_of(
     handlers: Mapping[str, Callable[..., Any]] | object,
 ) -> dict[str, Callable[..., Any]]:
     """The RPC methods ``handlers`` offers: a mapping name -> callable, or an object's public
-    methods.
+    methods -- only those it names in ``rpc_methods``, if it has that.
 
     Public means the name does not start with ``_``. Properties are not read and
     classes are not methods. Names are looked up exactly: a call to ``"a.b"``
-    never walks attributes.
+    never walks attributes. An object lists its ``rpc_methods`` when some of its public
+    methods are not for remote callers (KVStore's ``changes_since`` waits for a change
+    that may never come; its ``watch`` is a generator, not JSON).
     """
     methods: dict[str, Callable[..., Any]] = {}
+    listed = None if isinstance(handlers, Mapping) else getattr(handlers, "rpc_methods", None)
+    if listed is not None:
+        if isinstance(listed, str) or not all(isinstance(n, str) for n in listed):
+            raise TypeError(f"rpc_methods must be a sequence of method names, not {listed!r}")
+        handlers = {name: getattr(handlers, name) for name in listed}
     if isinstance(handlers, Mapping):
         for name, fn in handlers.items():
             if not isinstance(name, str) or not name:
@@ -84,7 +91,7 @@ class _Method:
     """One handler and what its signature accepts, so params can be checked before the call.
 
     Why check first: a TypeError raised *inside* a correct call must be the handler's own
-    error (-32000), not "Invalid params" (-32602).
+    error (APPLICATION_ERROR), not "Invalid params" (-32602).
     """
 
     __slots__ = ("name", "fn", "signature", "positional_only", "counted")
@@ -136,9 +143,10 @@ class Dispatcher:
 
     ``handlers`` is a mapping name -> callable, or an object whose public
     methods become the RPC methods. Params may come by position (an array) or
-    by name (an object). A handler's exception becomes a -32000 "Server error"
-    whose data holds the exception's type and message; a handler may raise
-    RPCError to choose the code itself. ``handle`` never raises for bad input.
+    by name (an object). A handler's exception becomes an APPLICATION_ERROR (1,
+    "Application error", outside the codes JSON-RPC reserves) whose data holds the
+    exception's type and message; a handler may raise RPCError to choose the code
+    itself. ``handle`` never raises for bad input.
     """
 
     def __init__(
@@ -261,7 +269,12 @@ class Dispatcher:
             encode(reply)
             return reply
         except (TypeError, ValueError) as exc:
-            return error_response(reply.get("id"), InternalError(f"the result is not JSON: {exc}"))
+            error = error_response(reply.get("id"), InternalError(f"the result is not JSON: {exc}"))
+        try:  # (an id off the wire always encodes; one a caller of handle_value gave may not)
+            encode(error)
+        except (TypeError, ValueError):
+            error["id"] = None
+        return error
 
     def __repr__(self) -> str:
         return f"<Dispatcher of {', '.join(self.names) or 'no methods'}>"

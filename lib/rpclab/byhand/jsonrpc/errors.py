@@ -3,11 +3,17 @@
 Built by hand in notebook 04 (its ``Fault`` and ``RemoteError``); every socket RPC failure in
 05 arrives as one of these. Pure: no I/O.
 
-The specification reserves five codes; -32000 to -32099 are for the server's own errors::
+The specification reserves -32768 to -32000 for itself: it defines five codes there and leaves
+-32000 to -32099 to implementations, for the server's own errors. Every other integer is the
+application's. So a handler's own failure (no such key, a division by zero) is reported with
+APPLICATION_ERROR, outside the reserved range, and a client can tell "the procedure said no"
+from "the server broke"::
 
-    RPCError(-32601)                    # [-32601] Method not found
-    InvalidParams("missing 'b'")        # the same with its code and message filled in
-    RemoteError.from_dict(error)        # what a client raises for an error read off the wire
+    RPCError(-32601)                  # [-32601] Method not found
+    InvalidParams("missing 'b'")      # the same with its code and message filled in
+    RPCError(APPLICATION_ERROR)       # [1] Application error: what a handler's exception becomes
+    is_reserved(-32000)               # True: the protocol's or the server's code, not the app's
+    RemoteError.from_dict(error)      # what a client raises for an error read off the wire
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ __all__ = [
     "INVALID_PARAMS",
     "INTERNAL_ERROR",
     "SERVER_ERROR",
+    "APPLICATION_ERROR",
     "ERROR_MESSAGES",
+    "is_reserved",
     "RPCError",
     "ParseError",
     "InvalidRequest",
@@ -37,7 +45,9 @@ INVALID_REQUEST = -32600  # JSON, but not a request object
 METHOD_NOT_FOUND = -32601  # no such method
 INVALID_PARAMS = -32602  # the method exists; these params do not fit it
 INTERNAL_ERROR = -32603  # the server failed around the method (e.g. its result is not JSON)
-SERVER_ERROR = -32000  # the method itself raised (-32000..-32099 are for servers to define)
+SERVER_ERROR = -32000  # the server's own trouble (-32000..-32099 are for servers to define)
+APPLICATION_ERROR = 1  # the method itself raised: outside the reserved range, the app's own
+RESERVED = (-32768, -32000)  # the codes JSON-RPC 2.0 keeps for itself, both ends included
 
 ERROR_MESSAGES = {
     PARSE_ERROR: "Parse error",
@@ -46,9 +56,16 @@ ERROR_MESSAGES = {
     INVALID_PARAMS: "Invalid params",
     INTERNAL_ERROR: "Internal error",
     SERVER_ERROR: "Server error",
+    APPLICATION_ERROR: "Application error",
 }
 
 Id = str | int | float | None
+
+
+def is_reserved(code: int) -> bool:
+    """Whether JSON-RPC 2.0 reserves ``code`` (-32768 to -32000): the protocol's or the server's
+    error, never the application's."""
+    return RESERVED[0] <= code <= RESERVED[1]
 
 
 class RPCError(Exception):
@@ -59,7 +76,8 @@ class RPCError(Exception):
 
     def __init__(self, code: int, message: str | None = None, data: Any = None):
         self.code = code
-        self.message = message or ERROR_MESSAGES.get(code, "Server error")
+        default = "Server error" if is_reserved(code) else "Application error"
+        self.message = message or ERROR_MESSAGES.get(code, default)
         self.data = data
         super().__init__(code, self.message, data)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rpclab.byhand.jsonrpc.errors import (
-    SERVER_ERROR,
+    APPLICATION_ERROR,
     Id,
     InvalidRequest,
     InvalidResponse,
@@ -129,11 +129,13 @@ def error_response(
 
 
 def failure_response(id: Id, exc: Exception) -> dict[str, Any]:
-    """The error response for a handler that raised ``exc``: its own RPCError, else -32000
-    "Server error" whose data holds the exception's type and message."""
+    """The error response for a handler that raised ``exc``: its own RPCError, else
+    APPLICATION_ERROR (1, "Application error") whose data holds the exception's type and message.
+    """
     if isinstance(exc, RPCError):
         return error_response(id, exc)
-    return error_response(id, SERVER_ERROR, data={"type": type(exc).__name__, "message": str(exc)})
+    data = {"type": type(exc).__name__, "message": str(exc)}
+    return error_response(id, APPLICATION_ERROR, data=data)
 
 
 # --------------------------------------------------------------------------- checking

@@ -12,7 +12,8 @@ kv_server.c beside rpcgen's kv_svc.c.
                  the result does not fit in a hyper (the store is then left as it was)
     KV_KEYS      every key, sorted
 
-Notebook 12 serves the store with it (rpclab.byhand.oncrpc.server).
+Notebook 06 answers one call with it, bytes in and bytes out; notebook 12 serves the store with it
+(rpclab.byhand.oncrpc.server).
 """
 
 from __future__ import annotations

@@ -19,7 +19,10 @@ The pieces follow Birrell and Nelson's picture of an RPC system, read in this or
   matched to callers by id, retries (leader/follower: no reader thread);
 * ``server``    -- the server's runtime: ``serve``, one thread per connection, the limits
   (frame size, stalled peers, ``workers=N``); the server stub is jsonrpc.Dispatcher;
-* ``dedup``     -- at-most-once: replies remembered by request id (``at_most_once=True``);
+* ``limits``    -- what one learner may hold of a server a class shares (``limits=Limits(...)``:
+  connections, calls at once, idle time), and the error over a limit;
+* ``dedup``     -- at-most-once: replies remembered by caller and request id
+  (``at_most_once=True``);
 * ``transport`` -- what both ends share: the ``on_frame`` hook, kernel socket timeouts;
 * ``fastcall``  -- speed work: one caller's call done with the least work; same answers.
 
@@ -29,7 +32,8 @@ or ``"received"`` and the frame's JSON bytes (the wire inspector records these).
 
 from rpclab.byhand.jsonrpc import RemoteError
 from rpclab.byhand.socketrpc.client import Batch, Client, connect
-from rpclab.byhand.socketrpc.dedup import DEDUP_SIZE, DedupTable
+from rpclab.byhand.socketrpc.dedup import DEDUP_BYTES, DEDUP_SIZE, DedupTable
+from rpclab.byhand.socketrpc.limits import LIMIT_EXCEEDED, Limits
 from rpclab.byhand.socketrpc.reader import CallTimeout, ConnectionLost
 from rpclab.byhand.socketrpc.server import FRAME_TIMEOUT, Server, serve
 
@@ -40,9 +44,12 @@ __all__ = [
     "Client",
     "Batch",
     "DedupTable",
+    "Limits",
+    "LIMIT_EXCEEDED",
     "RemoteError",
     "CallTimeout",
     "ConnectionLost",
     "FRAME_TIMEOUT",
     "DEDUP_SIZE",
+    "DEDUP_BYTES",
 ]

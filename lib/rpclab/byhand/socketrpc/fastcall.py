@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from rpclab.byhand import jsonrpc
 from rpclab.byhand.jsonrpc.fastpath import NOT_PLAIN, plain_result
-from rpclab.byhand.socketrpc.reader import _Link, _Slot, result_of
+from rpclab.byhand.socketrpc.reader import IDLE_CHECK, _Link, _Slot, over_limit, result_of
 from rpclab.byhand.socketrpc.transport import RECV_SIZE, pack_length
 
 if TYPE_CHECKING:
@@ -35,12 +35,17 @@ def call_as_reader(conn: SharedConnection, request_id: str, payload: bytes, time
 
     The caller holds ``conn._reader``; it is released before this returns.
     """
-    deadline = time.monotonic() + timeout
+    now = time.monotonic()
+    deadline = now + timeout
     chunk: bytes | OSError | None = None
     with conn._send_lock:
         link = conn._link
         tried = link is not None and not link.broken  # (if sending fails, the call was tried)
+        if tried and now - link.sent_at >= IDLE_CHECK and link.closed_while_idle(now):
+            conn._break(link, "the server closed the connection while it was idle")
+            tried = False  # (so _exchange makes a new one)
         if tried:
+            link.sent_at = now
             if timeout != link.read_timeout:
                 link.bound_reads(timeout)
             try:
@@ -94,6 +99,10 @@ def _complete(
             value = None  # _lead reads it again, and says what is wrong
         if type(value) is dict and value.get("id") == request_id:
             conn._hand_over()
+            if "error" in value and over_limit(value):  # the server closes the connection next
+                conn._break(
+                    link, "the server refused a call over a limit, and closed the connection"
+                )
             return value
     slot = _Slot((request_id,), link)
     conn._register(slot)

@@ -17,7 +17,11 @@ id, until its own reply is in; then it hands the reading over to a waiting calle
 
 A call: ``_exchange`` -> ``_send`` (register a _Slot, send; lead if nobody reads) -> ``_wait``
 (follow; lead if the leader leaves) -> the replies, or CallTimeout / ConnectionLost, retried
-with the same ids up to ``retries`` times.
+with the same ids up to ``retries`` times. A connection the server closed while it sat idle
+(a class server does) is noticed before a call goes out on it, and replaced.
+
+About 430 lines, one module: leader and follower share one lock and one set of slots, and
+reading them apart would mean reading every method twice.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 
 from rpclab.byhand import framing, jsonrpc
 from rpclab.byhand.framing import FrameTooLarge
+from rpclab.byhand.socketrpc.limits import LIMIT_EXCEEDED
 from rpclab.byhand.socketrpc.transport import (
     RECV_SIZE,
     OnFrame,
@@ -40,9 +45,12 @@ from rpclab.byhand.socketrpc.transport import (
     set_send_timeout,
 )
 
-__all__ = ["CallTimeout", "ConnectionLost", "SharedConnection", "result_of"]
+__all__ = ["CallTimeout", "ConnectionLost", "SharedConnection", "result_of", "over_limit"]
 
 TIMEOUT_SLACK = 0.05  # seconds a read may overrun its call's deadline (saves a system call a call)
+IDLE_CHECK = 1.0  # seconds unused after which a connection is checked before a call is sent on it
+# a look at the socket that takes nothing and never waits (not on Windows: no MSG_DONTWAIT)
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT if hasattr(socket, "MSG_DONTWAIT") else None
 
 
 class CallTimeout(TimeoutError):
@@ -51,6 +59,13 @@ class CallTimeout(TimeoutError):
 
 class ConnectionLost(ConnectionError):
     """The connection to the server broke (or could not be made) before the reply came."""
+
+
+def over_limit(reply: dict) -> bool:
+    """Whether ``reply`` is a class server's refusal over a limit (-32005), after which it closes
+    the connection: the next call must go on a new one."""
+    error = reply.get("error")
+    return type(error) is dict and error.get("code") == LIMIT_EXCEEDED
 
 
 def result_of(reply: dict) -> Any:
@@ -69,7 +84,19 @@ class _Link:
         self.broken = False
         self.why_broken = ""  # what broke it, for the calls that find it broken
         self.read_timeout = read_timeout  # the SO_RCVTIMEO now set on sock
+        self.sent_at = time.monotonic()  # when a frame last went out on it
         set_read_timeout(sock, read_timeout)
+
+    def closed_while_idle(self, now: float) -> bool:
+        """Whether the server closed this connection while it was unused (a class server closes
+        idle ones): then a call must go on a new one. Checked, with one system call that does not
+        wait, only after IDLE_CHECK seconds unused."""
+        if _PEEK is None or now - self.sent_at < IDLE_CHECK:
+            return False
+        try:
+            return self.sock.recv(1, _PEEK) == b""
+        except OSError as exc:
+            return not isinstance(exc, BlockingIOError)  # nothing to read: open; else broken
 
     def bound_reads(self, remaining: float) -> None:
         """Make sure the next recv() returns within about ``remaining`` seconds.
@@ -211,8 +238,12 @@ class SharedConnection:
         on_frame = self.on_frame
         with self._send_lock:
             link = self._link
+            now = time.monotonic()
+            if link is not None and not link.broken and link.closed_while_idle(now):
+                self._break(link, "the server closed the connection while it was idle")
             if link is None or link.broken:
                 link = self._link = self._open(deadline)
+            link.sent_at = now
             slot = _Slot(ids, link)
             if ids:
                 self._register(slot)
@@ -340,6 +371,10 @@ class SharedConnection:
                         slot.done = True
                         if self._followers:
                             self._turn.notify_all()
+            if "error" in value and over_limit(value):
+                self._break(
+                    link, "the server refused a call over a limit, and closes the connection"
+                )
             return
         unreadable = None
         with self._lock:
@@ -359,12 +394,15 @@ class SharedConnection:
         if unreadable is not None:
             # Which frame it could not read, the reply cannot say (its id is null):
             # rather than guess, fail every call in flight on this connection.
+            # (Or a class server refused the connection, over a limit: it closes it too.)
             error = unreadable.get("error") if type(unreadable) is dict else None
             try:
                 detail: object = jsonrpc.RemoteError.from_dict(error)
             except jsonrpc.InvalidResponse:
                 detail = unreadable
-            self._break(link, f"the server could not read a request: {detail}")
+            refused = getattr(detail, "code", None) == LIMIT_EXCEEDED
+            why = "the server refused" if refused else "the server could not read a request"
+            self._break(link, f"{why}: {detail}")
 
     def _give_up(self, slot: _Slot) -> None:
         """Stop waiting for ``slot`` (the caller holds _lock): its call timed out."""
