@@ -80,7 +80,7 @@ def test_flight_refuses_bad_tickets_and_unknown_tables_with_errors_that_say_why(
 def test_an_upload_over_max_rows_is_refused_and_the_table_held_stays():
     server = flight.serve("flight-test", {"readings": TABLE}, max_rows=25_000)
     with flight.connect(server) as client:
-        with pytest.raises(ValueError, match="over 25,000 rows"):
+        with pytest.raises(ValueError, match="over 25,000 rows .refused after reading 6,000"):
             flight.put_table(client, "more", TABLE.slice(0, 6_000), batch_rows=1_000)
         flight.put_table(client, "readings", TABLE.slice(0, 25_000))  # replaces: 20,000 -> 20,000
     assert "more" not in server.service.tables
@@ -194,3 +194,14 @@ def test_each_encoding_gives_the_rows_back_and_arrow_carries_16_bytes_a_row():
     assert "bytes a row" in str(arrow)
     with pytest.raises(ValueError, match="compare takes"):
         encodings.compare(make_table(encodings.MAX_COMPARE_ROWS + 1))
+
+
+def test_compare_says_clearly_faster_only_when_every_round_beat_every_round():
+    def result(name: str, *seconds: float) -> transfer.Result:
+        return transfer.Result(name, 1_000, 16_000, list(seconds))
+
+    fast, slow, mixed = result("fast", 1, 1.2), result("slow", 2, 3), result("mixed", 0.9, 2.5)
+    assert transfer.compare(fast, slow).startswith("fast: 2.20 x the rows a second of slow")
+    assert "clearly faster" in transfer.compare(fast, slow)
+    assert "clearly slower" in transfer.compare(slow, fast)
+    assert "neither clearly faster nor slower" in transfer.compare(mixed, slow)

@@ -276,8 +276,23 @@ def test_latency_timeline_draws_a_panel_per_run_with_the_budget():
     assert len(fig.axes) == 2 and fig.axes[1].get_xlabel().startswith("seconds since")
     assert [line.get_label() for line in fig.axes[1].lines] == ["held back", "in transit", "budget"]
     assert fig.axes[0].lines[-1].get_ydata()[0] == pytest.approx(2.0)  # the budget, in ms
+    for ax in fig.axes:  # the legend sits right of the panel, clear of the curves' ends
+        legend = ax.get_legend()
+        assert legend.get_bbox_to_anchor().x0 >= ax.bbox.x1
     with pytest.raises(ValueError):
         plots.latency_timeline({})
+
+
+def test_latency_timeline_on_a_log_scale_shares_it_between_panels_and_skips_zeros():
+    runs = {
+        "slow": {"every": ([0.0, 0.001], [0.0005, 0.9])},
+        "pause": {"catch up": ([0.0, 0.001, 0.002], [0.0, 0.0004, 0.3])},
+    }
+    fig = plots.latency_timeline(runs, budget=0.002, log=True)
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "log"]
+    assert fig.axes[0].get_ylim() == fig.axes[1].get_ylim()  # panels side by side compare
+    assert list(fig.axes[1].lines[0].get_ydata()) == pytest.approx([0.4, 300.0])
+    assert fig.axes[0].get_ylabel() == "ms (log scale)"
 
 
 def test_stream_progress_draws_the_credit_granted_where_given():

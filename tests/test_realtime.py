@@ -113,3 +113,42 @@ def test_a_recording_summarises_latency_percentiles_budget_misses_and_gaps():
     assert rec.over_budget == 1 and rec.longest_gap == pytest.approx(0.009)
     assert rec.due_s.tolist() == pytest.approx([0, 0.001, 0.002, 0.003, 0.004])
     assert "p99" in rec.summary() and "over budget" in consumer.format_table({"x": rec})
+
+
+def test_the_recording_keeps_how_long_each_reading_s_work_really_took(channel):
+    rec = consumer.record(channel, count=50, work=consumer.takes(0.002))
+    assert rec.work_s.shape == (50,) and (rec.work_s >= 0.002).all()
+    assert rec.handled_per_s < 1 / 0.002  # it cannot act faster than its work allows
+    assert rec.reading_bytes > 5  # the message and gRPC's 5-byte prefix
+    with pytest.raises(ValueError):
+        consumer.takes(2)
+
+
+def test_a_pause_runs_once_on_the_first_reading_acted_on_from_its_number_on():
+    calls: list[int] = []
+    pause = consumer.pause_at(10, lambda: calls.append(1))
+    for seq in (3, 12, 13, 40):  # reading 10 itself never came: skipped or dropped
+        pause(feed.feed_pb2.Reading(seq=seq))
+    assert calls == [1] and pause.at == 12 and pause.took_s >= 0
+    assert "ran at reading 12" in str(pause)
+    assert "never ran" in str(consumer.pause_at(5))
+    with pytest.raises(ValueError):
+        consumer.pause_at(-1)
+
+
+def test_a_pause_happens_under_every_policy_even_when_the_producer_skips(channel):
+    for policy, catch_up in (("every", True), ("every", False), ("deadline", False)):
+        pause = consumer.pause_at(100, lambda: threading.Event().wait(0.3))
+        rec = consumer.record(channel, count=600, work=pause, policy=policy, catch_up=catch_up)
+        assert pause.at is not None and pause.at >= 100, (policy, catch_up)
+        assert rec.longest_gap >= 0.3  # the pause shows as a gap between readings acted on
+
+
+def test_waiting_at_send_counts_readings_sent_and_not_yet_acted_on():
+    ms = 1_000_000
+    seq = np.arange(4)
+    sent = np.array([0, 1, 2, 3]) * ms
+    acted = np.array([5, 6, 7, 8]) * ms  # nothing acted on until all four were sent
+    rec = Recording("every", 1000.0, 4, 0.002, seq, sent, sent, acted)
+    assert rec.waiting_at_send.tolist() == [1, 2, 3, 4]
+    assert rec.handled_per_s == pytest.approx(1000.0)

@@ -48,8 +48,8 @@ class Encoding:
     def __str__(self) -> str:
         return (
             f"{self.name:<30}{self.bytes_per_row:>6.1f} bytes a row   encode "
-            f"{self.encode_s / self.rows * 1e9:>6.0f} ns a row   decode "
-            f"{self.decode_s / self.rows * 1e9:>6.0f} ns a row"
+            f"{self.encode_s / self.rows * 1e9:>7.1f} ns a row   decode "
+            f"{self.decode_s / self.rows * 1e9:>7.1f} ns a row"
         )
 
 

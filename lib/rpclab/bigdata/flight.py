@@ -133,8 +133,10 @@ class TableServer(fl.FlightServerBase):
         for chunk in reader:
             held += chunk.data.num_rows
             if held > self.max_rows:
+                read = sum(b.num_rows for b in batches) + chunk.data.num_rows
                 raise ValueError(
-                    f"this upload would make the server hold over {self.max_rows:,} rows"
+                    f"this upload would make the server hold over {self.max_rows:,} rows "
+                    f"(refused after reading {read:,} of its rows)"
                 )
             batches.append(chunk.data)
         return pa.Table.from_batches(batches, schema=reader.schema)

@@ -9,6 +9,7 @@ right rows, and keeps every round's time, so that the spread can be shown, not j
     ways = [transfer.Way("Flight DoGet", 2_000_000, lambda: ...), ...]
     results = transfer.measure(ways, expected=table, rounds=5)
     print(transfer.format_table(results))
+    print(transfer.compare(results["Flight DoPut"], results["Flight DoGet"]))
 
 Rates count the table's own data: 16 bytes a row (two 8-byte columns), whatever the encoding
 adds on the wire. ``MB`` is 10**6 bytes.
@@ -25,7 +26,7 @@ import pyarrow as pa
 
 from rpclab.bigdata.table import check_rows, same_rows
 
-__all__ = ["Way", "Result", "measure", "format_table", "MAX_ROUNDS"]
+__all__ = ["Way", "Result", "measure", "format_table", "compare", "MAX_ROUNDS"]
 
 MAX_ROUNDS = 50
 
@@ -117,3 +118,17 @@ def format_table(results: dict[str, Result]) -> str:
             f"{r.median_mb_per_s:>8,.1f}{f'{low:,.1f} - {high:,.1f}':>30}"
         )
     return "\n".join(lines)
+
+
+def compare(a: Result, b: Result) -> str:
+    """How ``a`` did against ``b`` in this measurement, in rows a second, said in words: the ratio
+    of the medians, and "clearly faster" only when a's slowest round beat b's fastest (clearly
+    slower the other way round); rounds that overlap are "neither clearly faster nor slower"."""
+    ratio = a.median_rows_per_s / b.median_rows_per_s
+    if min(a.rows_per_s) > max(b.rows_per_s):
+        verdict = "clearly faster: its slowest round beat the other's fastest"
+    elif max(a.rows_per_s) < min(b.rows_per_s):
+        verdict = "clearly slower: its fastest round lost to the other's slowest"
+    else:
+        verdict = "neither clearly faster nor slower: the rounds overlap"
+    return f"{a.way}: {ratio:.2f} x the rows a second of {b.way}, {verdict}"

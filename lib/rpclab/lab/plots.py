@@ -522,37 +522,48 @@ def rounds_strip(
     return fig
 
 
+_SERIES_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#8172b3")  # far apart, even as small dots
+
+
 def latency_timeline(
     runs: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
     *,
     budget: float | None = None,
     title: str = "",
+    log: bool = False,
 ) -> Figure:
     """Latency over time, one panel per run, each with its own y scale (milliseconds).
 
     ``runs`` maps a panel's title to its series: a label -> ``(seconds, latencies)`` pair, both
     in seconds. ``budget`` (seconds) draws the latency budget as a dashed line in every panel.
+    ``log`` puts the y axis on a log scale, for series that span decades (then every panel has
+    the same scale, so that panels side by side compare). The legend sits right of the panel,
+    clear of the data.
     """
     if not runs or any(not series for series in runs.values()):
         raise ValueError("latency_timeline needs at least one run, each with at least one series")
-    fig = Figure(figsize=(9, 0.6 + 2.0 * len(runs)), layout="constrained")
-    axes = fig.subplots(len(runs), 1, sharex=True, squeeze=False)[:, 0]
+    fig = Figure(figsize=(10, 0.6 + 2.0 * len(runs)), layout="constrained")
+    axes = fig.subplots(len(runs), 1, sharex=True, sharey=log, squeeze=False)[:, 0]
     for ax, (label, series) in zip(axes, runs.items(), strict=True):
         for index, (name, (xs, ys)) in enumerate(series.items()):
+            points = [(x, y * 1e3) for x, y in zip(xs, ys, strict=True) if y > 0 or not log]
             ax.plot(
-                list(xs),
-                [y * 1e3 for y in ys],
+                [x for x, _ in points],
+                [y for _, y in points],
                 ".",
                 markersize=2,
-                color=_CATEGORY_COLOURS[index % len(_CATEGORY_COLOURS)],
+                color=_SERIES_COLOURS[index % len(_SERIES_COLOURS)],
                 label=name,
             )
         if budget is not None:
-            ax.axhline(budget * 1e3, color="#c44e52", linestyle="--", linewidth=1, label="budget")
-        ax.set_ylim(bottom=0)
+            ax.axhline(budget * 1e3, color="black", linestyle="--", linewidth=1, label="budget")
+        if log:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
         ax.set_title(label, fontsize=10, loc="left")
-        ax.set_ylabel("ms")
-        ax.legend(loc="upper right", fontsize=8, markerscale=4)
+        ax.set_ylabel("ms (log scale)" if log else "ms")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, markerscale=4)
     axes[-1].set_xlabel("seconds since the first reading was due")
     if title:
         fig.suptitle(title)

@@ -18,13 +18,16 @@ end-to-end latency, from when the producer took it to when the consumer acts -- 
         rec = consumer.record(channel, rate_hz=1000, count=2000, budget_s=0.002)
     print(rec.summary())
 
-:func:`alongside` runs other work -- a bulk transfer, say -- in a thread beside it, as load.
-Every wait here is bounded.
+The consumer's work is any ``work(reading)``. Two are here: :func:`takes` keeps the consumer
+waiting a set time on each reading (a slow consumer), and :func:`pause_at` runs ``gc.collect()``
+once, in the middle of the stream (a GC pause). :func:`alongside` runs other work -- a bulk
+transfer, say -- in a thread beside the stream, as load. Every wait here is bounded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +43,8 @@ __all__ = [
     "Recording",
     "record",
     "takes",
+    "pause_at",
+    "PauseAt",
     "alongside",
     "Alongside",
     "format_table",
@@ -48,6 +53,7 @@ __all__ = [
 POLICIES = ("every", "deadline", "latest")
 SLACK_S = 10.0  # a call's deadline: the time its readings take to be due, plus this
 JOIN_S = 5.0  # how long to wait for a reader thread to end once its call is over
+GRPC_PREFIX = 5  # bytes gRPC puts before every message: a flag and a 4-byte length
 
 Work = Callable[[feed_pb2.Reading], object]
 
@@ -64,13 +70,37 @@ class Recording:
     due_ns: np.ndarray = field(repr=False)
     sent_ns: np.ndarray = field(repr=False)
     acted_ns: np.ndarray = field(repr=False)
+    work_ns: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
     received: int = 0  # readings that arrived from the stream
     skipped: int = 0  # readings the producer coalesced (never sent)
     dropped: int = 0  # readings that arrived but the consumer did not act on
+    reading_bytes: int = 0  # one reading's size on the wire: the message and gRPC's 5 bytes
 
     @property
     def acted(self) -> int:
         return len(self.seq)
+
+    @property
+    def work_s(self) -> np.ndarray:
+        """How long the consumer's work took on each reading it acted on, in seconds."""
+        return self.work_ns / 1e9
+
+    @property
+    def handled_per_s(self) -> float:
+        """Readings acted on per second, from the first act to the last: a consumer that is
+        always behind acts as fast as it can, so this is then its capacity."""
+        if self.acted < 2:
+            return float("nan")
+        return (self.acted - 1) / ((self.acted_ns[-1] - self.acted_ns[0]) / 1e9)
+
+    @property
+    def waiting_at_send(self) -> np.ndarray:
+        """For each reading, how many readings had been sent but not yet acted on at the moment it
+        was sent (itself included): the queue in the buffers between producer and consumer.
+        Exact for the ``"every"`` policy, where every reading sent is acted on."""
+        acted_sorted = np.sort(self.acted_ns)
+        sent_before = np.searchsorted(np.sort(self.sent_ns), self.sent_ns, side="right")
+        return sent_before - np.searchsorted(acted_sorted, self.sent_ns, side="right")
 
     @property
     def latency_s(self) -> np.ndarray:
@@ -126,7 +156,7 @@ class Recording:
 
     def summary(self) -> str:
         return (
-            f"{self.policy}: acted on {self.acted:,} of {self.count:,} readings "
+            f"policy {self.policy!r}: acted on {self.acted:,} of {self.count:,} readings "
             f"(producer skipped {self.skipped:,}, consumer dropped {self.dropped:,}); "
             f"latency p50 {self.p50 * 1e3:.2f} ms, p99 {self.p99 * 1e3:.2f} ms, "
             f"max {self.max * 1e3:.1f} ms; {self.over_budget:,} over the "
@@ -136,7 +166,15 @@ class Recording:
 
 def takes(seconds: float) -> Work:
     """A consumer's work that takes ``seconds`` per reading, waiting on something else (a disk,
-    a database) rather than computing: it lets the rest of the process run meanwhile."""
+    a database) rather than computing: it sleeps, which lets the rest of the process -- here the
+    producer too -- run meanwhile.
+
+    On a busy machine a sleep ends late (a thread whose sleep is over waits for a free core: on 2
+    busy cores ``takes(0.0012)`` has lasted 1.4 to 2.1 ms on average), so measure it:
+    :attr:`Recording.work_s` holds each call's real length. A busy loop would keep to the time
+    better, but a Python loop holds the GIL, and in one process it would stop the producer as
+    well as the consumer.
+    """
     if not 0 <= seconds <= 1:
         raise ValueError(f"seconds must be between 0 and 1, not {seconds!r}")
 
@@ -144,6 +182,47 @@ def takes(seconds: float) -> Work:
         time.sleep(seconds)  # the simulated work itself, not a wait for something to be ready
 
     return work
+
+
+@dataclass
+class PauseAt:
+    """Work that does nothing but once: on the first reading acted on whose ``seq`` is at least
+    ``seq``, it runs ``action`` (a full garbage collection by default) and times it.
+
+    "At least", not "equal": a policy may drop or skip the reading numbered ``seq`` itself, and
+    the pause must still happen. ``at`` is the reading it ran on, ``took_s`` how long it took.
+    """
+
+    seq: int
+    action: Callable[[], object] = gc.collect
+    at: int | None = None
+    took_s: float | None = None
+
+    def __call__(self, reading: feed_pb2.Reading) -> None:
+        if self.at is None and reading.seq >= self.seq:
+            self.at = reading.seq
+            started = time.perf_counter()
+            self.action()
+            self.took_s = time.perf_counter() - started
+
+    def __str__(self) -> str:
+        name = getattr(self.action, "__qualname__", "the pause")
+        module = getattr(self.action, "__module__", None)
+        if module and module not in ("builtins", "__main__"):
+            name = f"{module}.{name}"  # gc.collect
+        if self.at is None:
+            return f"{name}() never ran: no reading from {self.seq} on was acted on"
+        return f"{name}() ran at reading {self.at:,} and took {self.took_s * 1e3:,.0f} ms"
+
+
+def pause_at(seq: int, action: Callable[[], object] = gc.collect) -> PauseAt:
+    """A work that pauses the consumer once, at reading ``seq`` or the first acted on after it,
+    by running ``action`` (``gc.collect``: the whole process stops while it runs)."""
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < MAX_COUNT:
+        raise ValueError(f"seq must be an int from 0 to {MAX_COUNT - 1:,}, not {seq!r}")
+    if not callable(action):
+        raise TypeError(f"action must be callable as action(), not {action!r}")
+    return PauseAt(seq, action)
 
 
 def _check(policy: str, rate_hz: float, count: int, budget_s: float) -> None:
@@ -184,15 +263,20 @@ def record(
     dues: list[int] = []
     sents: list[int] = []
     acts: list[int] = []
+    works: list[int] = []
     tally = {"received": 0, "skipped": 0, "dropped": 0}
 
     def act(reading: feed_pb2.Reading) -> None:
+        now = time.monotonic_ns()
         seqs.append(reading.seq)
         dues.append(reading.due_ns)
         sents.append(reading.sent_ns)
-        acts.append(time.monotonic_ns())
+        acts.append(now)
         if work is not None:
             work(reading)
+        works.append(time.monotonic_ns() - now)
+        if "reading_bytes" not in tally:
+            tally["reading_bytes"] = reading.ByteSize() + GRPC_PREFIX
 
     try:
         if policy == "latest":
@@ -217,6 +301,7 @@ def record(
         np.array(dues, dtype=np.int64),
         np.array(sents, dtype=np.int64),
         np.array(acts, dtype=np.int64),
+        np.array(works, dtype=np.int64),
         **tally,
     )
 
