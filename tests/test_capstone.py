@@ -364,3 +364,14 @@ def test_place_orders_and_the_outcome_table(running):
     table = shop.format_outcomes({"calm": outcomes}, ["UNAVAILABLE"]).splitlines()
     assert table[0].split()[:2] == ["OK", "UNAVAILABLE"]
     assert table[1].split()[:3] == ["calm", "6", "0"]
+
+
+def test_the_recorder_says_when_a_service_has_started_on_a_trace(running):
+    services, stub = running
+    services.set_work(inventory=0.3)
+    trace_id = tracing.new_trace_id()
+    call = stub.PlaceOrder.future(ORDER, timeout=2.0, metadata=[(tracing.TRACE_ID_KEY, trace_id)])
+    assert services.recorder.wait_started(trace_id, "inventory", timeout=3.0)
+    assert not any(s.service == "inventory" for s in services.recorder.spans(trace_id))  # at work
+    assert services.recorder.wait_started(trace_id, "nobody", timeout=0.05) is False
+    assert call.result(timeout=3.0).order.transaction_id

@@ -12,7 +12,14 @@ import pytest
 
 from rpclab import faults
 from rpclab.capstone import shop
-from rpclab.capstone.downstream import PASSED_ON, NotCalled, Retries, ended, translate
+from rpclab.capstone.downstream import (
+    PASSED_ON,
+    NotCalled,
+    Retries,
+    ended,
+    ended_how,
+    translate,
+)
 from rpclab.capstone.retrybudget import RetryBudget
 from rpclab.capstone.shop import shop_pb2, shop_pb2_grpc
 from rpclab.lab import tracing
@@ -444,3 +451,25 @@ def test_grpc_retry_throttling_stops_retrying_in_an_outage_unlike_a_retry_budget
     services.set_retries("gateway", 3, budget=budget)
     shop.place_orders(stub, 100, timeout=2.0)
     assert services.recorder.calls()["orders"] == 100 + 10 + 9  # keeps allowing about 10%
+
+
+class _Context:  # what ended_how reads of a call being served
+    def __init__(self, left):
+        self.left = left
+
+    def time_remaining(self):
+        return self.left
+
+
+def test_how_a_call_ended_says_how_long_before_its_deadline_a_cancel_came():
+    assert ended_how(_Context(0.0)) == "its deadline passed"
+    assert ended_how(_Context(0.0123)) == "it was cancelled, 12 ms before its deadline"
+    assert ended_how(_Context(1e10)) == "it was cancelled"  # grpcio's "no deadline"
+
+
+def test_the_details_name_each_service_on_the_way_once(running):
+    _, stub = running
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.PlaceOrder(order(item="spoon"), timeout=2.0)
+    assert caught.value.code() is Code.NOT_FOUND
+    assert caught.value.details() == "orders: inventory: no such item 'spoon'"
