@@ -12,7 +12,14 @@ import pytest
 
 from rpclab import faults
 from rpclab.capstone import shop
-from rpclab.capstone.downstream import PASSED_ON, NotCalled, Retries, translate
+from rpclab.capstone.downstream import (
+    PASSED_ON,
+    NotCalled,
+    Retries,
+    ended,
+    ended_how,
+    translate,
+)
 from rpclab.capstone.retrybudget import RetryBudget
 from rpclab.capstone.shop import shop_pb2, shop_pb2_grpc
 from rpclab.lab import tracing
@@ -154,9 +161,9 @@ def test_a_release_that_cannot_be_made_is_kept_for_a_person(running):
         services.reroute("inventory", proxy.address)
         original = services.orders._release
 
-        def release_through_reset(key, context):  # inventory unreachable for the undo only
+        def release_through_reset(*args, **kwargs):  # inventory unreachable for the undo only
             proxy.faults = faults.Faults(reset=1.0)
-            return original(key, context)
+            return original(*args, **kwargs)
 
         services.orders._release = release_through_reset
         assert code_of(stub, order("k9")) is Code.ABORTED
@@ -286,18 +293,86 @@ def test_a_caller_that_goes_away_stops_the_services_behind_only_with_cancellatio
         assert any("still waiting for orders" in n.text for n in services.journal.notes())
 
 
-def test_a_handler_that_does_not_cooperate_works_on_after_the_deadline(running):
+@pytest.mark.parametrize("undo", [False, True])
+def test_a_handler_that_does_not_cooperate_works_on_and_only_the_undo_keeps_its_effect_away(
+    running, undo
+):
     services, stub = running
     services.set_work(inventory=0.3)
     services.inventory.cooperative = False
+    services.orders.undo_unanswered = undo
     before = services.inventory.stock["teapot"]
     trace_id = tracing.new_trace_id()
     with pytest.raises(grpc.RpcError) as caught:
         stub.PlaceOrder(order(), timeout=0.15, metadata=[(tracing.TRACE_ID_KEY, trace_id)])
     assert caught.value.code() is Code.DEADLINE_EXCEEDED
-    assert services.recorder.wait(trace_id, 5, timeout=3.0)
-    assert services.inventory.stock["teapot"] == before - 1  # reserved for nobody
-    assert any("after its call ended" in n.text for n in services.journal.notes())
+    # five spans; with the undo, a Release made and served too
+    assert services.recorder.wait(trace_id, 7 if undo else 5, timeout=3.0)
+    assert services.recorder.wait(trace_id, 99, timeout=0.3) is False  # and nothing more
+    notes = [n.text for n in services.journal.notes() if n.service == "inventory"]
+    if undo:  # the release overtook the reservation, which was refused when it came
+        assert services.inventory.stock["teapot"] == before
+        assert any("not reserving: attempt" in text for text in notes)
+    else:
+        assert services.inventory.stock["teapot"] == before - 1  # reserved for nobody
+        assert any("after its call ended" in text for text in notes)
+
+
+@pytest.mark.parametrize("undo", [False, True])
+def test_a_reservation_made_just_before_the_cancel_came_is_released(running, undo):
+    # The cold reader's run: inventory reserved, then the cancel arrived, and its reply was lost.
+    services, stub = running
+    services.orders.undo_unanswered = undo
+    inventory = services.inventory
+    reserved = threading.Event()
+    note_late = inventory._late
+
+    def hold_the_reply(context):  # a seam: runs after the reservation, before the reply
+        reserved.set()
+        ended(context, 3.0)  # until the cancel has reached inventory
+        return note_late(context)
+
+    inventory._late = hold_the_reply
+    before = inventory.stock["teapot"]
+    trace_id = tracing.new_trace_id()
+    call = stub.PlaceOrder.future(order(), timeout=5.0, metadata=[(tracing.TRACE_ID_KEY, trace_id)])
+    assert reserved.wait(3.0)
+    call.cancel()
+    assert services.recorder.wait(trace_id, 7 if undo else 5, timeout=3.0)
+    assert services.payments.charges == 0
+    assert inventory.stock["teapot"] == (before if undo else before - 1)
+    if undo:
+        assert any("so the reservation is undone" in n.text for n in services.journal.notes())
+
+
+def test_a_release_that_overtakes_its_reservation_refuses_that_attempt_only(running):
+    services, _ = running
+    with grpc.insecure_channel(f"127.0.0.1:{services.handles['inventory'].port}") as channel:
+        inventory = shop_pb2_grpc.InventoryStub(channel)
+        released = inventory.Release(shop_pb2.ReleaseRequest(order_id="o-1", attempt=1), timeout=2)
+        assert released.released is False
+        late = shop_pb2.ReserveRequest(order_id="o-1", item="mug", quantity=2, attempt=1)
+        with pytest.raises(grpc.RpcError) as caught:
+            inventory.Reserve(late, timeout=2)
+        assert caught.value.code() is Code.ABORTED
+        assert services.inventory.stock["mug"] == shop.DEFAULT_STOCK["mug"]
+        # The next attempt at the same order (the client retried with its key) is served.
+        again = shop_pb2.ReserveRequest(order_id="o-1", item="mug", quantity=2, attempt=2)
+        assert inventory.Reserve(again, timeout=2).remaining == shop.DEFAULT_STOCK["mug"] - 2
+
+
+def test_after_an_unanswered_reservation_was_undone_a_retry_with_the_key_makes_the_order(running):
+    services, stub = running
+    services.set_work(inventory=0.3)
+    services.inventory.cooperative = False
+    assert code_of(stub, order("retry-me"), timeout=0.15) is Code.DEADLINE_EXCEEDED
+    # wait until the late reservation has come and been refused
+    assert services.recorder.wait(services.recorder.trace_ids()[-1], 7, timeout=3.0)
+    services.set_work(inventory=0.0)
+    services.inventory.cooperative = True
+    assert code_of(stub, order("retry-me")) is Code.OK
+    assert services.inventory.stock["teapot"] == shop.DEFAULT_STOCK["teapot"] - 1
+    assert services.payments.charges == 1
 
 
 def test_not_called_reads_like_a_failed_call():
@@ -376,3 +451,25 @@ def test_grpc_retry_throttling_stops_retrying_in_an_outage_unlike_a_retry_budget
     services.set_retries("gateway", 3, budget=budget)
     shop.place_orders(stub, 100, timeout=2.0)
     assert services.recorder.calls()["orders"] == 100 + 10 + 9  # keeps allowing about 10%
+
+
+class _Context:  # what ended_how reads of a call being served
+    def __init__(self, left):
+        self.left = left
+
+    def time_remaining(self):
+        return self.left
+
+
+def test_how_a_call_ended_says_how_long_before_its_deadline_a_cancel_came():
+    assert ended_how(_Context(0.0)) == "its deadline passed"
+    assert ended_how(_Context(0.0123)) == "it was cancelled, 12 ms before its deadline"
+    assert ended_how(_Context(1e10)) == "it was cancelled"  # grpcio's "no deadline"
+
+
+def test_the_details_name_each_service_on_the_way_once(running):
+    _, stub = running
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.PlaceOrder(order(item="spoon"), timeout=2.0)
+    assert caught.value.code() is Code.NOT_FOUND
+    assert caught.value.details() == "orders: inventory: no such item 'spoon'"

@@ -10,6 +10,10 @@ Built for notebook 15 (the capstone), which shows each of these failing first, t
 * :class:`Retries` -- UNAVAILABLE retried, at most ``max_attempts`` calls per call, within a
   :class:`~rpclab.capstone.retrybudget.RetryBudget`, after a jittered back-off that stops when
   the caller goes away.
+* :data:`REFUSALS` -- the codes with which a service said "no" to a call; any other failure of
+  a call that was made leaves it unknown whether the callee did the work (its reply may have
+  been lost, or it was cancelled after the work was done), so a caller that must not keep a
+  step it did not hear back from undoes it (Orders does, for Inventory.Reserve).
 * :func:`translate` -- the status a service answers with when a call behind it failed and it
   gave up. Never UNAVAILABLE: that says "I could not take your call, try again", so a caller
   that retries it would retry the whole chain behind, and with three layers each making four
@@ -46,6 +50,7 @@ __all__ = [
     "HEALTH_TIMEOUT",
     "CHANNEL_OPTIONS",
     "PASSED_ON",
+    "REFUSALS",
     "NotCalled",
     "translate",
     "downstream_timeout",
@@ -92,6 +97,25 @@ PASSED_ON = frozenset(
 )
 
 
+# The codes with which a service that was called said "no": it did nothing. A call that failed
+# with any other code (CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE, UNKNOWN, INTERNAL, DATA_LOSS)
+# may have been done all the same: its reply was lost, or the cancel came after the work.
+REFUSALS = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+
+
 def translate(code: grpc.StatusCode) -> grpc.StatusCode:
     """The status a service answers with when a call it made failed with ``code`` and it gave up.
 
@@ -111,12 +135,17 @@ def translate(code: grpc.StatusCode) -> grpc.StatusCode:
 
 class NotCalled(grpc.RpcError):
     """A call downstream that was not made, or was cancelled, because the call being served
-    ended (CANCELLED) or has no time left (DEADLINE_EXCEEDED). Caught like any failed call."""
+    ended (CANCELLED) or has no time left (DEADLINE_EXCEEDED). Caught like any failed call.
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    ``made`` says whether the call had been sent before it was cancelled: then the callee may
+    have done its work all the same.
+    """
+
+    def __init__(self, code: grpc.StatusCode, details: str, *, made: bool = False) -> None:
         super().__init__(details)
         self._code = code
         self._details = details
+        self.made = made
 
     def code(self) -> grpc.StatusCode:
         return self._code
@@ -135,10 +164,20 @@ def ended_code(context: grpc.ServicerContext) -> grpc.StatusCode:
 
 
 def ended_how(context: grpc.ServicerContext) -> str:
-    """Why a call being served has ended, in words: its deadline passed, or it was cancelled."""
-    if ended_code(context) is grpc.StatusCode.DEADLINE_EXCEEDED:
+    """Why a call being served has ended, in words: its deadline passed, or it was cancelled
+    (and how long before its deadline, as this server reckons it).
+
+    A client's gRPC cancels its call when the client's deadline passes. A server reckons its own
+    deadline from the ``grpc-timeout`` header, which may say a little more than the client had
+    left (notebook 15 measures it), so a deadline that passed at the client may reach the
+    server as a cancel that came a few milliseconds early.
+    """
+    left = time_left(context)
+    if left is not None and left <= 0:
         return "its deadline passed"
-    return "it was cancelled"
+    if left is None:
+        return "it was cancelled"
+    return f"it was cancelled, {left * 1000:.0f} ms before its deadline"
 
 
 def ended(context: grpc.ServicerContext, seconds: float) -> bool:
@@ -268,6 +307,7 @@ class Downstream:
             raise NotCalled(
                 ended_code(context),
                 f"{self.caller}: cancelled its call to {self.callee}: {ended_how(context)}",
+                made=True,
             ) from None
 
     def health(self, context: grpc.ServicerContext) -> str:
@@ -356,6 +396,7 @@ class Retries:
                     raise NotCalled(
                         ended_code(context),
                         f"{link.caller}: stopped retrying {link.callee}: {ended_how(context)}",
+                        made=True,
                     ) from error
         raise AssertionError("not reached")
 

@@ -32,6 +32,12 @@ What the services show, each with a switch to show the failure it prevents:
   UNAVAILABLE on (downstream.translate): a failure it gave up on goes up as ABORTED.
 * **An undo step** (``Orders.steps``, :func:`make_order`). When the charge fails, the items
   reserved for the order go back to the shelf: a saga's compensating step.
+* **Undoing a step that did not answer** (``Orders.undo_unanswered``). A reservation may be made
+  after its caller is gone (a cancel that came late, a handler that does not listen), and its
+  reply is lost. So when Inventory.Reserve fails without saying "no" (downstream.REFUSALS),
+  Orders releases the reservation anyway, naming its attempt; and since that release may
+  overtake the reservation it undoes, Inventory remembers it and refuses a late Reserve of
+  that attempt.
 * **One key from the client to the last hop.** The client's ``idempotency_key`` names the order;
   Orders, Inventory and Payments act once per order, so a client may retry after "it failed"
   without buying twice. Without a key the gateway makes up a name, and a retry is a new order.
@@ -52,7 +58,7 @@ import statistics
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from concurrent import futures
 from typing import Any, NamedTuple
 
@@ -65,8 +71,10 @@ from rpclab.capstone.downstream import (
     DEFAULT_MARGIN,
     DEFAULT_TIMEOUT,
     FULL_NAMES,
+    REFUSALS,
     SERVICES,
     Downstream,
+    NotCalled,
     Retries,
     downstream_timeout,
     ended,
@@ -199,20 +207,21 @@ def _check_work(seconds: object) -> float:
 
 
 class _Remembered:
-    """The last REMEMBERED replies (or reservations), by order id, for idempotency."""
+    """The last REMEMBERED replies (or reservations, or releases), by order id, for
+    idempotency."""
 
     def __init__(self) -> None:
-        self._replies: OrderedDict[str, Any] = OrderedDict()
+        self._replies: OrderedDict[Hashable, Any] = OrderedDict()
 
-    def get(self, key: str) -> Any:
+    def get(self, key: Hashable) -> Any:
         return self._replies.get(key)
 
-    def put(self, key: str, reply: Any) -> None:
+    def put(self, key: Hashable, reply: Any) -> None:
         self._replies[key] = reply
         while len(self._replies) > REMEMBERED:
             self._replies.popitem(last=False)
 
-    def pop(self, key: str) -> Any:
+    def pop(self, key: Hashable) -> Any:
         return self._replies.pop(key, None)
 
     def __len__(self) -> int:
@@ -229,7 +238,8 @@ def make_order(
     the charge fails, release the items again (the compensating step) and fail.
 
     ``reserve()`` returns the price in cents, ``charge(cents)`` the transaction id; each raises
-    grpc.RpcError when it fails. ``release()`` puts the reserved items back (it never raises).
+    grpc.RpcError when it fails (a reserve() that fails has undone whatever it may have
+    reserved). ``release()`` puts the reserved items back (it never raises).
     Returns (price, transaction id).
     """
     price = reserve()
@@ -284,16 +294,18 @@ class _Service:
         self, context: grpc.ServicerContext, order_id: str, callee: str, error: grpc.RpcError
     ) -> None:
         """A call to ``callee`` failed and this service gives up: note it and fail this call, with
-        the status :func:`translate` gives (or the same status, with ``translate`` off)."""
+        the status :func:`translate` gives (or the same status, with ``translate`` off), and the
+        details prefixed with the callee's name (once: a service names itself in its own)."""
         code = translate(error.code()) if self.translate else error.code()
         changed = "" if code is error.code() else f"; answering {code.name}"
         self.journal.note(self.name, f"{order_id}: {callee} answered {error.code().name}{changed}")
-        context.abort(code, f"{callee}: {error.details()}")
+        details = error.details() or ""
+        context.abort(code, details if details.startswith(f"{callee}:") else f"{callee}: {details}")
 
 
 class Inventory(_Service, shop_pb2_grpc.InventoryServicer):
     """Keeps the stock; Reserve takes items out of it, Release puts them back, once per order
-    id."""
+    id. A Reserve that comes after the Release of its attempt is refused (ABORTED)."""
 
     name = "inventory"
 
@@ -303,6 +315,7 @@ class Inventory(_Service, shop_pb2_grpc.InventoryServicer):
         super().__init__(journal, work)
         self._stock = dict(DEFAULT_STOCK if stock is None else stock)
         self._reserved = _Remembered()  # order id -> (item, quantity)
+        self._released = _Remembered()  # (order id, attempt) -> True: undone, maybe before made
 
     @property
     def stock(self) -> dict[str, int]:
@@ -328,7 +341,8 @@ class Inventory(_Service, shop_pb2_grpc.InventoryServicer):
             return shop_pb2.ReserveReply()  # nobody is waiting for it: nothing reserved
         price = PRICES.get(request.item, DEFAULT_PRICE)
         with self._lock:
-            if self._reserved.get(request.order_id) is None:
+            released = self._released.get((request.order_id, request.attempt)) is not None
+            if not released and self._reserved.get(request.order_id) is None:
                 if self._stock[request.item] < request.quantity:
                     context.abort(
                         grpc.StatusCode.FAILED_PRECONDITION,
@@ -337,6 +351,17 @@ class Inventory(_Service, shop_pb2_grpc.InventoryServicer):
                 self._stock[request.item] -= request.quantity
                 self._reserved.put(request.order_id, (request.item, request.quantity))
             left = self._stock[request.item]
+        if released:  # its caller gave up on it, and released it before it got here
+            self.journal.note(
+                self.name,
+                f"{request.order_id}: not reserving: attempt {request.attempt} was released "
+                f"before it got here{self._late(context)}",
+            )
+            context.abort(
+                grpc.StatusCode.ABORTED,
+                f"inventory: {request.order_id} (attempt {request.attempt}) was released "
+                "already: not reserving",
+            )
         self.journal.note(
             self.name,
             f"{request.order_id}: reserved {request.quantity} {request.item} ({left} left)"
@@ -349,6 +374,7 @@ class Inventory(_Service, shop_pb2_grpc.InventoryServicer):
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"inventory: {problem}")
         with self._lock:
+            self._released.put((request.order_id, request.attempt), True)  # a late Reserve: no
             reserved = self._reserved.pop(request.order_id)
             if reserved is None:
                 return shop_pb2.ReleaseReply(released=False)
@@ -398,7 +424,8 @@ class Payments(_Service, shop_pb2_grpc.PaymentsServicer):
 
 class Orders(_Service, shop_pb2_grpc.OrdersServicer):
     """Creates orders by running :attr:`steps` (reserve, charge, and release if the charge
-    failed); once per order id."""
+    failed); once per order id. Each run of the steps is an attempt, numbered; a reservation
+    that did not answer is released (``undo_unanswered``)."""
 
     name = "orders"
 
@@ -412,6 +439,10 @@ class Orders(_Service, shop_pb2_grpc.OrdersServicer):
         # The saga: steps(reserve, charge, release) -> (price, transaction id). See make_order.
         self.steps: Callable[..., tuple[int, str]] = make_order
         self.unreleased: deque[str] = deque(maxlen=KEPT_UNRELEASED)  # reservations left behind
+        # True: when Reserve fails without saying "no" (it was cancelled, timed out, or its reply
+        # was lost), release what it may have reserved; False: keep no such books.
+        self.undo_unanswered = True
+        self._attempts = itertools.count(1)
         self._orders = _Remembered()
         self._making: dict[str, threading.Event] = {}  # order ids being made now
 
@@ -477,6 +508,8 @@ class Orders(_Service, shop_pb2_grpc.OrdersServicer):
 
     def _run_steps(self, request: Any, context: grpc.ServicerContext) -> Any:
         key = request.order_id
+        with self._lock:
+            attempt = next(self._attempts)
         failed: list[str] = []  # the service whose call failed
 
         def note(text: str) -> None:
@@ -488,13 +521,16 @@ class Orders(_Service, shop_pb2_grpc.OrdersServicer):
                     self.inventory,
                     "Reserve",
                     shop_pb2.ReserveRequest(
-                        order_id=key, item=request.item, quantity=request.quantity
+                        order_id=key, item=request.item, quantity=request.quantity, attempt=attempt
                     ),
                     context,
                     note=note,
                 )
-            except grpc.RpcError:
+            except grpc.RpcError as error:
                 failed.append("inventory")
+                if self.undo_unanswered and _unanswered(error):
+                    why = f"inventory did not answer ({error.code().name})"
+                    self._release(key, attempt, context, why, unanswered=True)
                 raise
             return reply.unit_price_cents * request.quantity
 
@@ -515,7 +551,7 @@ class Orders(_Service, shop_pb2_grpc.OrdersServicer):
             return reply.transaction_id
 
         def release() -> bool:
-            return self._release(key, context)
+            return self._release(key, attempt, context, "payment failed")
 
         try:
             price, transaction = self.steps(reserve, charge, release)
@@ -530,36 +566,58 @@ class Orders(_Service, shop_pb2_grpc.OrdersServicer):
             transaction_id=transaction,
         )
 
-    def _release(self, key: str, context: grpc.ServicerContext) -> bool:
-        """Put an order's reserved items back: a detached call with its own timeout (the caller may
-        be gone), retried; if it cannot be done, the order id is kept in :attr:`unreleased`."""
-        for attempt in range(1, UNDO_ATTEMPTS + 1):
+    def _release(
+        self,
+        key: str,
+        attempt: int,
+        context: grpc.ServicerContext,
+        why: str,
+        *,
+        unanswered: bool = False,
+    ) -> bool:
+        """Put the items reserved by attempt ``attempt`` of an order back (``why``: words for the
+        journal; ``unanswered``: the reservation never answered, so it may not have been made
+        yet): a detached call with its own timeout (the caller may be gone), retried; if it
+        cannot be done, the order id is kept in :attr:`unreleased`."""
+        for call in range(1, UNDO_ATTEMPTS + 1):
             try:
                 reply = self.inventory.call(
                     "Release",
-                    shop_pb2.ReleaseRequest(order_id=key),
+                    shop_pb2.ReleaseRequest(order_id=key, attempt=attempt),
                     context,
                     timeout=UNDO_TIMEOUT,
                     detached=True,
                 )
             except grpc.RpcError as error:
-                if error.code() is grpc.StatusCode.UNAVAILABLE and attempt < UNDO_ATTEMPTS:
+                if error.code() is grpc.StatusCode.UNAVAILABLE and call < UNDO_ATTEMPTS:
                     continue
                 self.unreleased.append(key)
                 self.journal.note(
                     self.name,
-                    f"{key}: could not release the reservation ({error.code().name}): "
+                    f"{key}: {why}; could not release the reservation ({error.code().name}): "
                     "left for a person to fix",
                 )
                 return False
-            self.journal.note(
-                self.name,
-                f"{key}: payment failed, so the reservation is undone"
-                if reply.released
-                else f"{key}: payment failed; nothing was reserved to undo",
-            )
+            if reply.released:
+                self.journal.note(self.name, f"{key}: {why}, so the reservation is undone")
+            elif not unanswered:
+                self.journal.note(self.name, f"{key}: {why}; nothing was reserved to undo")
+            else:
+                self.journal.note(
+                    self.name,
+                    f"{key}: {why}; released attempt {attempt}, which had reserved nothing "
+                    "yet (inventory will refuse it if it comes late)",
+                )
             return True
         raise AssertionError("not reached")
+
+
+def _unanswered(error: grpc.RpcError) -> bool:
+    """Whether a call that failed with ``error`` may have been done all the same: it was made,
+    and the callee did not say "no"."""
+    if isinstance(error, NotCalled) and not error.made:
+        return False
+    return error.code() not in REFUSALS
 
 
 class Gateway(_Service, shop_pb2_grpc.GatewayServicer):

@@ -17,6 +17,7 @@ made) as the new span's parent::
     recorder.client_interceptor("orders"))
 
     recorder.spans(trace_id)     # every span of one request, on every service
+    recorder.wait_started(trace_id, "orders")   # until orders is at work on it
     print(format_trace(recorder.spans(trace_id)))
 
 The server interceptor reads ``x-trace-id`` and ``x-parent-span-id`` (starting a
@@ -170,6 +171,7 @@ class SpanRecorder:
     def __init__(self, maxlen: int = MAX_SPANS) -> None:
         self.maxlen = checks.integer("maxlen", maxlen, low=1)
         self._spans: deque[Span] = deque(maxlen=maxlen)
+        self._started: deque[tuple[str, str]] = deque(maxlen=maxlen)  # (trace id, service)
         self._forgotten = 0
         self._lock = threading.Lock()
         self._recorded = threading.Condition(self._lock)
@@ -181,6 +183,22 @@ class SpanRecorder:
                 self._forgotten += 1
             self._spans.append(span)
             self._recorded.notify_all()
+
+    def started(self, trace_id: str, service: str) -> None:
+        """Note that ``service`` has started serving a call of ``trace_id`` (its server span is
+        recorded when the call ends)."""
+        with self._lock:
+            self._started.append((trace_id, service))
+            self._recorded.notify_all()
+
+    def wait_started(self, trace_id: str, service: str, timeout: float = 5.0) -> bool:
+        """Wait until ``service`` has started serving a call of ``trace_id``: to act while it is
+        at work (cancel the call, say). Returns whether it has; False after ``timeout`` seconds.
+        """
+        with self._lock:
+            return self._recorded.wait_for(
+                lambda: (trace_id, service) in self._started, checks.seconds("timeout", timeout)
+            )
 
     def wait(self, trace_id: str, count: int, timeout: float = 5.0) -> bool:
         """Wait until ``count`` spans of ``trace_id`` are kept (services still working may record
@@ -228,6 +246,7 @@ class SpanRecorder:
         """Forget every span."""
         with self._lock:
             self._spans.clear()
+            self._started.clear()
             self._forgotten = 0
 
     def __len__(self) -> int:
@@ -305,6 +324,7 @@ class _ServerSpan:
         self.budget = _time_left(self.context)
         self.token = _current.set(SpanContext(self.trace_id, self.span_id, self.tracing.service))
         self.start = time.perf_counter()
+        self.tracing.recorder.started(self.trace_id, self.tracing.service)
 
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
         end = time.perf_counter()
