@@ -644,9 +644,7 @@ def latency_cdf(
     if tail:
         slow = axes[1]
         slow.set_yscale("log")
-        slow.yaxis.set_major_formatter(
-            FuncFormatter(lambda v, _: f"{v:.1%}" if v < 0.01 else f"{v:.0%}")
-        )
+        slow.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v * 100:g}%"))
         for share in (0.5, 0.01, 0.001):
             slow.axhline(share, color="#8c8c8c", linestyle=":", linewidth=1)
         slow.set_ylabel("share of calls longer than this (log scale)")
