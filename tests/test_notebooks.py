@@ -7,6 +7,7 @@ each notebook executes in a fresh kernel; these tests add the rest.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
@@ -65,6 +66,10 @@ def test_notebook_is_valid_and_uses_python3_kernel(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     assert nb.metadata.kernelspec.name == "python3"
+    raw = json.loads(path.read_text(encoding="utf-8"))  # nbformat.read adds missing ids quietly
+    if raw.get("nbformat_minor", 0) >= 5:
+        missing = [i for i, cell in enumerate(raw["cells"]) if "id" not in cell]
+        assert not missing, f"cells without an id (nbformat 4.5 wants one): {missing}"
 
 
 @pytest.mark.parametrize("path", NUMBERED, ids=[p.name for p in NUMBERED])
