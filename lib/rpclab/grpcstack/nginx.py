@@ -17,6 +17,10 @@ the current user. It is kept by rpclab.runtime.background like every server: sta
 that runs replaces it, and ``background.stop_all()`` stops it. ``rpclab nginx grpc|stream
 --backend H:P ...`` runs the same until SIGTERM (:func:`main`). Where nginx or its stream
 module is missing, :class:`NginxMissing` says how to install it.
+
+About 600 lines: finding the machine's nginx and its stream module, writing the
+configuration and running nginx so that a stop leaves no worker behind are one job; most lines
+are the last part (a port nginx could not bind, workers left by a killed master).
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ The consumer's work is any ``work(reading)``. Two are here: :func:`takes` keeps 
 waiting a set time on each reading (a slow consumer), and :func:`pause_at` runs ``gc.collect()``
 once, in the middle of the stream (a GC pause). :func:`alongside` runs other work -- a bulk
 transfer, say -- in a thread beside the stream, as load. Every wait here is bounded.
+
+About 430 lines: the three policies, the pauses that disturb them and the table that
+compares them are one measurement.
 """
 
 from __future__ import annotations
