@@ -329,9 +329,8 @@ class UvicornServer:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ):
-        for name, value in (("idle_timeout", idle_timeout), ("request_timeout", request_timeout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        checks.seconds("idle_timeout", idle_timeout, above=0)
+        checks.seconds("request_timeout", request_timeout, above=0)
         self.socket = _listening_socket(address)
         self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
         config = uvicorn.Config(

@@ -38,6 +38,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as fl
 
+from rpclab import checks
 from rpclab.bigdata.table import MAX_ROWS, check_rows
 from rpclab.runtime import background
 
@@ -86,11 +87,7 @@ class TableServer(fl.FlightServerBase):
         batch_rows: int = BATCH_ROWS,
         max_rows: int = MAX_ROWS,
     ) -> None:
-        if isinstance(streams, bool) or not isinstance(streams, int):
-            raise TypeError(f"streams must be an int, not {type(streams).__name__}")
-        if not 1 <= streams <= MAX_STREAMS:
-            raise ValueError(f"streams must be between 1 and {MAX_STREAMS}, not {streams}")
-        self.streams = streams
+        self.streams = checks.integer("streams", streams, low=1, high=MAX_STREAMS)
         self.batch_rows = max(1, check_rows(batch_rows, "batch_rows"))
         self.max_rows = check_rows(max_rows, "max_rows")
         self.lock = threading.RLock()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from rpclab import checks
 from rpclab.bigdata.table import check_rows, same_rows
 
 __all__ = ["Way", "Result", "measure", "format_table", "compare", "MAX_ROUNDS"]
@@ -79,8 +80,7 @@ def measure(
     Each round's result must hold the first ``way.rows`` rows of ``expected``; a way that
     moves wrong rows raises AssertionError naming it.
     """
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= MAX_ROUNDS:
-        raise ValueError(f"rounds must be an int between 1 and {MAX_ROUNDS}, not {rounds!r}")
+    checks.integer("rounds", rounds, low=1, high=MAX_ROUNDS)
     if not ways or len({w.name for w in ways}) != len(ways):
         raise ValueError("measure needs at least one way, and ways with different names")
     slices = {}

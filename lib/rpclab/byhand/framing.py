@@ -26,6 +26,8 @@ import socket
 import struct
 import time
 
+from rpclab import checks
+
 __all__ = [
     "HEADER",
     "MAX_FRAME_SIZE",
@@ -195,10 +197,7 @@ class TooManyFragments(FramingError):
 
 def encode_record(record: bytes, fragment_size: int = SEND_FRAGMENT_SIZE) -> bytes:
     """``record`` as record-marked fragments of at most ``fragment_size`` bytes (RFC 5531 s. 11)."""
-    if isinstance(fragment_size, bool) or not isinstance(fragment_size, int):
-        raise TypeError(f"fragment_size must be an int, not {fragment_size!r}")
-    if not 1 <= fragment_size <= MAX_FRAGMENT_SIZE:
-        raise ValueError(f"fragment_size must be 1 to {MAX_FRAGMENT_SIZE}, not {fragment_size}")
+    checks.integer("fragment_size", fragment_size, low=1, high=MAX_FRAGMENT_SIZE)
     if len(record) <= fragment_size:  # the usual case: one fragment, the last
         return HEADER.pack(LAST_FRAGMENT | len(record)) + record
     out = bytearray()

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from rpclab import checks
 from rpclab.byhand import framing
 from rpclab.byhand.oncrpc import kvx
 from rpclab.byhand.oncrpc.kvx import KVStatus
@@ -92,8 +93,7 @@ class Client:
         cred: OpaqueAuth = NULL_AUTH,
         max_reply_size: int = MAX_REPLY_SIZE,
     ):
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        checks.seconds("timeout", timeout, above=0)
         self.address = (str(address[0]), int(address[1]))
         self.prog = prog
         self.vers = vers

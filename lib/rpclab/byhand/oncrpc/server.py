@@ -29,6 +29,7 @@ import socketserver
 import sys
 from typing import Any
 
+from rpclab import checks
 from rpclab.byhand import framing
 from rpclab.byhand.oncrpc import portmap
 from rpclab.byhand.oncrpc.client import RPCError
@@ -57,12 +58,8 @@ UNSET_TIMEOUT = 2.0  # seconds the portmapper gets to take our entry out as we s
 
 def _check_settings(max_record_size: int, record_timeout: float, idle_timeout: float) -> None:
     for name, value in (("record_timeout", record_timeout), ("idle_timeout", idle_timeout)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-    if isinstance(max_record_size, bool) or not isinstance(max_record_size, int):
-        raise ValueError(f"max_record_size must be a positive int, not {max_record_size!r}")
-    if max_record_size < 1:
-        raise ValueError(f"max_record_size must be a positive int, not {max_record_size!r}")
+        checks.seconds(name, value, above=0)
+    checks.integer("max_record_size", max_record_size, low=1)
 
 
 class _Connection(socketserver.BaseRequestHandler):
