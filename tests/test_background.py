@@ -152,8 +152,8 @@ def test_a_name_must_be_a_non_empty_string(name):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"port": -1}, "between 0 and 65535"),
-        ({"port": 70000}, "between 0 and 65535"),
+        ({"port": -1}, "between 0 and 65,?535"),
+        ({"port": 70000}, "between 0 and 65,?535"),
         ({"port": "80"}, "port must be an int"),
         ({"host": ""}, "host must be"),
     ],

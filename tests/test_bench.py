@@ -418,3 +418,56 @@ def test_settings_are_checked_and_keep_every_loop_bounded():
     ) * len(quick.where)
     assert len(bench.TRANSPORTS) * quick.rounds * per_round < 30  # seconds measuring in --quick
     assert quick.rounds >= 5 and quick.payload_sizes == (16, 1024, 65536, 1 << 20)
+
+
+def test_a_round_makes_its_minimum_of_calls_even_when_one_call_outlasts_its_seconds():
+    def slow_echo(payload):
+        def call():
+            time.sleep(0.004)  # a slow call, longer than the round's seconds
+            return payload
+
+        return bench.Connection(call, lambda: None)
+
+    endpoint = bench.Endpoint(slow_echo, lambda: None)
+    settings = bench.Settings(
+        calls_per_round=100, seconds_per_round=0.001, warmup_calls=1, min_calls=4
+    )
+    (only,) = bench.measure_rounds("slow", endpoint, rounds=1, settings=settings)
+    assert only.calls == 4
+
+
+def test_payload_connections_warm_up_before_they_are_timed():
+    calls = []
+
+    def counting_echo(payload):
+        def call():
+            calls.append(len(payload))
+            return payload
+
+        return bench.Connection(call, lambda: None)
+
+    bench.register("counting", lambda: bench.Endpoint(counting_echo, lambda: None))
+    try:
+        settings = bench.Settings(
+            rounds=1, calls_per_round=3, connections=0, warmup_calls=7, payload_sizes=(64,),
+            payload_calls=5, where=("kernel",), placements=("free",),
+        )  # fmt: skip
+        results = bench.run(["counting"], settings)
+    finally:
+        del bench.TRANSPORTS["counting"], bench.DESCRIPTIONS["counting"]
+    (point,) = results["counting"].payload
+    assert point.calls == 5
+    assert calls.count(64) == 1 + 7 + 5  # the check, the warm-up, the timed calls
+
+
+def test_the_steadiest_transport_is_the_one_whose_p99_is_fewest_times_its_median():
+    results = {}
+    # "fast" has the lowest p99 but it is 20 x its median; "even" is slower and steady
+    for name, median, p99 in (("raw", 10, 20), ("fast", 5, 100), ("even", 100, 150)):
+        r = bench.Result(name, headline=("kernel", "one-cpu"))
+        calls = [median * 1000] * 90 + [p99 * 1000] * 10  # ns: the p99 of the pooled calls
+        r.rounds = [dataclasses.replace(fake_round(name, 1, median, 1), latencies_ns=calls)]
+        results[name] = r
+    picks = {c.situation.split(" (")[0]: c for c in bench.choices(results)}
+    assert picks["steadiest latency"].transport == "even"
+    assert picks["steadiest latency"].figure == "p99 1.5 x its median"

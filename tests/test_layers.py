@@ -7,6 +7,7 @@ lower-ranked one. A new package or top-level module must be ranked here.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 LIB = Path(__file__).resolve().parents[1] / "lib"
@@ -115,3 +116,23 @@ def test_the_short_names_are_the_modules_themselves():
     import rpclab.socketrpc
 
     assert rpclab.socketrpc is real_socketrpc and rpclab.background is real_background
+
+
+LONG_MODULE = 420  # lines; "no module over about 400 lines without a reason written at its top"
+
+
+def test_a_long_module_says_at_its_top_why_it_is_long():
+    unexplained = []
+    for path in sorted((LIB / "rpclab").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        lines = len(text.splitlines())
+        if lines <= LONG_MODULE:
+            continue
+        docstring = ast.get_docstring(ast.parse(text)) or ""
+        said = re.search(r"about ([\d,]+) lines", docstring, re.IGNORECASE)
+        if not said or abs(int(said.group(1).replace(",", "")) - lines) > 0.25 * lines:
+            unexplained.append(f"{path.relative_to(LIB)} ({lines} lines)")
+    assert not unexplained, (
+        f"modules over {LONG_MODULE} lines whose docstring does not say 'About N lines: why' "
+        f"(N within 25%): {', '.join(unexplained)}"
+    )

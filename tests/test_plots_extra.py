@@ -225,6 +225,17 @@ def test_latency_cdf_draws_one_step_line_per_series_rising_to_one():
     assert plots.latency_cdf({"x": [1e-3]}, log=False).axes[0].get_xscale() == "linear"
 
 
+def test_latency_cdf_tail_panel_shows_the_share_slower_on_a_log_scale():
+    fig = plots.latency_cdf({"raw": [10e-6, 20e-6, 30e-6, 40e-6]}, tail=True)
+    assert len(fig.axes) == 2
+    slow = fig.axes[1]
+    (line,) = slow.get_lines()[:1]
+    assert list(line.get_xdata()) == [10e-6, 20e-6, 30e-6]
+    assert list(line.get_ydata()) == [0.75, 0.5, 0.25]  # longer than each time
+    assert slow.get_yscale() == "log" and slow.get_xscale() == "log"
+    assert fig._repr_png_().startswith(b"\x89PNG")
+
+
 def test_latency_cdf_refuses_empty_series_and_non_positive_latencies():
     for bad in ({}, {"x": []}, {"x": [0.0]}):
         with pytest.raises(ValueError):
@@ -239,10 +250,12 @@ def test_load_curve_draws_open_loop_lines_and_labelled_closed_loop_points():
     ax = fig.axes[0]
     opened, closed = ax.get_lines()
     assert list(opened.get_xdata()) == [100, 200]  # in order of rate
-    assert list(closed.get_xdata()) == [90, 150] and closed.get_linestyle() == "--"
+    assert list(closed.get_xdata()) == [90, 150] and closed.get_linestyle() == "None"
     assert [t.get_text() for t in ax.texts] == ["1 caller", "4 callers"]
-    assert ax.get_yscale() == "log" and ax.get_xscale() == "linear"
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0  # the hockey stick, unflattened
+    assert ax.get_xscale() == "linear"
     assert fig._repr_png_().startswith(b"\x89PNG")
+    assert plots.load_curve({"mean": [(1, 1e-3)]}, log=True).axes[0].get_yscale() == "log"
 
 
 def test_load_curve_refuses_empty_series_and_impossible_points():
@@ -260,6 +273,8 @@ def test_rounds_strip_shows_every_round_and_labels_the_median():
     assert ax.get_xscale() == "log" and "a dot per round" in ax.get_xlabel()
     assert [t.get_text() for t in ax.get_yticklabels()] == ["Flight", "JSON"]
     assert {t.get_text() for t in ax.texts} == {"1e+03 MB/s", "17.5 MB/s"}
+    low, high = ax.get_xlim()
+    assert 15.0 / 2 < low < 15.0 and 1200.0 < high < 1200.0 * 2  # the axis fits the data
     assert fig._repr_png_().startswith(b"\x89PNG")
     with pytest.raises(ValueError):
         plots.rounds_strip({"x": []})

@@ -21,6 +21,8 @@ Every wait is bounded: code under test that never returns makes the helper
 raise :class:`TookTooLong` instead of hanging the notebook (or the autograder).
 
 Used by assignments/source (A1-A4); the teacher's side of grading is ``rpclab.classroom``.
+
+About 540 lines of independent scaffolds, one per kind of test an assignment needs.
 """
 
 from __future__ import annotations

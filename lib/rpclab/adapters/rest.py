@@ -29,6 +29,10 @@ request is still arriving; only requests already whole get the shutdown grace.
         client.put("greeting", "hello")
         client.get("missing")                        # raises rest.NotFound (a KeyError)
     handle.stop()
+
+About 570 lines: the FastAPI app (models, routes, errors), the uvicorn server guarded for a
+class (a half-sent request times out, a stop does not wait on a stalled client) and the
+http.client client, one resource read side by side.
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ The method, and why
   child's; and the calling thread's own (``time.thread_time``).
 * **Alternation and warm-up.** Within a round every transport takes its turn, and who goes
   first changes every round; each new connection makes ``warmup_calls`` calls that are not
-  counted.
+  counted (payload connections too, within half of ``payload_seconds``).
+* **Enough calls.** A round ends at its seconds, but never before ``min_calls`` calls: a short
+  round that met one slow call early would otherwise be that one call.
 * **Bounds.** Every loop stops at a number of calls or of seconds, every call has a timeout,
   and every server (and the child process) is stopped at the end, Ctrl-C included.
 
@@ -131,6 +133,7 @@ class Settings:
     concurrent_calls: int = 200_000  # calls per concurrent round (all connections), at most
     concurrent_seconds: float = 0.5
     warmup_calls: int = 200  # uncounted calls on each new connection
+    min_calls: int = 5  # calls per round (and per payload size per round), at least
     payload_sizes: tuple[int, ...] = ()  # bytes echoed each way, every round; () for no sweep
     payload_calls: int = 5_000  # calls per size per round, at most
     payload_seconds: float = 0.2  # seconds per size per round, at most
@@ -240,10 +243,27 @@ def measure_round_trips(
     return timed.latencies, timed.seconds
 
 
-def _measure(conn: Connection, max_calls: int, max_seconds: float) -> Calls:
+def _measure_once(conn: Connection, max_calls: int, max_seconds: float) -> Calls:
     if conn.measure is not None:
         return conn.measure(max_calls, max_seconds)
     return time_round_trips(conn.call, max_calls, max_seconds)
+
+
+def _measure(conn: Connection, max_calls: int, max_seconds: float, min_calls: int = 1) -> Calls:
+    """Time calls until ``max_calls`` or ``max_seconds``, but at least ``min_calls`` of them
+    (each call has its timeout, so this too is bounded)."""
+    timed = _measure_once(conn, max_calls, max_seconds)
+    want = min(min_calls, max_calls)
+    while len(timed.latencies) < want:  # each pass adds at least one call
+        more = _measure_once(conn, want - len(timed.latencies), 0)
+        if not more.latencies:
+            break
+        timed = Calls(
+            timed.latencies + more.latencies,
+            timed.seconds + more.seconds,
+            timed.thread_cpu_ns + more.thread_cpu_ns,
+        )
+    return timed
 
 
 def _as_text(reply: object) -> object:
@@ -404,7 +424,9 @@ def _one_round(
         _measure(conn, settings.warmup_calls, settings.seconds_per_round / 2)
         cpu = _CPU(endpoint.server_cpu_ns)
         cpu.start()
-        timed = _measure(conn, settings.calls_per_round, settings.seconds_per_round)
+        timed = _measure(
+            conn, settings.calls_per_round, settings.seconds_per_round, settings.min_calls
+        )
         here, there = cpu.stop()
     finally:
         conn.close()
@@ -623,12 +645,16 @@ def _concurrent_round(
 
 
 def _payload_round(result: Result, endpoint: Endpoint, size: int, settings: Settings) -> None:
-    """One round of echoes of ``size`` bytes on a new connection, after the uncounted call that
-    checks it (which also grows the buffers)."""
+    """One round of echoes of ``size`` bytes on a new connection, after uncounted calls: the one
+    that checks it (which also grows the buffers), then ``warmup_calls`` within half of
+    ``payload_seconds``."""
     try:
         conn = open_connection(result.transport, endpoint, "x" * size)
         try:
-            timed = _measure(conn, settings.payload_calls, settings.payload_seconds)
+            _measure(conn, settings.warmup_calls, settings.payload_seconds / 2)
+            timed = _measure(
+                conn, settings.payload_calls, settings.payload_seconds, settings.min_calls
+            )
         finally:
             conn.close()
     except Exception as exc:

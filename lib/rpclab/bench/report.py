@@ -111,10 +111,10 @@ def choices(results: dict[str, Result], baseline: str = "raw") -> list[Choice]:
     )
     pick("least CPU per call", lambda s: s.cpu_us, True, lambda v: f"{v:,.0f} µs per call")
     pick(
-        "steadiest latency (lowest 99th percentile)",
-        lambda s: s.p99_us,
+        "steadiest latency (lowest 99th percentile over median)",
+        lambda s: s.p99_us / s.median_us if s.median_us else None,
         True,
-        lambda v: f"p99 {v:,.0f} µs",
+        lambda v: f"p99 {v:,.1f} x its median",
     )
     connections = max((s.connections for s in candidates), default=0)
     if connections:
@@ -355,6 +355,7 @@ def benchmark(
     settings: Settings | None = None,
     progress: bool | TextIO | None = None,
     out: TextIO | None = None,
+    show_choices: bool = True,
 ) -> dict[str, Result]:
     """What ``rpclab bench`` does, as a function: measure, print the tables and choices, optionally
     write JSON.
@@ -363,7 +364,8 @@ def benchmark(
     ``transports="a,b"`` (or a list), ``--quick`` is ``quick=True``, ``--json
     FILE`` is ``json_file="FILE"``. ``settings`` overrides both presets.
     ``progress``: a progress bar on stderr (True), on the given stream, or none
-    (False); by default, only when stderr is a terminal. Returns the results.
+    (False); by default, only when stderr is a terminal. ``show_choices=False`` leaves out the
+    best transport in each situation (:func:`choices` computes them). Returns the results.
     """
     names = transport_names(transports)
     quick_settings, normal_settings = harness.QUICK, harness.NORMAL  # read now: tests replace them
@@ -399,7 +401,7 @@ def benchmark(
         print(f"note: {note}", file=out)
     print(format_table(results), file=out)
     print(f"({seconds:.1f} s of measuring; µs are per call)", file=out)
-    lines = format_choices(results)
+    lines = format_choices(results) if show_choices else ""
     if lines:
         first = next(iter(results.values())).headline
         print(

@@ -32,6 +32,10 @@ from the command line, from the course folder::
 
 A determined learner can still get past a reader of source code (TEACHING.md says how, and how
 to spot-check): it stops the one-line cheats, and names what it saw.
+
+About 740 lines: one reader of a notebook's code -- its statements, the names each binds
+and reads across cells, and the known ways out of the autograder -- which must be read
+together to tell them from honest code.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ Lose the flag and every open health Watch holds one of the server's worker threa
 
 Used by notebook 10 (the call log, tokens), 14/15 (tracing), and ``rpclab serve grpc``
 (tokens and per-learner limits, rpclab.grpcstack.limits).
+
+About 440 lines: CallLog and TokenAuth each wrap all four kinds of call (unary and
+streaming, blocking and not), through the shared wrap_handler.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from typing import Any
 
 import grpc
 
+from rpclab import checks
 from rpclab.grpcstack.interceptors import (
     Behaviour,
     RefusalLog,
@@ -50,9 +51,7 @@ DEFAULT_STREAMS_PER_LEARNER = 4  # streaming calls open at once, per learner
 
 
 def _positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, not {value!r}")
-    return value
+    return checks.integer(name, value, low=1)
 
 
 class LearnerLimits(grpc.ServerInterceptor):

@@ -17,6 +17,10 @@ the current user. It is kept by rpclab.runtime.background like every server: sta
 that runs replaces it, and ``background.stop_all()`` stops it. ``rpclab nginx grpc|stream
 --backend H:P ...`` runs the same until SIGTERM (:func:`main`). Where nginx or its stream
 module is missing, :class:`NginxMissing` says how to install it.
+
+About 600 lines: finding the machine's nginx and its stream module, writing the
+configuration and running nginx so that a stop leaves no worker behind are one job; most lines
+are the last part (a port nginx could not bind, workers left by a killed master).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from rpclab import checks
 from rpclab.runtime import background
 
 __all__ = [
@@ -233,8 +238,7 @@ def configuration(
     if not servers:
         raise ValueError("nginx needs at least one backend")
     host = _check_host(host)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise ValueError(f"nginx needs a port between 1 and 65535, not {port!r}")
+    checks.integer("port", port, low=1, high=65535)
     work = Path(workdir)
     new_http2 = build is not None and build.version >= (1, 25, 1)  # `http2 on;` came in 1.25.1
     listen = _hostport(host, port)
@@ -548,8 +552,7 @@ def serve_nginx(
     if not servers:
         raise ValueError("nginx needs at least one backend")
     host = _check_host(host)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
-        raise ValueError(f"port must be between 0 and 65535, not {port!r}")
+    checks.integer("port", port, low=0, high=65535)
     build = find_nginx()
     _check_build(build, mode)
     started: list[_Running] = []

@@ -408,11 +408,17 @@ def payload_sweep(
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     time_ax, rate_ax = fig.subplots(1, 2)
     sizes = sorted({size for points in series.values() for size in points})
-    for index, (name, points) in enumerate(series.items()):
+    others = [name for name in series if name != baseline]
+    for name, points in series.items():
         xs = sorted(points)
-        colour = "black" if name == baseline else _SERVICE_COLOURS[index % len(_SERVICE_COLOURS)]
+        if name == baseline:
+            colour, marker = "black", "o"
+        else:
+            index = others.index(name)
+            colour = _DISTINCT_COLOURS[index % len(_DISTINCT_COLOURS)]
+            marker = _MARKERS[index % len(_MARKERS)]
         style = dict(
-            marker="o", color=colour, label=name, linestyle="--" if name == baseline else "-"
+            marker=marker, color=colour, label=name, linestyle="--" if name == baseline else "-"
         )
         time_ax.plot(xs, [points[x] for x in xs], **style)
         rate_ax.plot(xs, [2 * x / points[x] / 2**20 for x in xs], **style)
@@ -435,6 +441,19 @@ def payload_sweep(
     fig.suptitle(title)
     return fig
 
+
+# far apart in hue and lightness, for up to eight lines that must be told apart
+_DISTINCT_COLOURS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+)
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 _CATEGORY_COLOURS = (
     "#4c72b0",
@@ -508,12 +527,21 @@ def rounds_strip(
         median = statistics.median(values)
         ax.scatter(values, [y] * len(values), color="#4c72b0", alpha=0.6, s=22, zorder=3)
         ax.plot([median, median], [y - 0.3, y + 0.3], color="#c44e52", linewidth=2, zorder=4)
-        ax.text(top * (3 if log else 1.02), y, f"{median:,.3g} {unit}", va="center", fontsize=9)
+        ax.text(
+            1.02,
+            y,
+            f"{median:,.3g} {unit}",
+            va="center",
+            fontsize=9,
+            transform=ax.get_yaxis_transform(),
+            clip_on=False,
+        )  # fmt: skip (the median's label, right of the axes)
     if log:
+        bottom = min(min(values) for values in groups.values())
         ax.set_xscale("log")
-        ax.set_xlim(right=top * 40)
+        ax.set_xlim(bottom / 1.3, top * 1.3)  # the data, and a little room
     else:
-        ax.set_xlim(0, top * 1.3)
+        ax.set_xlim(0, top * 1.1)
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.set_xlabel(f"{unit}{' (log scale)' if log else ''}: a dot per round, the bar at the median")
@@ -575,43 +603,60 @@ def latency_cdf(
     *,
     title: str = "",
     log: bool = True,
+    tail: bool = False,
 ) -> Figure:
     """The distribution of latencies, one line per series: for each time on the x axis, the share
     of calls that took at most that long (a cumulative distribution). ``series`` maps a name to
     latencies in seconds; ``log`` puts the time axis on a log scale (for series that span
-    decades). The median and the 99th percentile are marked with dotted lines."""
+    decades). The median and the 99th percentile are marked with dotted lines.
+
+    ``tail`` adds a second panel for the slow calls: the share of calls that took *longer* than
+    each time (the complementary distribution), on a log scale, where 1% and 0.1% are as far
+    apart as 10% and 1%."""
     if not series or any(not values for values in series.values()):
         raise ValueError("latency_cdf needs at least one series, each with at least one value")
     if any(v <= 0 for values in series.values() for v in values):
         raise ValueError("latencies must be above zero")
-    fig = Figure(figsize=(8.5, 4.2), layout="constrained")
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(12, 4.2) if tail else (8.5, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2) if tail else [fig.add_subplot()]
+    ax = axes[0]
     for index, (name, values) in enumerate(series.items()):
         ordered = sorted(values)
         n = len(ordered)
+        colour = _DISTINCT_COLOURS[index % len(_DISTINCT_COLOURS)]
         ax.step(
-            ordered,
-            [(i + 1) / n for i in range(n)],
-            where="post",
-            color=_CATEGORY_COLOURS[index % len(_CATEGORY_COLOURS)],
+            ordered, [(i + 1) / n for i in range(n)], where="post", color=colour,
             label=f"{name} ({n:,} calls)",
-        )
+        )  # fmt: skip
+        if tail and n > 1:  # the last call has nothing slower: stop one short of it
+            axes[1].step(
+                ordered[:-1], [(n - i - 1) / n for i in range(n - 1)], where="post", color=colour
+            )
     for share in (0.5, 0.99):
         ax.axhline(share, color="#8c8c8c", linestyle=":", linewidth=1)
         ax.text(
             0.005, share, f"{share:.0%}", va="bottom", fontsize=8,
             transform=ax.get_yaxis_transform(),
         )  # fmt: skip
-    if log:
-        ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_seconds(v)))
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel(f"time per call{' (log scale)' if log else ''}")
     ax.set_ylabel("share of calls at most this long")
-    ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
+    if tail:
+        slow = axes[1]
+        slow.set_yscale("log")
+        slow.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v * 100:g}%"))
+        for share in (0.5, 0.01, 0.001):
+            slow.axhline(share, color="#8c8c8c", linestyle=":", linewidth=1)
+        slow.set_ylabel("share of calls longer than this (log scale)")
+        slow.set_title("the slow calls: 1% of calls are above the 1% line", fontsize=10)
+    for axis in axes:
+        if log:
+            axis.set_xscale("log")
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_seconds(v)))
+        axis.set_xlabel(f"time per call{' (log scale)' if log else ''}")
+        axis.grid(True, which="major", alpha=0.3)
     if title:
-        ax.set_title(title)
+        fig.suptitle(title)
     return fig
 
 
@@ -620,11 +665,12 @@ def load_curve(
     closed_loop: Mapping[str, Sequence[tuple[float, float, str]]] | None = None,
     *,
     title: str = "latency against load",
+    log: bool = False,
 ) -> Figure:
-    """Latency (seconds, log scale) against calls per second (linear): each open-loop series is
-    ``(offered rate, latency)`` points joined by a line; each closed-loop series ``(achieved
-    rate, latency, label)`` points drawn as squares, each labelled (with its callers, say) and
-    joined in the order given by a dashed line."""
+    """Latency (seconds; log scale when ``log``) against calls per second (linear): each
+    open-loop series is ``(offered rate, latency)`` points joined by a line; each closed-loop
+    series ``(achieved rate, latency, label)`` points drawn as squares, each labelled (with its
+    callers, say), not joined: their rates are measured, so they need not come in order."""
     closed_loop = closed_loop or {}
     everything = [*open_loop.values(), *closed_loop.values()]
     if not everything or any(not points for points in everything):
@@ -641,19 +687,25 @@ def load_curve(
     for name, points in closed_loop.items():
         colour = _CATEGORY_COLOURS[index % 8]
         ax.plot(
-            [p[0] for p in points], [p[1] for p in points], marker="s", linestyle="--",
+            [p[0] for p in points], [p[1] for p in points], marker="s", linestyle="none",
             color=colour, label=f"closed loop: {name}",
         )  # fmt: skip
         for x, y, label in points:
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8,
-                        color=colour)  # fmt: skip
+            ax.annotate(
+                label, (x, y), textcoords="offset points", xytext=(-6, 6), ha="right",
+                fontsize=8, color=colour,
+                bbox=dict(facecolor="white", edgecolor="none", pad=0.5, alpha=0.8),
+            )  # fmt: skip
         index += 1
-    ax.set_yscale("log")
+    if log:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_seconds(v)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.set_xlim(left=0)
     ax.set_xlabel("calls per second (open loop: offered; closed loop: achieved)")
-    ax.set_ylabel("latency (log scale)")
+    ax.set_ylabel(f"latency{' (log scale)' if log else ''}")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title(title)

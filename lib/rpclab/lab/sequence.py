@@ -27,6 +27,9 @@ original; two replies sent at once) are drawn bent apart, their ends where they 
 
 About 650 lines, one module: the recorder, the pairing of sends with fates, the drawing and
 ``one_call`` are one instrument, and each part is small and reads on its own.
+
+About 660 lines: recording the taps' events, pairing them into arrows and laying out a
+chart whose labels never overlap are one picture; the layout is most of it.
 """
 
 from __future__ import annotations

@@ -193,11 +193,7 @@ def _check_name(name: object) -> str:
 def _check_host_port(host: object, port: object) -> tuple[str, int]:
     if not isinstance(host, str) or not host:
         raise TypeError(f"host must be a non-empty str such as '127.0.0.1', not {host!r}")
-    if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"port must be an int (0 picks a free port), not {port!r}")
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port must be between 0 and 65535, not {port}")
-    return host, port
+    return host, checks.integer("port", port, low=0, high=65535)
 
 
 def _start_error(name: str, host: str, port: int, exc: BaseException) -> BackgroundServerError:

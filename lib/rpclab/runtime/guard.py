@@ -30,6 +30,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from rpclab import checks
+
 __all__ = [
     "ConnectionLimits",
     "Watchdog",
@@ -50,15 +52,11 @@ DEFAULT_REQUEST_TIMEOUT = 10.0  # seconds from a request's first byte to its rep
 
 
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, not {value!r}")
-    return value
+    return checks.integer(name, value, low=1)
 
 
 def _positive_seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-    return float(value)
+    return checks.number(name, value, above=0, unit="seconds")
 
 
 def peer_address(client_address: Any) -> str:

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
+from rpclab import checks
+
 __all__ = ["ServerThreadPool"]
 
 
@@ -28,9 +30,7 @@ class ServerThreadPool(futures.Executor):
     """Run submitted calls in at most ``max_workers`` daemon threads, started as they are needed."""
 
     def __init__(self, max_workers: int, thread_name_prefix: str = "rpclab-pool") -> None:
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError(f"max_workers must be a positive int, not {max_workers!r}")
-        self.max_workers = max_workers
+        self.max_workers = checks.integer("max_workers", max_workers, low=1)
         self._prefix = thread_name_prefix
         self._work: queue.SimpleQueue[tuple[futures.Future, Callable, tuple, dict] | None] = (
             queue.SimpleQueue()
