@@ -82,7 +82,7 @@ def test_serve_aio_explains_bad_arguments_and_a_failing_register():
     async def main():
         with pytest.raises(TypeError, match="register must be callable"):
             await aio.serve_aio("test-aio", None)
-        with pytest.raises(ValueError, match="port must be between"):
+        with pytest.raises(ValueError, match="port must be an int between"):
             await aio.serve_aio("test-aio", add_greeter(), port=70000)
 
         def broken(server):
