@@ -256,6 +256,30 @@ def course(tmp_path_factory):
             process.wait()
 
 
+KERNEL_PORT_RACE = "zmq.error.ZMQError: Address already in use"
+
+
+def _grade_again_after_a_port_race(root: Path, assignment: str) -> None:
+    """Autograde again the submissions whose kernel died of jupyter_client's port race, else fail.
+
+    jupyter_client picks a kernel's five TCP ports by binding to port 0 and letting go; with
+    four autogrades and the notebook tests starting kernels side by side, another process can
+    take one of them before the kernel binds it, and that kernel dies before it says hello
+    ("Kernel died before replying to kernel_info"). That is the machine, not the submission:
+    those students are graded again, once. Any other failure fails the test as before.
+    """
+    log = (root / "autograde.log").read_text(errors="replace")
+    failed = re.findall(r"error processing assignment '[^']+' for student '([^']+)'", log)
+    if KERNEL_PORT_RACE not in log or not failed:
+        raise AssertionError(f"nbgrader autograde {assignment} failed:\n{log[-4000:]}")
+    for student in sorted(set(failed)):
+        again = root / f"autograde-again-{student}.log"
+        process = _start_nbgrader(
+            root, "autograde", assignment, "--force", f"--student={student}", log=again
+        )
+        _finish(process, again, timeout=300)
+
+
 @pytest.fixture(scope="module")
 def autograded(course) -> dict:
     """Scores from the gradebooks once autograding is done: assignment -> student -> grade id ->
@@ -265,7 +289,10 @@ def autograded(course) -> dict:
     scores: dict = {}
     for assignment, process in course["autograde"].items():
         root = course["roots"][assignment]
-        _finish(process, root / "autograde.log", timeout=900)
+        try:
+            _finish(process, root / "autograde.log", timeout=900)
+        except AssertionError:
+            _grade_again_after_a_port_race(root, assignment)
         with (
             _path_with_bin(),
             Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id="rpclab") as gradebook,
