@@ -121,7 +121,9 @@ def test_stop_gives_up_with_an_error_naming_the_cause_when_a_client_holds_a_stre
 def test_serve_refuses_a_class_that_is_not_a_table_server():
     with pytest.raises(TypeError, match="TableServer or a subclass"):
         flight.serve("flight-test", server_class=fl.FlightServerBase)
-    with pytest.raises(background.BackgroundServerError, match="streams must be an int between 1 and 16"):
+    with pytest.raises(
+        background.BackgroundServerError, match="streams must be an int between 1 and 16"
+    ):
         flight.serve("flight-test", streams=17)
 
 
