@@ -169,9 +169,10 @@ def main(argv: list[str]) -> int:
 
     outcomes = [run_suite(python, pytest_args) for python in to_run]
 
-    print("\nOther Pythons: the unit tests and the notebooks (the browser tests run once, on the")
-    print("default Python). Wall-clock time varies with the machine's load; CPU time is that of")
-    print("every process the run started (make, uv, pytest, the notebook kernels).")
+    print("\nOther Pythons: the unit tests and the notebooks (the browser tests, the hub and the")
+    print("tests that run notebooks again run once, on the default Python). Wall-clock time varies")
+    print("with the machine's load; CPU time is that of every process the run started (make, uv,")
+    print("pytest, the notebook kernels).")
     for o in outcomes:
         result = "passed" if o.ok else "FAILED"
         print(
