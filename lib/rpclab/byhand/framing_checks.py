@@ -47,21 +47,23 @@ def _pair(*, timeout: float = SOCKET_TIMEOUT) -> Iterator[tuple[socket.socket, s
 
 
 @contextmanager
-def _trickling(sock: socket.socket, data: bytes, every: float, piece: int = 1) -> Iterator[None]:
-    """Send ``data`` in pieces of ``piece`` bytes, one every ``every`` seconds, from a thread
-    that stops when the block ends."""
+def _sending(
+    sock: socket.socket, data: bytes, piece: int, wait_turn: Callable[[threading.Event], bool]
+) -> Iterator[None]:
+    """Send ``data`` ``piece`` bytes at a time from a thread, each piece once ``wait_turn(stop)``
+    says True (False: give up); the thread stops when the block ends."""
     stop = threading.Event()
 
     def run() -> None:
         for start in range(0, len(data), piece):
-            if stop.wait(every):
+            if not wait_turn(stop):
                 return
             try:
                 sock.sendall(data[start : start + piece])
             except OSError:
                 return
 
-    thread = threading.Thread(target=run, name="rpclab-check-trickle", daemon=True)
+    thread = threading.Thread(target=run, name="rpclab-check-sender", daemon=True)
     thread.start()
     try:
         yield
@@ -70,16 +72,17 @@ def _trickling(sock: socket.socket, data: bytes, every: float, piece: int = 1) -
         thread.join(SOCKET_TIMEOUT)
 
 
-@contextmanager
-def _dripping(
-    writer: socket.socket, reader: socket.socket, data: bytes, piece: int
-) -> Iterator[None]:
+def _trickling(sock: socket.socket, data: bytes, every: float, piece: int = 1):
+    """Send ``data`` in pieces of ``piece`` bytes, one every ``every`` seconds."""
+    return _sending(sock, data, piece, lambda stop: not stop.wait(every))
+
+
+def _dripping(writer: socket.socket, reader: socket.socket, data: bytes, piece: int):
     """Send ``data`` ``piece`` bytes at a time, each piece only once the reader has taken every
     byte before it, so no ``reader.recv`` can return more than ``piece`` bytes: short reads for
     certain, however fast or slow the reader is."""
-    stop = threading.Event()
 
-    def drained() -> bool:  # nothing waits unread at the reader (or the check is over)
+    def drained(stop: threading.Event) -> bool:  # nothing waits unread at the reader
         while not stop.is_set():
             try:
                 readable, _, _ = select.select([reader], [], [], 0)
@@ -90,22 +93,7 @@ def _dripping(
             stop.wait(0.001)  # the reader has not taken the last piece yet
         return False
 
-    def run() -> None:
-        for start in range(0, len(data), piece):
-            if not drained():
-                return
-            try:
-                writer.sendall(data[start : start + piece])
-            except OSError:
-                return
-
-    thread = threading.Thread(target=run, name="rpclab-check-drip", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(SOCKET_TIMEOUT)
+    return _sending(writer, data, piece, drained)
 
 
 def check_read_before(read_before: Callable[[socket.socket, int, float], bytes]) -> str:
