@@ -171,12 +171,11 @@ def serve_socket(options: ClassOptions) -> background.ServerHandle:
     from rpclab.byhand import socketrpc
     from rpclab.kv import KVStore
 
-    if options.tokens:
-        raise ValueError(
-            "--token-file is not available for socket: its frames carry JSON-RPC messages "
-            "only, with no place for a token (grpc, xmlrpc and rest take one)"
-        )
-    _refuse_tokens_and_tls("socket", options, tokens_fit=False)
+    _refuse_tokens_and_tls(
+        "socket",
+        options,
+        no_token="its frames carry JSON-RPC messages only, with no place for a token",
+    )
     limits = options.limits
     return socketrpc.serve(
         KVStore(),
@@ -189,13 +188,13 @@ def serve_socket(options: ClassOptions) -> background.ServerHandle:
     )
 
 
-def _refuse_tokens_and_tls(kind: str, options: ClassOptions, tokens_fit: bool) -> None:
+def _refuse_tokens_and_tls(kind: str, options: ClassOptions, no_token: str | None = None) -> None:
+    """Refuse --tls (grpc only) and, if ``no_token`` says why a stack cannot carry one, tokens."""
     if options.tls_dir is not None:
         raise ValueError(f"--tls is for grpc only; {kind} serves plain text")
-    if options.tokens and not tokens_fit:
+    if options.tokens and no_token is not None:
         raise ValueError(
-            f"--token-file is not available for {kind}: its binary protocol has no headers to "
-            "carry a token (grpc, xmlrpc and rest take one)"
+            f"--token-file is not available for {kind}: {no_token} (grpc, xmlrpc and rest take one)"
         )
 
 
@@ -204,7 +203,9 @@ def serve_thrift(options: ClassOptions) -> background.ServerHandle:
     from rpclab.adapters import thrift
     from rpclab.kv import KVStore
 
-    _refuse_tokens_and_tls("thrift", options, tokens_fit=False)
+    _refuse_tokens_and_tls(
+        "thrift", options, no_token="its binary protocol has no headers to carry a token"
+    )
     limits = options.limits
     return thrift.serve(
         KVStore(),
@@ -222,7 +223,7 @@ def serve_xmlrpc(options: ClassOptions) -> background.ServerHandle:
     from rpclab.adapters import xml_rpc
     from rpclab.kv import KVStore
 
-    _refuse_tokens_and_tls("xmlrpc", options, tokens_fit=True)
+    _refuse_tokens_and_tls("xmlrpc", options)
     limits = options.limits
     return xml_rpc.serve(
         KVStore(),
@@ -241,7 +242,7 @@ def serve_rest(options: ClassOptions) -> background.ServerHandle:
     from rpclab.adapters import rest
     from rpclab.kv import KVStore
 
-    _refuse_tokens_and_tls("rest", options, tokens_fit=True)
+    _refuse_tokens_and_tls("rest", options)
     limits = options.limits
     return rest.serve(
         KVStore(),
