@@ -11,6 +11,7 @@ from rpclab.capstone import shop
 from rpclab.capstone.retrybudget import RetryBudget
 from rpclab.capstone.shop import shop_pb2, shop_pb2_grpc
 from rpclab.lab import tracing
+from shoplab import open_shop
 
 FAST = {"gateway": 0.0, "orders": 0.002, "inventory": 0.005, "payments": 0.002}
 ORDER = shop_pb2.PlaceOrderRequest(customer="ada", item="teapot", quantity=1)
@@ -18,13 +19,8 @@ ORDER = shop_pb2.PlaceOrderRequest(customer="ada", item="teapot", quantity=1)
 
 @pytest.fixture
 def running():
-    services = shop.start(work=FAST)
-    channel = grpc.insecure_channel(f"127.0.0.1:{services.port}")
-    try:
-        yield services, shop_pb2_grpc.GatewayStub(channel)
-    finally:
-        channel.close()
-        services.stop()
+    with open_shop(FAST) as services_and_stub:
+        yield services_and_stub
 
 
 def place(stub, timeout=2.0, trace_id=None):

@@ -23,6 +23,7 @@ from rpclab.capstone.downstream import (
 from rpclab.capstone.retrybudget import RetryBudget
 from rpclab.capstone.shop import shop_pb2, shop_pb2_grpc
 from rpclab.lab import tracing
+from shoplab import open_shop
 
 NO_WORK = {name: 0.0 for name in shop.SERVICES}
 Code = grpc.StatusCode
@@ -30,13 +31,8 @@ Code = grpc.StatusCode
 
 @pytest.fixture
 def running():
-    services = shop.start(work=NO_WORK)
-    channel = grpc.insecure_channel(f"127.0.0.1:{services.port}")
-    try:
-        yield services, shop_pb2_grpc.GatewayStub(channel)
-    finally:
-        channel.close()
-        services.stop()
+    with open_shop(NO_WORK) as services_and_stub:
+        yield services_and_stub
 
 
 def order(key: str = "", item: str = "teapot", quantity: int = 1, customer: str = "ada"):
