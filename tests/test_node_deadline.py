@@ -34,7 +34,9 @@ def node():
         pytest.skip(reason)
 
 
-def test_a_javascript_deadline_arrives_as_time_remaining(node):
+@pytest.fixture
+def recorded():
+    """A KV server whose Get records the time its caller left it; the servicer and the server."""
     servicer = DeadlineRecorder()
     servicer.store.put("greeting", "hello")
     handle = background.serve_grpc(
@@ -42,28 +44,25 @@ def test_a_javascript_deadline_arrives_as_time_remaining(node):
         lambda server: services.kv_service.kv_pb2_grpc.add_KVServicer_to_server(servicer, server),
     )
     try:
-        node_client.run_node_client(handle.address, "get", "greeting", deadline_ms=1500)
-        node_client.run_node_client(handle.address, "get", "greeting")  # the default, 5000
+        yield servicer, handle
     finally:
         handle.stop()
+
+
+def test_a_javascript_deadline_arrives_as_time_remaining(node, recorded):
+    servicer, handle = recorded
+    node_client.run_node_client(handle.address, "get", "greeting", deadline_ms=1500)
+    node_client.run_node_client(handle.address, "get", "greeting")  # the default, 5000
     short, default = servicer.time_left
     assert 0 < short <= 1.5  # what is left of 1.5 s once the call has crossed
     assert 1.5 < default <= 5.0
 
 
-def test_a_repeated_call_gets_a_fresh_deadline_on_the_same_channel(node):
-    servicer = DeadlineRecorder()
-    servicer.store.put("greeting", "hello")
-    handle = background.serve_grpc(
-        "kv-deadline",
-        lambda server: services.kv_service.kv_pb2_grpc.add_KVServicer_to_server(servicer, server),
+def test_a_repeated_call_gets_a_fresh_deadline_on_the_same_channel(node, recorded):
+    servicer, handle = recorded
+    lines = node_client.run_node_client(
+        handle.address, "get", "greeting", deadline_ms=1500, repeat=3
     )
-    try:
-        lines = node_client.run_node_client(
-            handle.address, "get", "greeting", deadline_ms=1500, repeat=3
-        )
-    finally:
-        handle.stop()
     assert lines == [{"call": "get", "key": "greeting", "value": "hello"}] * 3
     assert len(servicer.time_left) == 3
     assert all(0 < left <= 1.5 for left in servicer.time_left)
