@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 import math
+import socket
 import threading
 import time
 
@@ -15,6 +16,7 @@ import pytest
 
 from rpclab import bench
 from rpclab.bench import echo, harness, placement
+from rpclab.byhand import framing
 from rpclab.runtime import background, process
 
 # A fake transport measured in this process only, nothing pinned: the harness's logic, fast.
@@ -147,7 +149,34 @@ def test_unknown_transports_are_refused_with_the_names_that_exist():
     with pytest.raises(ValueError, match="at least one"):
         bench.transport_names("")
     assert bench.transport_names(" raw , grpc,raw") == ["raw", "grpc"]
-    assert bench.transport_names(None) == list(bench.TRANSPORTS)
+    assert bench.transport_names(None) == list(echo.TRANSPORTS)  # the EXTRAS only when named
+    assert {"json-floor", "queue"} <= set(bench.TRANSPORTS) - set(bench.transport_names(None))
+
+
+def test_the_json_floor_is_measured_when_named_here_and_in_the_server_process():
+    settings = dataclasses.replace(TINY, where=("kernel", "process"), connections=0, rounds=1)
+    results = bench.run("raw,json-floor", settings)
+    floor = results["json-floor"]
+    assert not floor.errors and {r.where for r in floor.rounds} == {"kernel", "process"}
+    assert all(r.calls >= settings.min_calls and r.cpu_us > 0 for r in floor.rounds)
+    assert {s.transport for s in bench.summaries(results) if s.cpu_vs_raw} == {"raw", "json-floor"}
+    assert background.running() == {}
+
+
+def test_the_json_floor_server_drops_what_it_cannot_read_and_serves_the_others():
+    endpoint = echo.in_kernel(echo.EXTRAS["json-floor"])
+    try:
+        good = endpoint.connect("hi")
+        address = background.running()["bench-json-floor"]
+        for junk in (b"not json", b'{"method": "nope", "params": [], "id": 1}', b"[1]", b'"x"'):
+            with socket.create_connection(address, timeout=5) as bad:
+                bad.sendall(framing.encode_frame(junk))
+                assert bad.recv(100) == b""  # closed, nothing sent back
+        assert good.call() == "hi"
+        good.close()
+    finally:
+        endpoint.close()
+    assert background.running() == {}
 
 
 def test_the_command_refuses_an_unknown_transport_with_exit_code_2(capsys):

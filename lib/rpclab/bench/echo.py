@@ -1,8 +1,9 @@
 """Echo servers and their clients, one per transport, as rpclab.bench measures them.
 
-Measured in notebook 13 and by ``rpclab bench`` (through harness.py). About 850 lines because
+Measured in notebook 13 and by ``rpclab bench`` (through harness.py). About 900 lines because
 it holds seven transports side by side, each a server and a client of 20-60 lines, so that
-they can be compared; and the ``queue`` server of notebook 13's load experiments (EXTRAS).
+they can be compared; and, in EXTRAS, the ``queue`` server of notebook 13's load experiments
+and ``json-floor``, the least work any JSON-RPC in Python must do (a floor for the socket RPC).
 
 Each :class:`Transport` has two halves, so that its server can run in this process or in
 another one (rpclab.bench.server_process) while the client stays here:
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import socket
 import socketserver
 import struct
@@ -41,6 +43,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 from xmlrpc.server import SimpleXMLRPCServer
+
+import orjson
 
 from rpclab.adapters import xml_rpc
 from rpclab.byhand import framing
@@ -313,6 +317,65 @@ def client_raw(address: tuple[str, int]) -> Client:
             if reply is None:
                 raise ConnectionError("the raw echo server closed the connection")
             return memoryview(reply)[framing.HEADER.size :]
+
+        return Connection(call, sock.close)
+
+    return Client(connect)
+
+
+# --------------------------------------------------------------------------- json-floor
+
+
+_FLOOR_METHODS = {"echo": _echo}
+
+
+def _json_floor_reply(frame: bytes | bytearray) -> bytes:
+    request = orjson.loads(memoryview(frame)[framing.HEADER.size :])
+    result = _FLOOR_METHODS[request["method"]](*request["params"])
+    reply = orjson.dumps({"jsonrpc": "2.0", "result": result, "id": request["id"]})
+    return framing.HEADER.pack(len(reply)) + reply
+
+
+class _JSONFloorEcho(socketserver.BaseRequestHandler):
+    """Decode the request, look its method up, call it, encode the reply: the least a JSON-RPC
+    server must do, with no checks at all (a bad request just ends the connection)."""
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while (frame := _recv_raw_frame(sock)) is not None:
+                sock.sendall(_json_floor_reply(frame))
+        except (OSError, framing.FramingError, ValueError, LookupError, TypeError):
+            return  # closed, or not the request this floor knows: drop the connection
+
+
+def serve_json_floor() -> Served:
+    """The least JSON-RPC work in Python on raw's framing ('bench-json-floor'): a floor, not an
+    RPC anyone should use."""
+    return _handle("bench-json-floor", lambda address: _RawServer(address, _JSONFloorEcho))
+
+
+def client_json_floor(address: tuple[str, int]) -> Client:
+    def connect(payload: str) -> Connection:
+        sock = socket.create_connection(address, timeout=CALL_TIMEOUT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _set_timeouts(sock, CALL_TIMEOUT)
+        numbers = itertools.count(1)
+
+        def call() -> object:
+            request_id = next(numbers)
+            data = orjson.dumps(
+                {"jsonrpc": "2.0", "method": "echo", "params": [payload], "id": request_id}
+            )
+            sock.sendall(framing.HEADER.pack(len(data)) + data)
+            frame = _recv_raw_frame(sock)
+            if frame is None:
+                raise ConnectionError("the json-floor echo server closed the connection")
+            reply = orjson.loads(memoryview(frame)[framing.HEADER.size :])
+            if reply["id"] != request_id:
+                raise ConnectionError(f"a reply to call {reply['id']!r}, not {request_id}")
+            return reply["result"]
 
         return Connection(call, sock.close)
 
@@ -801,8 +864,16 @@ def serve_queue() -> Served:
     return Served(server.address, server.stop)
 
 
-# Servers the bench's server process can also run, which rpclab.bench does not measure by default.
+# Servers the bench's server process can also run, which rpclab.bench measures only when named
+# (``rpclab bench --transports raw,json-floor,socketrpc``).
 EXTRAS: dict[str, Transport] = {
+    "json-floor": Transport(
+        "json-floor",
+        "the least JSON-RPC work in Python: raw's framing, orjson both ways, no checks (a floor "
+        "for the socket RPC, not an RPC to use)",
+        serve_json_floor,
+        client_json_floor,
+    ),
     "queue": Transport(
         "queue",
         f"the socket RPC's echo, one call at a time, each taking {QUEUE_SERVICE_S * 1000:g} ms",

@@ -100,6 +100,7 @@ __all__ = [
     "Summary",
     "TRANSPORTS",
     "DESCRIPTIONS",
+    "ON_REQUEST",
     "LIMITS",
     "register",
     "transport_names",
@@ -187,10 +188,15 @@ NORMAL = Settings(payload_sizes=SWEEP)
 
 TRANSPORTS: dict[str, Callable[[], Endpoint]] = {}
 DESCRIPTIONS: dict[str, str] = {}
+ON_REQUEST: set[str] = set()  # measured only when named
+_SERVABLE = {**echo.TRANSPORTS, **echo.EXTRAS}  # what the bench's server process can run
 
 
-def register(name: str, setup: Callable[[], Endpoint], description: str = "") -> None:
+def register(
+    name: str, setup: Callable[[], Endpoint], description: str = "", *, by_default: bool = True
+) -> None:
     """Add (or replace) a transport: ``setup()`` starts its server here and returns an Endpoint.
+    With ``by_default=False`` it is measured only when named.
 
     Only rpclab.bench.echo's own transports can also run their server in another process; any
     other is measured in the kernel arrangements only.
@@ -200,13 +206,17 @@ def register(name: str, setup: Callable[[], Endpoint], description: str = "") ->
     checks.function("setup", setup, "setup() -> Endpoint")
     TRANSPORTS[name] = setup
     DESCRIPTIONS[name] = description
+    if by_default:
+        ON_REQUEST.discard(name)
+    else:
+        ON_REQUEST.add(name)
 
 
 def transport_names(transports: str | Iterable[str] | None = None) -> list[str]:
-    """The transports to measure: all registered ones for None; a list, or a comma-separated string,
-    checked."""
+    """The transports to measure: for None, every registered one but those measured only on
+    request; a list, or a comma-separated string, checked."""
     if transports is None:
-        return list(TRANSPORTS)
+        return [n for n in TRANSPORTS if n not in ON_REQUEST]
     names = (
         [n.strip() for n in transports.split(",")]
         if isinstance(transports, str)
@@ -223,11 +233,12 @@ def transport_names(transports: str | Iterable[str] | None = None) -> list[str]:
     return list(dict.fromkeys(names))  # each once, in the order given
 
 
-for _transport in echo.TRANSPORTS.values():
+for _transport in _SERVABLE.values():
     register(
         _transport.name,
         lambda t=_transport: echo.in_kernel(t),  # type: ignore[misc]
         _transport.description,
+        by_default=_transport.name in echo.TRANSPORTS,  # the EXTRAS only when named
     )
 
 
@@ -396,7 +407,7 @@ def arrangements(
             notes.append(f"not measured {placement.DESCRIPTIONS[place]}: {reason}")
     if not usable:
         usable = ["free"]
-    custom = [n for n in names if n not in echo.TRANSPORTS]
+    custom = [n for n in names if n not in _SERVABLE]
     if "process" in settings.where and custom:
         how = (
             "measured with the server in this process only"
@@ -498,7 +509,7 @@ def run(
     }
     endpoints: dict[tuple[str, str], Endpoint] = {}  # (where, name)
     child: server_process.ServerProcess | None = None
-    apart = [n for n in names if n in echo.TRANSPORTS] if "process" in settings.where else []
+    apart = [n for n in names if n in _SERVABLE] if "process" in settings.where else []
     measurements = sum(
         len([n for n in names if w == "kernel" or n in apart])
         * (2 if settings.connections and p in settings.concurrent_placements else 1)
