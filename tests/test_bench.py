@@ -154,12 +154,15 @@ def test_unknown_transports_are_refused_with_the_names_that_exist():
 
 
 def test_the_json_floor_is_measured_when_named_here_and_in_the_server_process():
-    settings = dataclasses.replace(TINY, where=("kernel", "process"), connections=0, rounds=1)
+    settings = dataclasses.replace(
+        TINY, where=("kernel", "process"), connections=0, rounds=1, payload_sizes=(16,)
+    )
     results = bench.run("raw,json-floor", settings)
     floor = results["json-floor"]
     assert not floor.errors and {r.where for r in floor.rounds} == {"kernel", "process"}
     assert all(r.calls >= settings.min_calls and r.cpu_us > 0 for r in floor.rounds)
     assert {s.transport for s in bench.summaries(results) if s.cpu_vs_raw} == {"raw", "json-floor"}
+    assert bench.choices(results) == []  # a measuring stick is never the best RPC transport
     assert background.running() == {}
 
 

@@ -389,7 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", metavar="FILE", help="also write every round and the summaries as JSON to FILE"
     )
     bench.add_argument(
-        "--transports", metavar="A,B", help="measure only these, comma-separated (default: all)"
+        "--transports",
+        metavar="A,B",
+        help="measure only these, comma-separated (default: all but json-floor and queue, which "
+        "are measured only when named)",
     )
     bench.set_defaults(func=_bench)
     _add_epmap_and_nginx(sub)

@@ -55,6 +55,7 @@ __all__ = [
     "MAX_PAYLOAD",
     "MAX_MESSAGE",
     "CALL_TIMEOUT",
+    "NOT_RPC",
     "GRPC_METHOD",
     "LIMITS",
     "Calls",
@@ -80,6 +81,7 @@ __all__ = [
 PAYLOAD = "x" * 32  # what each call echoes, unless a payload size says otherwise
 MAX_PAYLOAD = 1024 * 1024  # the largest payload a sweep may echo: 1 MiB
 MAX_MESSAGE = 2 * MAX_PAYLOAD  # the message limit every bench server and client gets
+NOT_RPC = frozenset({"raw", "json-floor"})  # measuring sticks: never chosen as the best RPC
 CALL_TIMEOUT = 10.0  # seconds one call may take before it fails (a 1 MiB echo on a busy machine)
 GRPC_METHOD = "/rpclab.bench.Bench/Echo"  # registered by hand (no .proto of its own)
 

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
 from rpclab.bench import harness, placement
+from rpclab.bench.echo import NOT_RPC
 from rpclab.bench.harness import LIMITS, WHERE, Settings, transport_names
 from rpclab.bench.results import Result, Summary, format_size, summaries
 
@@ -70,8 +71,8 @@ class Choice:
 
 
 def choices(results: dict[str, Result], baseline: str = "raw") -> list[Choice]:
-    """The best RPC transport (``baseline`` left out) in each situation, in the first arrangement
-    measured, computed from the results."""
+    """The best RPC transport in each situation, in the first arrangement measured, computed from
+    the results (``baseline`` and the measuring sticks of echo.NOT_RPC left out)."""
     first = next(iter(results.values()), None)
     if first is None:
         return []
@@ -79,7 +80,9 @@ def choices(results: dict[str, Result], baseline: str = "raw") -> list[Choice]:
     candidates = [
         s
         for s in summaries(results, baseline)
-        if s.transport != baseline and (s.where, s.placement) == (where, place)
+        if s.transport != baseline
+        and s.transport not in NOT_RPC
+        and (s.where, s.placement) == (where, place)
     ]
     picks: list[Choice] = []
 
@@ -124,7 +127,9 @@ def choices(results: dict[str, Result], baseline: str = "raw") -> list[Choice]:
             False,
             lambda v: f"{v:,.0f} calls/s",
         )
-    by_name = {r.transport: r for name, r in results.items() if name != baseline}
+    by_name = {
+        r.transport: r for name, r in results.items() if name != baseline and name not in NOT_RPC
+    }
     sizes = sorted({p.size for r in by_name.values() for p in r.payload if p.calls})
     if sizes:
         largest = sizes[-1]
