@@ -10,7 +10,8 @@ The headline figures are each transport's ratios to raw -- ``time ÷ raw`` and `
 every run's value and the largest distance of a run from the runs' median, in percent, and
 says whether every figure stayed within ``--tolerance`` (10% by default). It also prints the
 socket RPC's CPU per call against raw's on one connection, in each arrangement, against
-``--cpu-goal`` (1.2).
+``--cpu-goal`` (1.2), and, when ``json-floor`` was measured too (``--transports
+raw,json-floor,socketrpc``), the floor's: what any JSON-RPC in Python pays.
 
 Wall-clock ratios move with everything else the machine runs: run this on a quiet machine.
 Exit status: 0 if every figure held, 1 if one did not, 2 if a run failed.
@@ -92,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{v:.2f}" for v in values)
             + f" (goal at most {args.cpu_goal}: {verdict})"
         )
+        floor = key.replace("socketrpc |", "json-floor |", 1)
+        if floor in keys:  # measured when named: --transports raw,json-floor,socketrpc
+            print(
+                "  json-floor, the least JSON-RPC work in Python, there: "
+                + ", ".join(f"{r['headline'][floor]:.2f}" for r in runs)
+            )
     if not args.keep:
         print(f"(each run's JSON is in {folder})")
     return 0 if held else 1
