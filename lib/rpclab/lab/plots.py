@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from matplotlib.figure import Figure as _MatplotlibFigure
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, StrMethodFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, StrMethodFormatter
 
 from rpclab.lab.timing import format_seconds
 
@@ -530,7 +530,7 @@ def rounds_strip(
         ax.text(
             1.02,
             y,
-            f"{median:,.3g} {unit}",
+            f"{median:,.0f} {unit}" if median >= 100 else f"{median:.3g} {unit}",
             va="center",
             fontsize=9,
             transform=ax.get_yaxis_transform(),
@@ -540,6 +540,11 @@ def rounds_strip(
         bottom = min(min(values) for values in groups.values())
         ax.set_xscale("log")
         ax.set_xlim(bottom / 1.3, top * 1.3)  # the data, and a little room
+        # ticks at 1, 2 and 5 times each power of ten, labelled as plain numbers (matplotlib's own
+        # labels for a range under a few decades, "2x10^0 3x10^0 ...", run into each other)
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     else:
         ax.set_xlim(0, top * 1.1)
     ax.set_yticks(range(len(names)), names)
