@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.flight as fl
 import pytest
 
-from rpclab.bigdata import encodings, flight, over_grpc, over_json, transfer
+from rpclab.bigdata import encodings, exercise, flight, over_grpc, over_json, transfer
 from rpclab.bigdata.table import MAX_ROWS, SCHEMA, make_table, nbytes, same_rows
 from rpclab.byhand import socketrpc
 from rpclab.runtime import background, process
@@ -86,6 +86,35 @@ def test_an_upload_over_max_rows_is_refused_and_the_table_held_stays():
     assert "more" not in server.service.tables
     same_rows(TABLE, server.service.tables["readings"])
     server.stop()
+
+
+class _Appending(flight.TableServer):
+    def do_put(self, context, descriptor, reader, writer):
+        name = self.table_name(descriptor)
+        upload = self.read_upload(reader)
+        with self.lock:
+            old = self.tables.get(name)
+            self.tables[name] = upload if old is None else pa.concat_tables([old, upload])
+
+
+def test_uploads_at_the_same_moment_cannot_pass_max_rows_together():
+    # Each of the four fits alone; before read_upload counted the rows still arriving in the
+    # others, all four were taken and the server held 1,400 rows.
+    watched, gate, _ = exercise._watched(_Appending)
+    server = flight.serve(
+        "flight-test", {"readings": make_table(1_000)}, server_class=watched, max_rows=1_200
+    )
+    try:
+        parts = [make_table(100, seed=i) for i in range(4)]
+        errors = exercise._uploads_at_once(server, gate, "readings", parts)
+        assert server.service.tables["readings"].num_rows == 1_200 and len(errors) == 2
+        assert server.service._arriving == {}  # every upload's reservation ended with its call
+        with flight.connect(server) as client:  # the rows refused are not held against others
+            flight.put_table(client, "readings", make_table(0))
+            with pytest.raises(ValueError, match="over 1,200 rows"):
+                flight.put_table(client, "readings", make_table(1, seed=9))
+    finally:
+        server.stop()
 
 
 def test_serving_again_replaces_the_flight_server_and_stop_all_leaves_no_thread_or_port():

@@ -153,7 +153,7 @@ class _NewTableForgotten(_Appending):
     [
         (_Replacing, "replaced the table instead of appending"),
         (_Racy, "left it with 1,600 rows: 3 uploads were lost"),
-        (_Unbounded, "was taken: read uploads with self.read_upload(reader)"),
+        (_Unbounded, "with self.read_upload(reader)"),
         (_ReplacesItsOwnCount, "leave out already="),
         (_Unfiltered, "returned 1,900 rows"),
         (_StrictlyGreater, "have a value of at least"),

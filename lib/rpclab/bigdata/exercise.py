@@ -5,7 +5,8 @@ The learner writes a subclass of :class:`rpclab.bigdata.flight.TableServer` with
 
 * ``do_put``: the uploaded rows are *appended* to the table the descriptor names (a table that
   does not exist yet is created), also when several clients upload at the same moment, and an
-  upload that would make the server hold more than ``max_rows`` rows is refused;
+  upload that would make the server hold more than ``max_rows`` rows is refused (several at
+  once too: read_upload counts the rows still arriving in the others);
 * ``do_get``: a ticket ``{"table": name, "min_value": x}`` returns only the rows whose
   ``value`` is at least ``x``, in the table's order.
 
@@ -304,8 +305,20 @@ def _check_put(
         "by each upload's 100 rows.",
     )
 
+    room = max_rows - sum(t.num_rows for t in tables.values())
+    each = room // 3 + 1  # each upload fits alone; four together do not
+    together = [_rows(3_000 + each * i, each, seed=20 + i) for i in range(4)]
+    _uploads_at_once(server, gate, "bulk", together)  # some are refused: as they should be
     held_rows = sum(t.num_rows for t in tables.values())
-    too_many = _rows(2_000, max_rows - held_rows + 1, seed=3)
+    expect(
+        held_rows <= max_rows,
+        f"four uploads of {each:,} rows sent at the same moment, each within max_rows but over it "
+        f"together, left the server holding {held_rows:,} rows (its max_rows is {max_rows:,}): "
+        "read each upload with self.read_upload(reader), which counts the rows of the uploads "
+        "still arriving (for an append, leave out already=).",
+    )
+
+    too_many = _rows(9_000, max_rows - held_rows + 1, seed=3)
     try:
         flight.put_table(client, "readings", too_many, timeout=TIMEOUT)
     except Exception:  # refused, as it should be

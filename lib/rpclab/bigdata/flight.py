@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent import futures
 from typing import Any
 
@@ -92,6 +92,7 @@ class TableServer(fl.FlightServerBase):
         self.max_rows = check_rows(max_rows, "max_rows")
         self.lock = threading.RLock()
         self.tables: dict[str, pa.Table] = {}
+        self._arriving: dict[int, int] = {}  # rows of each upload being read, by its thread
         for name, table in (tables or {}).items():
             if not isinstance(table, pa.Table):
                 raise TypeError(f"tables[{name!r}] must be a pyarrow.Table")
@@ -99,6 +100,20 @@ class TableServer(fl.FlightServerBase):
         if self._rows_held() > self.max_rows:
             raise ValueError(f"the tables hold more than max_rows={self.max_rows:,} rows")
         super().__init__(location)
+        self.do_put = self._ending_uploads(self.do_put)  # whichever class wrote do_put
+
+    def _ending_uploads(self, do_put: Callable[..., None]) -> Callable[..., None]:
+        """``do_put``, after which the rows its upload reserved (read_upload) count no more: by
+        then they are stored, or refused."""
+
+        def handler(*args: Any) -> None:
+            try:
+                do_put(*args)
+            finally:
+                with self.lock:
+                    self._arriving.pop(threading.get_ident(), None)
+
+        return handler
 
     # ------------------------------------------------------------------ helpers for subclasses
 
@@ -124,17 +139,28 @@ class TableServer(fl.FlightServerBase):
 
     def read_upload(self, reader: fl.MetadataRecordBatchReader, *, already: int = 0) -> pa.Table:
         """Read a DoPut's batches, refusing (ValueError) as soon as the server would hold more than
-        ``max_rows`` rows (``already`` of them are in the table the upload joins or replaces)."""
+        ``max_rows`` rows (``already`` of them are in the table the upload replaces).
+
+        An upload's rows count as held from the moment they arrive until its ``do_put`` returns,
+        so uploads that arrive at the same moment cannot pass the bound together (just after an
+        upload is stored, its rows count twice for an instant: on the safe side).
+        """
+        me = threading.get_ident()
         batches = []
-        held = self._rows_held() - already
+        read = 0
         for chunk in reader:
-            held += chunk.data.num_rows
-            if held > self.max_rows:
-                read = sum(b.num_rows for b in batches) + chunk.data.num_rows
-                raise ValueError(
-                    f"this upload would make the server hold over {self.max_rows:,} rows "
-                    f"(refused after reading {read:,} of its rows)"
-                )
+            rows = chunk.data.num_rows
+            read += rows
+            with self.lock:
+                others = sum(n for thread, n in self._arriving.items() if thread != me)
+                held = self._rows_held() + others - already + read
+                if held > self.max_rows:
+                    self._arriving.pop(me, None)
+                    raise ValueError(
+                        f"this upload would make the server hold over {self.max_rows:,} rows "
+                        f"(refused after reading {read:,} of its rows)"
+                    )
+                self._arriving[me] = read
             batches.append(chunk.data)
         return pa.Table.from_batches(batches, schema=reader.schema)
 
