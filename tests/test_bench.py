@@ -273,6 +273,10 @@ def measured():
     threads_before = set(threading.enumerate())
     ports_before = process.listening_ports()
     results = bench.run(None, SMOKE)
+    for thread in set(threading.enumerate()) - threads_before:
+        # grpc.aio's poller thread ends on its own just after the last aio channel and server
+        # have closed: wait for each new thread to end (bounded), then see what is left
+        thread.join(5.0)
     return results, threads_before, set(threading.enumerate()), ports_before
 
 
