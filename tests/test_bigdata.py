@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.flight as fl
 import pytest
 
+from flightlab import Appending
 from rpclab.bigdata import encodings, exercise, flight, over_grpc, over_json, transfer
 from rpclab.bigdata.table import MAX_ROWS, SCHEMA, make_table, nbytes, same_rows
 from rpclab.byhand import socketrpc
@@ -88,19 +89,10 @@ def test_an_upload_over_max_rows_is_refused_and_the_table_held_stays():
     server.stop()
 
 
-class _Appending(flight.TableServer):
-    def do_put(self, context, descriptor, reader, writer):
-        name = self.table_name(descriptor)
-        upload = self.read_upload(reader)
-        with self.lock:
-            old = self.tables.get(name)
-            self.tables[name] = upload if old is None else pa.concat_tables([old, upload])
-
-
 def test_uploads_at_the_same_moment_cannot_pass_max_rows_together():
     # Each of the four fits alone; before read_upload counted the rows still arriving in the
     # others, all four were taken and the server held 1,400 rows.
-    watched, gate, _ = exercise._watched(_Appending)
+    watched, gate, _ = exercise._watched(Appending)
     server = flight.serve(
         "flight-test", {"readings": make_table(1_000)}, server_class=watched, max_rows=1_200
     )

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from flightlab import Appending
 from rpclab import exercises
 from rpclab.bigdata import exercise, flight
 from rpclab.exercises import NotDone
@@ -57,25 +58,11 @@ def test_the_revealed_solution_passes_the_check():
     assert verdict.ok, str(verdict)
 
 
-class _Appending(flight.TableServer):
-    def do_put(self, context, descriptor, reader, writer):
-        name = self.table_name(descriptor)
-        upload = self.read_upload(reader)
-        with self.lock:
-            old = self.tables.get(name)
-            self.tables[name] = upload if old is None else pa.concat_tables([old, upload])
-
-    def do_get(self, context, ticket):
-        fields = self.parse_ticket(ticket)
-        table = self.table(fields["table"])
-        return self.batches(table.filter(pc.greater_equal(table["value"], fields["min_value"])))
-
-
-class _Replacing(_Appending):
+class _Replacing(Appending):
     do_put = flight.TableServer.do_put
 
 
-class _Racy(_Appending):
+class _Racy(Appending):
     """The base class's do_put with its last line made an append: the old table is read before
     the upload, under one lock, and the new one stored under another."""
 
@@ -88,7 +75,7 @@ class _Racy(_Appending):
             self.tables[name] = upload if old is None else pa.concat_tables([old, upload])
 
 
-class _HoldsTheLockWhileReading(_Appending):
+class _HoldsTheLockWhileReading(Appending):
     """Correct, if slow: one upload at a time."""
 
     def do_put(self, context, descriptor, reader, writer):
@@ -99,7 +86,7 @@ class _HoldsTheLockWhileReading(_Appending):
             self.tables[name] = upload if old is None else pa.concat_tables([old, upload])
 
 
-class _Unbounded(_Appending):
+class _Unbounded(Appending):
     """Reads the upload itself, so nothing bounds it."""
 
     def do_put(self, context, descriptor, reader, writer):
@@ -110,7 +97,7 @@ class _Unbounded(_Appending):
             self.tables[name] = upload if old is None else pa.concat_tables([old, upload])
 
 
-class _ReplacesItsOwnCount(_Appending):
+class _ReplacesItsOwnCount(Appending):
     """Copies the base class's already=, which is right for a replace, not for an append."""
 
     def do_put(self, context, descriptor, reader, writer):
@@ -123,23 +110,23 @@ class _ReplacesItsOwnCount(_Appending):
             self.tables[name] = upload if old is None else pa.concat_tables([old, upload])
 
 
-class _Unfiltered(_Appending):
+class _Unfiltered(Appending):
     do_get = flight.TableServer.do_get
 
 
-class _StrictlyGreater(_Appending):
+class _StrictlyGreater(Appending):
     def do_get(self, context, ticket):
         fields = self.parse_ticket(ticket)
         table = self.table(fields["table"])
         return self.batches(table.filter(pc.greater(table["value"], fields["min_value"])))
 
 
-class _PutOnlyDone(_Appending):
+class _PutOnlyDone(Appending):
     def do_get(self, context, ticket):
         raise NotDone("send the rows whose value is at least min_value")
 
 
-class _NewTableForgotten(_Appending):
+class _NewTableForgotten(Appending):
     def do_put(self, context, descriptor, reader, writer):
         name = self.table_name(descriptor)
         upload = self.read_upload(reader)
@@ -180,5 +167,5 @@ def test_uploads_at_once_lose_rows_on_a_racy_append_and_none_on_a_locked_one():
     racy = exercise.upload_at_once(_Racy)
     assert (racy.before, racy.after, racy.lost) == (1_000, 1_100, 3)
     assert str(racy).endswith("it now holds 1,100 rows -- 3 uploads lost")
-    locked = exercise.upload_at_once(_Appending)
+    locked = exercise.upload_at_once(Appending)
     assert (locked.after, locked.lost) == (1_400, 0) and "lost" not in str(locked)

@@ -149,8 +149,7 @@ class TableServer(fl.FlightServerBase):
         batches = []
         read = 0
         for chunk in reader:
-            rows = chunk.data.num_rows
-            read += rows
+            read += chunk.data.num_rows
             with self.lock:
                 others = sum(n for thread, n in self._arriving.items() if thread != me)
                 held = self._rows_held() + others - already + read
